@@ -1,0 +1,40 @@
+"""User-facing errors.
+
+Every mistake a user can make (a wrong setting, a broken file, an impossible shape) is raised as an
+:class:`ENASError` whose message is one line naming the setting, the bad value and what is
+allowed. The command-line entry point prints that line and exits non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ENASError(Exception):
+    """Base class of errors caused by user input; the message is shown as one line."""
+
+    exit_code = 2
+
+
+class ConfigError(ENASError):
+    """A setting has a value that is not allowed."""
+
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
+        self.setting, self.value, self.allowed = setting, value, allowed
+        super().__init__(f"{setting}={value!r} is not allowed: {allowed}")
+
+
+class ArchError(ENASError):
+    """An architecture (record, JSON file or integer string) is invalid for its search space."""
+
+
+class DataError(ENASError):
+    """A dataset is missing, corrupt or unreadable."""
+
+
+class CheckpointError(ENASError):
+    """A checkpoint cannot be used with the current configuration."""
+
+
+class NonFiniteError(ENASError):
+    """Training produced too many non-finite losses in a row."""
+
+    exit_code = 3

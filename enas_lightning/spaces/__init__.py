@@ -1,0 +1,1 @@
+"""Search spaces: one sub-package per space (ops, supernet, standalone network)."""
