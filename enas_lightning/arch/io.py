@@ -1,0 +1,85 @@
+"""Reading and writing architectures: JSON files and the authors' integer strings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from enas_lightning.arch.macro import MacroArch
+from enas_lightning.arch.micro import MicroArch
+from enas_lightning.errors import ArchError
+
+_RECORDS = {"micro": MicroArch, "macro": MacroArch}
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"0 1 2, 3"`` or ``"[0,1,2,3]"`` -> ``[0, 1, 2, 3]``."""
+    tokens = [t for t in re.split(r"[\s,\[\]]+", text.strip()) if t]
+    try:
+        return [int(t) for t in tokens]
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+        raise ArchError(
+            f"arch={text[:60]!r}: {bad!r} is not an integer; give a JSON file path or the "
+            "authors' integer string"
+        ) from None
+
+
+def arch_from_dict(d: dict[str, Any], space: str) -> MicroArch | MacroArch:
+    found = d.get("space", space)
+    if found != space:
+        raise ArchError(
+            f"the architecture is from the {found} search space but search_space={space}"
+        )
+    return _RECORDS[space].from_dict(d)
+
+
+def load_arch(
+    value: str | os.PathLike,
+    space: str,
+    ops: tuple[str, ...],
+    size: int | None = None,
+) -> MicroArch | MacroArch:
+    """Load an architecture for ``space`` from a JSON file path or an integer string.
+
+    ``size`` is the expected node count (micro) or layer count (macro), checked when given.
+    A ``.json`` from a search run (``best_arch.json``) or from an export (``arch.json``) works.
+    """
+    if space not in _RECORDS:
+        raise ArchError(f"search_space={space!r}: allowed micro, macro")
+    text = str(value)
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ArchError(f"arch={text!r}: no such file")
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ArchError(f"arch={text!r}: not a readable JSON file ({e})") from None
+        if not isinstance(d, dict):
+            raise ArchError(f"arch={text!r}: expected a JSON object")
+        d = d.get("arch", d)
+        arch = arch_from_dict(d, space)
+    else:
+        ints = parse_ints(text)
+        if space == "micro":
+            arch = MicroArch.from_ints(ints, ops, num_nodes=size)
+        else:
+            arch = MacroArch.from_ints(ints, ops, num_layers=size)
+    if space == "micro":
+        arch.validate(ops, num_nodes=size)
+    else:
+        arch.validate(ops, num_layers=size)
+    return arch
+
+
+def save_arch(
+    arch: MicroArch | MacroArch, path: str | os.PathLike, ops: tuple[str, ...], **extra: Any
+) -> None:
+    """Write ``arch`` as readable JSON (plus the integer string for ``ops``) and ``extra`` keys."""
+    d = arch.to_dict(ops)
+    d.update(extra)
+    Path(path).write_text(json.dumps(d, indent=2) + "\n")

@@ -1,0 +1,139 @@
+"""Macro (whole network) architectures.
+
+Layer i applies one op to the previous layer's output and adds skips from any subset of the
+earlier layers 0 .. i-1. The authors' integer format: per layer i, the op integer followed by i
+skip bits (one per earlier layer), so L layers take L(L+1)/2 integers (78 for 12, 300 for 24).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from enas_lightning.errors import ArchError
+from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+
+
+@dataclass(frozen=True)
+class MacroLayer:
+    """One layer: its op and the sorted indices of the earlier layers it takes skips from."""
+
+    op: str
+    skips: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MacroArch:
+    layers: tuple[MacroLayer, ...]
+    space: ClassVar[str] = "macro"
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def skip_rate(self) -> float:
+        """Fraction of the possible skips that are used."""
+        possible = self.num_layers * (self.num_layers - 1) // 2
+        return sum(len(layer.skips) for layer in self.layers) / max(possible, 1)
+
+    def validate(self, ops: tuple[str, ...] | None = None, num_layers: int | None = None) -> None:
+        if self.num_layers < 1:
+            raise ArchError("macro arch needs at least one layer")
+        if num_layers is not None and self.num_layers != num_layers:
+            raise ArchError(
+                f"macro arch has {self.num_layers} layers but search_space.layers={num_layers}"
+            )
+        for i, layer in enumerate(self.layers):
+            if ops is not None and layer.op not in ops:
+                raise ArchError(
+                    f"layer {i}: op {layer.op!r} is not in the search space's ops ({', '.join(ops)})"
+                )
+            for j in layer.skips:
+                if not 0 <= j < i:
+                    raise ArchError(
+                        f"layer {i}: skip from layer {j} points at itself or a later layer; "
+                        f"allowed 0..{i - 1}"
+                    )
+            if list(layer.skips) != sorted(set(layer.skips)):
+                raise ArchError(f"layer {i}: skips {list(layer.skips)} must be sorted and unique")
+
+    def to_ints(self, ops: tuple[str, ...] = AUTHORS_MACRO_OPS) -> list[int]:
+        out: list[int] = []
+        for i, layer in enumerate(self.layers):
+            if layer.op not in ops:
+                raise ArchError(f"op {layer.op!r} has no integer in the vocabulary {ops}")
+            out.append(ops.index(layer.op))
+            out += [int(j in layer.skips) for j in range(i)]
+        return out
+
+    @classmethod
+    def from_ints(
+        cls,
+        ints: list[int],
+        ops: tuple[str, ...] = AUTHORS_MACRO_OPS,
+        num_layers: int | None = None,
+    ) -> MacroArch:
+        n = len(ints)
+        # L(L+1)/2 = n  ->  L = (sqrt(8n+1) - 1) / 2
+        layers = int((math.isqrt(8 * n + 1) - 1) // 2)
+        if n == 0 or layers * (layers + 1) // 2 != n:
+            raise ArchError(
+                f"macro arc has {n} integers; expected L(L+1)/2 for L layers (78 for 12, 300 for 24)"
+            )
+        if num_layers is not None and layers != num_layers:
+            raise ArchError(
+                f"macro arc has {n} integers = {layers} layers; expected "
+                f"{num_layers * (num_layers + 1) // 2} for search_space.layers={num_layers}"
+            )
+        out, pos = [], 0
+        for i in range(layers):
+            o = ints[pos]
+            if not 0 <= o < len(ops):
+                raise ArchError(
+                    f"layer {i}: op index {o} out of range; allowed 0..{len(ops) - 1} "
+                    f"({', '.join(ops)})"
+                )
+            bits = ints[pos + 1 : pos + 1 + i]
+            for j, b in enumerate(bits):
+                if b not in (0, 1):
+                    raise ArchError(f"layer {i}: skip bit for layer {j} is {b}; allowed 0 or 1")
+            out.append(MacroLayer(ops[o], tuple(j for j, b in enumerate(bits) if b)))
+            pos += 1 + i
+        arch = cls(tuple(out))
+        arch.validate(ops)
+        return arch
+
+    def to_dict(self, ops: tuple[str, ...] = AUTHORS_MACRO_OPS) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "space": self.space,
+            "layers": [{"op": layer.op, "skips": list(layer.skips)} for layer in self.layers],
+        }
+        if all(layer.op in ops for layer in self.layers):
+            d["ops"] = list(ops)
+            d["ints"] = " ".join(map(str, self.to_ints(ops)))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MacroArch:
+        if d.get("space", "macro") != "macro":
+            raise ArchError(f"this is a {d.get('space')} architecture, not a macro one")
+        try:
+            layers = tuple(
+                MacroLayer(str(x["op"]), tuple(int(j) for j in x.get("skips", ())))
+                for x in d["layers"]
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArchError(
+                f"macro arch JSON needs 'layers': [{{'op': name, 'skips': [...]}}, ...] ({e})"
+            ) from None
+        arch = cls(layers)
+        arch.validate()
+        return arch
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"layer {i:2d}: {layer.op:<14s} skips from {list(layer.skips)}"
+            for i, layer in enumerate(self.layers)
+        )
