@@ -1,0 +1,143 @@
+"""What the two controllers share: the stacked LSTM, the decision sampler, the output record.
+
+Every architecture is sampled as a sequence of categorical decisions; each decision's logits come
+from the LSTM's top hidden state and the chosen value is fed back as the next input. All
+decisions of ``n`` architectures are taken in one batched pass (the batch dimension is the
+architecture), so sampling 100 architectures costs about as much as sampling one.
+
+Passing ``arcs`` teacher-forces the decisions instead of sampling them; this is how log
+probabilities of given architectures are recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+@dataclass
+class Sample:
+    """``n`` sampled architectures.
+
+    ``arcs``: the decisions as integers (micro ``[n, 2, B, 4]``, macro ``[n, L, L + 1]``);
+    ``log_prob`` and ``entropy``: ``[n]``, summed over decisions (``log_prob`` carries gradients);
+    ``penalty``: ``[n]`` extra loss per architecture (the macro skip penalty, else zeros);
+    ``op_probs``: ``[n, D, num_ops]`` probabilities of each op decision (for plots).
+    """
+
+    arcs: Tensor
+    log_prob: Tensor
+    entropy: Tensor
+    penalty: Tensor
+    op_probs: Tensor
+
+
+class Controller(nn.Module):
+    """Base class: LSTM cells, a learned start input, and the categorical decision step.
+
+    Args:
+        lstm_size: hidden units (64 in the paper).
+        lstm_layers: stacked LSTM layers.
+        tanh_constant: ``c`` in ``logits = c * tanh(logits)``, bounding the logits; ``None`` off.
+        temperature: divides the logits before the tanh; ``None`` off.
+        uniform: sample every decision uniformly and never learn (the random-search baseline):
+            the logits are zeros, so probabilities, log-probabilities and entropies stay exact.
+    """
+
+    space: str = ""
+
+    def __init__(
+        self,
+        lstm_size: int = 64,
+        lstm_layers: int = 1,
+        tanh_constant: float | None = 1.1,
+        temperature: float | None = None,
+        uniform: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lstm_size = lstm_size
+        self.tanh_constant = tanh_constant
+        self.temperature = temperature
+        self.uniform = uniform
+        self.lstm = nn.ModuleList(nn.LSTMCell(lstm_size, lstm_size) for _ in range(lstm_layers))
+        self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
+
+    def reset_parameters(self) -> None:
+        """The reference initialises every controller weight uniformly in [-0.1, 0.1]."""
+        for p in self.parameters():
+            nn.init.uniform_(p, -0.1, 0.1)
+
+    def zero_state(self, n: int) -> list[tuple[Tensor, Tensor]]:
+        z = self.g_emb.new_zeros(n, self.lstm_size)
+        return [(z, z) for _ in self.lstm]
+
+    def step(
+        self, x: Tensor, state: list[tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """One LSTM step: ``x [n, H]`` -> top hidden state ``[n, H]`` and the new state."""
+        new = []
+        for cell, (h, c) in zip(self.lstm, state, strict=True):
+            h, c = cell(x, (h, c))
+            new.append((h, c))
+            x = h
+        return x, new
+
+    def scale(self, logits: Tensor, tanh_constant: float | None) -> Tensor:
+        """Temperature then ``c * tanh``; zeros when sampling uniformly."""
+        if self.uniform:
+            return torch.zeros_like(logits)
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if tanh_constant is not None:
+            logits = tanh_constant * torch.tanh(logits)
+        return logits
+
+    @staticmethod
+    def decide(
+        logits: Tensor,
+        forced: Tensor | None,
+        greedy: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Pick one value per row of ``logits [..., K]``.
+
+        Returns the choice ``[...]`` (long), its log-probability and the entropy ``[...]``.
+        """
+        log_p = F.log_softmax(logits, dim=-1)
+        if forced is not None:
+            choice = forced
+        elif greedy:
+            choice = log_p.argmax(dim=-1)
+        else:
+            flat = log_p.detach().exp().reshape(-1, log_p.shape[-1])
+            choice = torch.multinomial(flat, 1, generator=generator).view(log_p.shape[:-1])
+        chosen = log_p.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        return choice, chosen, entropy
+
+    def forward(
+        self,
+        n: int = 1,
+        arcs: Tensor | None = None,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Sample:
+        raise NotImplementedError
+
+    def to_archs(self, arcs: Tensor) -> list:
+        """Integer decisions -> architecture records."""
+        raise NotImplementedError
+
+    def from_archs(self, archs: list) -> Tensor:
+        """Architecture records -> integer decisions (for teacher forcing)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_archs(
+        self, n: int, generator: torch.Generator | None = None, greedy: bool = False
+    ) -> list:
+        """Sample ``n`` architectures as records, without building a graph."""
+        return self.to_archs(self(n, greedy=greedy, generator=generator).arcs)

@@ -1,0 +1,125 @@
+"""The macro controller: per layer an op, then a yes/no skip from every earlier layer.
+
+Follows the authors' ``general_controller.py``: op logits ``c * tanh(W h)`` (no bias); the skip
+decisions use attention over one anchor per earlier layer, ``q_j = v . tanh(W1 a_j + W2 h)``, and
+an independent two-way choice per earlier layer from the logits ``[-q_j, q_j]`` (scaled by
+``c * tanh``); the next input is the mean of the chosen anchors.
+
+The skip penalty pulls the skip probability towards ``skip_target``:
+``KL(Bernoulli(p_j) || Bernoulli(skip_target))`` summed over the earlier layers ``j`` and averaged
+over the layers. ``p_j`` is the probability with which the skip is actually sampled (the
+reference applied a sigmoid to the pre-softmax logit, which is not quite that probability).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from enas_lightning.arch.macro import MacroArch, MacroLayer
+from enas_lightning.controller.base import Controller, Sample
+
+
+class MacroController(Controller):
+    """Samples ``[n, L, L + 1]`` decisions: column 0 the op, column ``1 + j`` the skip from j."""
+
+    space = "macro"
+
+    def __init__(
+        self,
+        ops: tuple[str, ...],
+        num_layers: int = 12,
+        lstm_size: int = 64,
+        lstm_layers: int = 1,
+        tanh_constant: float | None = 1.5,
+        temperature: float | None = None,
+        skip_target: float = 0.4,
+        uniform: bool = False,
+    ) -> None:
+        super().__init__(lstm_size, lstm_layers, tanh_constant, temperature, uniform)
+        self.ops = tuple(ops)
+        self.num_layers = num_layers
+        self.skip_target = skip_target
+        self.w_emb = nn.Embedding(len(self.ops), lstm_size)
+        self.w_soft = nn.Linear(lstm_size, len(self.ops), bias=False)
+        self.w_attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.w_attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.v_attn = nn.Linear(lstm_size, 1, bias=False)
+        self.reset_parameters()
+
+    def forward(
+        self,
+        n: int = 1,
+        arcs: Tensor | None = None,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Sample:
+        if arcs is not None:
+            n = arcs.shape[0]
+        big_l = self.num_layers
+        out = torch.zeros(n, big_l, big_l + 1, dtype=torch.long, device=self.g_emb.device)
+        log_prob = self.g_emb.new_zeros(n)
+        entropy = self.g_emb.new_zeros(n)
+        penalty = self.g_emb.new_zeros(n)
+        op_probs = []
+        state = self.zero_state(n)
+        g = self.g_emb.expand(n, -1)
+        inputs = g
+        anchors: list[Tensor] = []
+        anchors_w1: list[Tensor] = []
+        t = self.skip_target
+        for layer in range(big_l):
+            h, state = self.step(inputs, state)
+            logits = self.scale(self.w_soft(h), self.tanh_constant)
+            forced = None if arcs is None else arcs[:, layer, 0]
+            op, lp, ent = self.decide(logits, forced, greedy, generator)
+            out[:, layer, 0] = op
+            log_prob, entropy = log_prob + lp, entropy + ent
+            op_probs.append(torch.softmax(logits, -1).detach())
+            h, state = self.step(self.w_emb(op), state)
+            if layer > 0:
+                keys = torch.stack(anchors_w1, 1)  # [n, layer, H]
+                q = self.v_attn(torch.tanh(keys + self.w_attn_2(h).unsqueeze(1))).squeeze(-1)
+                logits = self.scale(torch.stack([-q, q], -1), self.tanh_constant)  # [n, layer, 2]
+                forced = None if arcs is None else arcs[:, layer, 1 : 1 + layer]
+                skip, lp, ent = self.decide(logits, forced, greedy, generator)
+                out[:, layer, 1 : 1 + layer] = skip
+                log_prob = log_prob + lp.sum(-1)
+                entropy = entropy + ent.sum(-1)
+                p = torch.softmax(logits, -1)[..., 1].clamp(1e-6, 1 - 1e-6)
+                kl = p * torch.log(p / t) + (1 - p) * torch.log((1 - p) / (1 - t))
+                penalty = penalty + kl.sum(-1) / (big_l - 1)
+                chosen = skip.to(h.dtype)
+                values = torch.stack(anchors, 1)
+                inputs = (chosen.unsqueeze(1) @ values).squeeze(1) / (1.0 + chosen.sum(-1, True))
+            else:
+                inputs = g
+            anchors.append(h)
+            anchors_w1.append(self.w_attn_1(h))
+        return Sample(out, log_prob, entropy, penalty, torch.stack(op_probs, 1))
+
+    def op_labels(self) -> list[str]:
+        return [f"layer{i}" for i in range(self.num_layers)]
+
+    def to_archs(self, arcs: Tensor) -> list[MacroArch]:
+        archs = []
+        for a in arcs.tolist():
+            archs.append(
+                MacroArch(
+                    tuple(
+                        MacroLayer(self.ops[row[0]], tuple(j for j in range(i) if row[1 + j]))
+                        for i, row in enumerate(a)
+                    )
+                )
+            )
+        return archs
+
+    def from_archs(self, archs: list[MacroArch]) -> Tensor:
+        big_l = self.num_layers
+        out = torch.zeros(len(archs), big_l, big_l + 1, dtype=torch.long)
+        for k, a in enumerate(archs):
+            for i, layer in enumerate(a.layers):
+                out[k, i, 0] = self.ops.index(layer.op)
+                for j in layer.skips:
+                    out[k, i, 1 + j] = 1
+        return out.to(self.g_emb.device)
