@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -81,8 +82,10 @@ class EpochBatches:
     def indices(self) -> Tensor:
         """This rank's item order for the current epoch, int64 ``[shard_size]``."""
         if self.shuffle:
-            # Seed and epoch packed into one 64-bit seed: every (seed, epoch) pair is distinct.
-            g = torch.Generator().manual_seed(((self.seed % 2**32) << 32) | (self.epoch % 2**32))
+            # torch's CPU generator keeps only 32 bits of its seed, so (seed, epoch) is hashed
+            # into 32 bits by numpy's SeedSequence rather than packed into one 64-bit integer.
+            mixed = np.random.SeedSequence([self.seed % 2**32, self.epoch % 2**32])
+            g = torch.Generator().manual_seed(int(mixed.generate_state(1)[0]))
             order = torch.randperm(self.num_items, generator=g)
         else:
             order = torch.arange(self.num_items)
