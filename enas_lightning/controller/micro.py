@@ -138,8 +138,7 @@ class MicroController(Controller):
             cells = [
                 MicroCell(
                     tuple(
-                        MicroNode((i1, i2), (self.ops[o1], self.ops[o2]))
-                        for i1, o1, i2, o2 in cell
+                        MicroNode((i1, i2), (self.ops[o1], self.ops[o2])) for i1, o1, i2, o2 in cell
                     )
                 )
                 for cell in a
@@ -150,8 +149,10 @@ class MicroController(Controller):
     def from_archs(self, archs: list[MicroArch]) -> Tensor:
         rows = [
             [
-                [[n.inputs[0], self.ops.index(n.ops[0]), n.inputs[1], self.ops.index(n.ops[1])]
-                 for n in cell.nodes]
+                [
+                    [n.inputs[0], self.ops.index(n.ops[0]), n.inputs[1], self.ops.index(n.ops[1])]
+                    for n in cell.nodes
+                ]
                 for cell in (a.normal, a.reduce)
             ]
             for a in archs

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from enas_lightning.config import DatasetConfig
 from enas_lightning.errors import ConfigError, DataError
 
 DATASET_NAMES = ("cifar10", "digits", "fake", "image_folder")
@@ -34,30 +35,6 @@ CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 _CIFAR10_DIR = "cifar-10-batches-py"
 _CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR10_TEST = "test_batch"
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Structured config of the ``dataset`` group.
-
-    Only plain ``str``/``int``/``float``/``bool`` fields so that Hydra can type-check overrides.
-    """
-
-    name: str = "digits"  # cifar10 | digits | fake | image_folder
-    data_dir: str = "data"  # where archives / image folders live
-    download: bool = True  # cifar10: download when the archive is absent
-    md5: str = "c58f30108f718f92721af3b95e74349a"  # cifar10 archive checksum ("" = do not check)
-    url: str = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    val_size: int = 5000  # images held out of the training split in search (0 = none)
-    test_size: int = 0  # digits/fake/image_folder test split size (0 = dataset default)
-    image_size: int = 0  # image_folder: resize side (required > 0); fake: side (0 = 16)
-    channels: int = 3  # fake / image_folder: 1 (grayscale) or 3 (RGB)
-    num_classes: int = 10  # fake only
-    train_size: int = 256  # fake only: training images (incl. val)
-    pad: int = 4  # augmentation: zero padding before random crop (0 = no crop)
-    flip: bool = True  # augmentation: random horizontal flip
-    cutout: int = 0  # augmentation: side of the cutout square (0 = off)
-    seed: int = 0  # split seed (which images go to val / test)
 
 
 @dataclass(frozen=True, eq=False)
