@@ -158,3 +158,16 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = torch.relu(x).mean(dim=(2, 3))
         return self.linear(self.dropout(x))
+
+
+def drop_path(x: Tensor, keep: float) -> Tensor:
+    """Zero whole samples with probability ``1 - keep`` and scale the rest by ``1 / keep``.
+
+    ``[B, C, H, W] -> [B, C, H, W]``; one Bernoulli draw per sample, so a dropped path contributes
+    nothing to that sample's node sum while the expected value is unchanged. ``keep >= 1`` is a
+    no-op (returns ``x`` itself).
+    """
+    if keep >= 1.0:
+        return x
+    mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device)
+    return x * mask.bernoulli_(keep) / keep

@@ -1,0 +1,222 @@
+"""The standalone (final-mode) network of the micro space: one architecture, its own weights.
+
+Follows the reference code's final mode (``micro_child.py`` ``_fixed_layer``):
+
+* stem: 3x3 conv to ``3 * channels`` + BN; ``[B, in_channels, H, W] -> [B, 3C, H, W]``;
+* ``layers + 2`` cells; cells ``layers // 3`` and ``2 * (layers // 3) + 1`` are reduction cells
+  (resolution halves, channels double), the others normal cells;
+* each cell takes the outputs of the previous two cells (the stem output twice for the first
+  cell) and calibrates them to its channel count: the earlier one by factorized reduction when
+  its resolution is twice the later one's, else by ReLU-1x1 conv-BN when its channels differ; the
+  later one by ReLU-1x1 conv-BN when its channels differ;
+* in a reduction cell the ops applied to the two input nodes run at stride 2 (identity at stride
+  2 is a factorized reduction); node = op1 + op2;
+* the cell output is the concatenation of its loose ends (unused input nodes of a reduction cell
+  are factorized-reduced first), with no 1x1 conv after it: ``len(loose_ends) * C`` channels;
+* head: ReLU, global average pool, dropout, linear (:class:`~enas_lightning.ops.Classifier`).
+
+Differences from the reference, on purpose:
+
+* The reference also applies a second ReLU-1x1 conv-BN ("layer_base") to the later input after
+  calibrating it; it is redundant with the calibration and is not built here.
+* The aux head's weights are trained (the reference excluded them from the trained variables).
+
+Only the architecture's ops are built, so every parameter receives a gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from enas_lightning.arch.micro import MicroArch, MicroCell
+from enas_lightning.errors import ConfigError
+from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, drop_path
+from enas_lightning.spaces.micro.ops import MICRO_OPS
+
+
+def reduction_positions(layers: int) -> tuple[int, int]:
+    """Indices (0-based over the ``layers + 2`` cells) of the two reduction cells."""
+    return layers // 3, 2 * (layers // 3) + 1
+
+
+class FinalCell(nn.Module):
+    """One normal or reduction cell of the final network.
+
+    ``forward(s0, s1)``: ``s0`` is ``[B, c_prev_prev, H0, W0]`` (``H0 = 2H`` when
+    ``prev_prev_larger``, else ``H``), ``s1`` is ``[B, c_prev, H, W]``; returns
+    ``[B, len(loose_ends) * channels, H', W']`` with ``H' = H / 2`` in a reduction cell, else ``H``.
+    """
+
+    def __init__(
+        self,
+        cell: MicroCell,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        prev_prev_larger: bool,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = [(node.inputs, node.ops) for node in cell.nodes]
+        self.loose_ends = cell.loose_ends
+        self.out_channels = len(self.loose_ends) * channels
+        # calibration of the two inputs to [B, channels, H, W]
+        if prev_prev_larger:
+            self.pre0: nn.Module = FactorizedReduce(c_prev_prev, channels)
+        elif c_prev_prev != channels:
+            self.pre0 = ReLUConvBN(c_prev_prev, channels, 1)
+        else:
+            self.pre0 = nn.Identity()
+        self.pre1: nn.Module = (
+            ReLUConvBN(c_prev, channels, 1) if c_prev != channels else nn.Identity()
+        )
+        # ops[j][slot]: only the ops the architecture uses
+        self.ops = nn.ModuleList()
+        self.drop = []  # drop_path applies to every op output except identity ops
+        for inputs, names in self.nodes:
+            pair = nn.ModuleList()
+            for i, name in zip(inputs, names, strict=True):
+                stride = 2 if reduction and i < 2 else 1
+                pair.append(MICRO_OPS.build(name, channels, stride, search=False))
+            self.ops.append(pair)
+            self.drop.append(tuple(name != "identity" for name in names))
+        # unused input nodes of a reduction cell are still at the input resolution
+        self.loose_reduce = nn.ModuleDict(
+            {
+                str(i): FactorizedReduce(channels, channels)
+                for i in self.loose_ends
+                if reduction and i < 2
+            }
+        )
+
+    def forward(self, s0: Tensor, s1: Tensor, drop_keep: float = 1.0) -> Tensor:
+        """``drop_keep < 1`` drops paths (per sample) with this keep probability."""
+        states = [self.pre0(s0), self.pre1(s1)]
+        for (inputs, _), pair, drops in zip(self.nodes, self.ops, self.drop, strict=True):
+            out = 0
+            for i, op, drop in zip(inputs, pair, drops, strict=True):
+                h = op(states[i])
+                if drop and drop_keep < 1.0:
+                    h = drop_path(h, drop_keep)
+                out = out + h
+            states.append(out)
+        outs = [
+            self.loose_reduce[str(i)](states[i]) if str(i) in self.loose_reduce else states[i]
+            for i in self.loose_ends
+        ]
+        return torch.cat(outs, dim=1)
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier: ``[B, C, H, W] -> [B, num_classes]``.
+
+    ReLU, 5x5 average pool stride 3 without padding (the pool is the whole map when it is
+    smaller than 5, so 8x8 digit images work), 1x1 conv to 128 + BN + ReLU, k x k conv to 768 +
+    BN + ReLU with k the pooled map's size (TF "SAME" padding as in the reference, so another
+    input size still runs), global average pool, linear.
+    """
+
+    def __init__(self, channels: int, num_classes: int, feature_size: int) -> None:
+        super().__init__()
+        pool = min(5, feature_size)
+        self.kernel = (feature_size - pool) // 3 + 1  # pooled map size for the expected input
+        self.proj = nn.Sequential(
+            nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU()
+        )
+        self.conv = nn.Conv2d(128, 768, self.kernel, bias=False)
+        self.post = nn.Sequential(nn.BatchNorm2d(768), nn.ReLU())
+        self.linear = nn.Linear(768, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool = min(5, x.shape[-2], x.shape[-1])
+        x = F.avg_pool2d(torch.relu(x), pool, 3)
+        x = self.proj(x)
+        # TF "SAME" for stride 1: k - 1 padding in total, the odd one at the bottom/right
+        k = self.kernel
+        x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+        x = self.post(self.conv(x))
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+class MicroNetwork(nn.Module):
+    """Standalone network of a micro architecture (see the module docstring).
+
+    ``forward(x)``: ``[B, in_channels, H, W] -> [B, num_classes]`` logits; in training mode with
+    ``aux_head`` it returns ``(logits, aux_logits)``, both ``[B, num_classes]``.
+
+    ``image_size`` (the input's height) only sizes the aux head's 768-channel conv; another size
+    still runs.
+
+    ``drop_path_progress`` (float in [0, 1], default 1.0) is the training progress that scales
+    drop path; the training loop sets it (epoch / total epochs). Cell ``l`` keeps a path with
+    probability ``1 - (l + 1) / (layers + 2) * (1 - drop_path_keep) * drop_path_progress``.
+    """
+
+    def __init__(
+        self,
+        arch: MicroArch,
+        num_classes: int,
+        in_channels: int = 3,
+        layers: int = 15,
+        channels: int = 36,
+        dropout_keep: float = 1.0,
+        drop_path_keep: float = 1.0,
+        aux_head: bool = False,
+        image_size: int = 32,
+    ) -> None:
+        super().__init__()
+        arch.validate(MICRO_OPS.names())
+        if layers < 1:
+            raise ConfigError("model.layers", layers, "at least 1")
+        if channels < 2 or channels % 2:
+            raise ConfigError("model.channels", channels, "an even number >= 2")
+        if not 0.0 < drop_path_keep <= 1.0:
+            raise ConfigError("model.drop_path_keep", drop_path_keep, "in (0, 1]")
+        self.layers = layers
+        self.drop_path_keep = drop_path_keep
+        self.drop_path_progress = 1.0
+        self.reductions = reduction_positions(layers)
+        self.aux_position = self.reductions[-1] + 1  # the reference's aux_head_indices
+
+        c_stem = 3 * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+        )
+        self.cells = nn.ModuleList()
+        self.aux: AuxHead | None = None
+        c_pp, c_p, c, size, prev_reduced = c_stem, c_stem, channels, image_size, False
+        for index in range(layers + 2):
+            reduction = index in self.reductions
+            if reduction:
+                c *= 2
+                size = (size + 1) // 2
+            cell = FinalCell(
+                arch.reduce if reduction else arch.normal, c_pp, c_p, c, reduction, prev_reduced
+            )
+            self.cells.append(cell)
+            c_pp, c_p, prev_reduced = c_p, cell.out_channels, reduction
+            if aux_head and index == self.aux_position:
+                self.aux = AuxHead(c_p, num_classes, size)
+        self.classifier = Classifier(c_p, num_classes, dropout_keep)
+
+    def cell_keep(self, index: int) -> float:
+        """Drop-path keep probability of cell ``index`` at the current progress."""
+        ratio = (index + 1) / (self.layers + 2)
+        return 1.0 - ratio * (1.0 - self.drop_path_keep) * self.drop_path_progress
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        s0 = s1 = self.stem(x)
+        aux_logits = None
+        drop = self.training and self.drop_path_keep < 1.0
+        for index, cell in enumerate(self.cells):
+            keep = self.cell_keep(index) if drop else 1.0
+            s0, s1 = s1, cell(s0, s1, keep)
+            if self.aux is not None and self.training and index == self.aux_position:
+                aux_logits = self.aux(s1)
+        logits = self.classifier(s1)
+        if aux_logits is not None:
+            return logits, aux_logits
+        return logits

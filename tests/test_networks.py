@@ -1,0 +1,266 @@
+"""Standalone micro and macro networks: shapes, gradients, drop path, aux head, paper parity."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
+from enas_lightning.ops import FactorizedReduce, SepConvUnit, drop_path
+from enas_lightning.spaces.cost import count_madds, count_params
+from enas_lightning.spaces.macro.network import MacroNetwork
+from enas_lightning.spaces.micro.network import FinalCell, MicroNetwork
+
+# The authors' published cells (melodyguan/enas scripts/cifar10_micro_final.sh and
+# scripts/cifar10_macro_final.sh, the `fixed_arc` strings).
+AUTHORS_MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
+AUTHORS_MACRO = " ".join(
+    (
+        "0",
+        "3 0",
+        "0 1 0",
+        "2 0 0 1",
+        "2 0 0 0 0",
+        "3 1 1 0 1 0",
+        "2 0 0 0 0 0 1",
+        "2 0 1 1 0 1 1 1",
+        "1 0 1 1 1 0 1 0 1",
+        "0 0 0 0 0 0 0 0 0 0",
+        "2 0 0 0 0 0 1 0 0 0 0",
+        "0 1 0 0 1 1 0 0 0 0 1 1",
+        "2 0 1 0 0 0 0 0 1 0 1 1 0",
+        "1 0 0 1 0 0 0 1 1 1 0 1 0 1",
+        "0 1 1 0 1 0 1 0 0 0 0 0 1 0 0",
+        "2 0 0 1 0 0 0 0 0 0 0 1 0 1 0 1",
+        "2 0 1 0 0 0 1 0 0 1 1 1 1 0 0 1 0",
+        "2 0 0 0 0 1 0 1 0 1 0 0 1 0 1 0 0 1",
+        "3 0 1 1 0 1 0 0 0 0 0 1 0 1 0 1 0 0 0",
+        "3 0 1 1 0 0 0 0 0 0 0 0 0 1 1 0 0 0 0 1",
+        "0 1 0 0 1 0 1 1 0 0 0 1 0 0 0 0 0 1 1 0 0",
+        "3 0 1 0 1 1 0 0 1 0 1 1 0 1 1 0 1 0 0 1 0 0",
+        "0 1 0 1 0 1 0 0 0 0 0 0 0 0 1 0 1 0 0 1 0 0 0",
+        "0 1 1 0 0 0 1 1 1 0 1 0 0 0 1 0 1 0 0 1 1 0 0 0",
+    )
+)
+# A DARTS-inspired cell in this space's ops (dil_conv -> sep_conv, skip -> identity, 5th node
+# added): normal 2=sep3(0)+sep3(1) 3=sep3(0)+sep3(1) 4=sep3(1)+id(0) 5=id(0)+sep3(2)
+# 6=sep3(1)+id(5); reduce: max pools and identities.
+DARTS_LIKE = "0 0 1 0 0 0 1 0 1 0 0 4 0 4 2 0 1 0 5 4 0 3 1 3 2 4 1 3 0 3 2 4 2 4 1 3 0 3 5 4"
+
+
+def ints(text: str) -> list[int]:
+    return [int(t) for t in text.split()]
+
+
+def random_micro(rng: random.Random, nodes: int = 5) -> MicroArch:
+    out = []
+    for _cell in range(2):
+        for j in range(nodes):
+            out += [
+                rng.randint(0, j + 1),
+                rng.randint(0, 4),
+                rng.randint(0, j + 1),
+                rng.randint(0, 4),
+            ]
+    return MicroArch.from_ints(out)
+
+
+def random_macro(rng: random.Random, layers: int = 6, num_ops: int = 6) -> MacroArch:
+    out = []
+    for i in range(layers):
+        out += [rng.randint(0, num_ops - 1)] + [rng.randint(0, 1) for _ in range(i)]
+    return MacroArch.from_ints(out)
+
+
+def assert_all_grads(model: nn.Module) -> None:
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+# --- micro ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 8, 8)])
+def test_micro_forward_backward_all_params_used(seed: int, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(seed)
+    arch = random_micro(random.Random(seed))
+    net = MicroNetwork(
+        arch, 7, in_channels=shape[1], layers=6, channels=8, aux_head=True, image_size=shape[2]
+    )
+    net.train()
+    logits, aux = net(torch.randn(shape))
+    assert logits.shape == (2, 7) and aux.shape == (2, 7)
+    (logits.sum() + aux.sum()).backward()
+    assert_all_grads(net)
+    net.eval()
+    assert net(torch.randn(shape)).shape == (2, 7)
+
+
+def test_micro_reductions_and_channel_doubling() -> None:
+    arch = random_micro(random.Random(0))
+    net = MicroNetwork(arch, 10, layers=6, channels=8)
+    assert net.reductions == (2, 5)
+    assert MicroNetwork(arch, 10, layers=15, channels=8).reductions == (5, 11)
+    assert [c.reduction for c in net.cells] == [i in (2, 5) for i in range(8)]
+    seen: dict[int, tuple[int, int]] = {}
+    x = net.stem(torch.randn(1, 3, 32, 32))
+    s0 = s1 = x
+    for i, cell in enumerate(net.cells):
+        s0, s1 = s1, cell(s0, s1)
+        seen[i] = (s1.shape[1] // len(cell.loose_ends), s1.shape[-1])
+    assert [seen[i] for i in range(8)] == [(8, 32)] * 2 + [(16, 16)] * 3 + [(32, 8)] * 3
+
+
+def test_micro_builds_exactly_the_arch_ops() -> None:
+    arch = MicroArch.from_ints(ints(AUTHORS_MICRO))
+    net = MicroNetwork(arch, 10, layers=6, channels=8)
+    for cell_module in net.cells:
+        cell: FinalCell = cell_module
+        spec = arch.reduce if cell.reduction else arch.normal
+        names = [op for node in spec.nodes for op in node.ops]
+        inputs = [i for node in spec.nodes for i in node.inputs]
+        mods = list(cell.ops.modules())
+        assert sum(isinstance(m, SepConvUnit) for m in mods) == 2 * sum("sep" in n for n in names)
+        assert sum(isinstance(m, nn.AvgPool2d) for m in mods) == names.count("avg_pool_3x3")
+        assert sum(isinstance(m, nn.MaxPool2d) for m in mods) == names.count("max_pool_3x3")
+        stride2_identity = sum(
+            n == "identity" and cell.reduction and i < 2 for n, i in zip(names, inputs, strict=True)
+        )
+        assert sum(isinstance(m, FactorizedReduce) for m in mods) == stride2_identity
+    # the cell output is the concat of the loose ends, no 1x1 conv after it
+    assert net.cells[0].out_channels == len(arch.normal.loose_ends) * 8
+
+
+# --- drop path --------------------------------------------------------------------------------
+def test_drop_path_rate_and_scale() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(20000, 1, 1, 1)
+    y = drop_path(x, 0.7)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.7) < 0.02
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))
+    assert drop_path(x, 1.0) is x
+
+
+def test_drop_path_keep_formula() -> None:
+    arch = random_micro(random.Random(1))
+    net = MicroNetwork(arch, 10, layers=6, channels=8, drop_path_keep=0.6)
+    net.drop_path_progress = 0.5
+    for index in range(8):
+        assert net.cell_keep(index) == pytest.approx(1 - (index + 1) / 8 * 0.4 * 0.5)
+    # measured: the fraction of samples the last cell's keep lets through
+    torch.manual_seed(0)
+    keep = net.cell_keep(7)
+    kept = (drop_path(torch.ones(20000, 1, 1, 1), keep) != 0).float().mean().item()
+    assert abs(kept - keep) < 0.02
+
+
+def test_drop_path_stochastic_in_train_deterministic_in_eval() -> None:
+    torch.manual_seed(0)
+    net = MicroNetwork(random_micro(random.Random(2)), 10, layers=6, channels=8, drop_path_keep=0.5)
+    x = torch.randn(4, 3, 16, 16)
+    net.train()
+    assert not torch.allclose(net(x), net(x))
+    net.eval()
+    assert torch.equal(net(x), net(x))
+
+
+def test_identity_ops_are_exempt_from_drop_path() -> None:
+    torch.manual_seed(0)
+    ident = MicroCell(tuple(MicroNode((0, 1), ("identity", "identity")) for _ in range(5)))
+    arch = MicroArch(ident, ident)
+    cell = FinalCell(ident, 8, 8, 8, reduction=False, prev_prev_larger=False).train()
+    s0, s1 = torch.randn(4, 8, 8, 8), torch.randn(4, 8, 8, 8)
+    assert torch.equal(cell(s0, s1, drop_keep=0.1), cell(s0, s1, drop_keep=1.0))
+    # a sep conv node is dropped
+    sep = MicroCell(tuple(MicroNode((0, 1), ("sep_conv_3x3", "identity")) for _ in range(5)))
+    cell = FinalCell(sep, 8, 8, 8, reduction=False, prev_prev_larger=False).train()
+    assert not torch.equal(cell(s0, s1, drop_keep=0.1), cell(s0, s1, drop_keep=1.0))
+    MicroNetwork(arch, 10, layers=3, channels=8, drop_path_keep=0.5)  # builds
+
+
+# --- aux head ---------------------------------------------------------------------------------
+def test_aux_head_trains() -> None:
+    torch.manual_seed(0)
+    net = MicroNetwork(random_micro(random.Random(3)), 10, layers=6, channels=8, aux_head=True)
+    net.train()
+    out = net(torch.randn(2, 3, 32, 32))
+    assert isinstance(out, tuple) and len(out) == 2
+    loss = nn.functional.cross_entropy(out[1], torch.tensor([1, 2]))
+    loss.backward()
+    assert net.aux is not None
+    for name, p in net.aux.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert isinstance(net.eval()(torch.randn(2, 3, 32, 32)), torch.Tensor)
+
+
+# --- macro ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(4))
+def test_macro_forward_backward_all_params_used(seed: int) -> None:
+    torch.manual_seed(seed)
+    net = MacroNetwork(random_macro(random.Random(seed)), 10, channels=8)
+    out = net(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert_all_grads(net)
+
+
+def test_macro_channels_double_at_reductions() -> None:
+    net = MacroNetwork(random_macro(random.Random(0)), 10, channels=8)
+    assert net.reductions == (1, 3)
+    assert net.out_channels == 32
+    shapes = []
+    hooks = [
+        op.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+        for op in net.ops
+    ]
+    net(torch.randn(1, 3, 16, 16))
+    for h in hooks:
+        h.remove()
+    assert shapes == [(8, 16, 16)] * 2 + [(16, 8, 8)] * 2 + [(32, 4, 4)] * 2
+
+
+def test_macro_pools_pool() -> None:
+    torch.manual_seed(0)
+    avg = MacroNetwork(MacroArch((MacroLayer("avg_pool_3x3"),)), 10, channels=8)
+    mx = MacroNetwork(MacroArch((MacroLayer("max_pool_3x3"),)), 10, channels=8)
+    mx.load_state_dict(avg.state_dict())  # same 1x1 conv weights, only the pool differs
+    x = avg.stem(torch.randn(1, 3, 8, 8))
+    a, m = avg.ops[0](x), mx.ops[0](x)
+    assert not torch.allclose(a, m)
+    assert (m >= a - 1e-6).all()  # max >= mean of the same window
+
+
+# --- cost and parity with the paper -----------------------------------------------------------
+def test_cost_counters() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    assert count_params(net) == 3 * 4 * 9 + 4 + 256 * 5 + 5
+    assert count_madds(net, (3, 8, 8)) == 8 * 8 * 4 * 3 * 9 + 256 * 5
+
+
+def test_parity_with_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    counts = {}
+    cells = {
+        "authors": MicroArch.from_ints(ints(AUTHORS_MICRO)),
+        "darts_like": MicroArch.from_ints(ints(DARTS_LIKE)),
+        "random": random_micro(random.Random(0)),
+    }
+    for name, arch in cells.items():
+        with_aux = MicroNetwork(arch, 10, layers=15, channels=36, aux_head=True)
+        counts[f"micro {name} (aux)"] = count_params(with_aux)
+        counts[f"micro {name} (no aux)"] = count_params(
+            MicroNetwork(arch, 10, layers=15, channels=36)
+        )
+        counts[f"micro {name} madds"] = count_madds(with_aux, (3, 32, 32))
+    macro = MacroNetwork(MacroArch.from_ints(ints(AUTHORS_MACRO)), 10, channels=96)
+    assert macro.arch.num_layers == 24
+    counts["macro authors"] = count_params(macro)
+    counts["macro authors madds"] = count_madds(macro, (3, 32, 32))
+    with capsys.disabled():
+        print()
+        for k, v in counts.items():
+            print(f"  {k:<28s} {v / 1e6:8.3f}M")
+    # paper: 4.6M for the published micro cell (aux head included here)
+    assert abs(counts["micro authors (aux)"] - 4.6e6) / 4.6e6 < 0.10
