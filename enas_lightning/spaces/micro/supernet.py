@@ -21,12 +21,8 @@ from torch.nn import functional as F
 
 from enas_lightning.arch.micro import MicroArch, MicroCell
 from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, batch_norm
+from enas_lightning.spaces.micro.network import AuxHead, reduction_positions
 from enas_lightning.spaces.micro.ops import MICRO_OPS
-
-
-def reduction_positions(layers: int) -> tuple[int, int]:
-    """Indices (among the ``layers + 2`` cells) of the two reduction cells."""
-    return layers // 3, 2 * (layers // 3) + 1
 
 
 class Calibrate(nn.Module):
@@ -115,6 +111,7 @@ class MicroSupernet(nn.Module):
         ops: tuple[str, ...] = ("sep_conv_3x3",),
         dropout_keep: float = 0.9,
         aux_head: bool = False,
+        image_size: int = 32,
     ) -> None:
         super().__init__()
         MICRO_OPS.check(tuple(ops))
@@ -131,6 +128,7 @@ class MicroSupernet(nn.Module):
         c_pp, c_p, c = stem_c, stem_c, channels
         pp_larger = False
         self.aux_after = -1
+        self.aux_head: AuxHead | None = None
         for k in range(layers + 2):
             if k in self.reductions:
                 c *= 2
@@ -140,13 +138,10 @@ class MicroSupernet(nn.Module):
                 c_pp, c_p, pp_larger = c_p, c, True
             self.cells.append(SearchCell(c_pp, c_p, c, pp_larger, num_nodes, self.ops))
             c_pp, c_p, pp_larger = c_p, c, False
-            if k == self.reductions[1]:
+            if aux_head and k == self.reductions[1] + 1:
+                # as the reference: on the cell right after the last reduction
                 self.aux_after = k
-        self.aux_head = None
-        if aux_head:
-            from enas_lightning.spaces.micro.network import AuxHead
-
-            self.aux_head = AuxHead(c_p, num_classes)
+                self.aux_head = AuxHead(c, num_classes, feature_size=image_size // 4)
         self.classifier = Classifier(c_p, num_classes, dropout_keep)
 
     def forward(self, x: Tensor, arch: MicroArch) -> Tensor | tuple[Tensor, Tensor]:
