@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from enas_lightning.ops import FactorizedReduce, ReLUConvBN, Registry, SepConvUnit, pool
+from enas_lightning.ops import FactorizedReduce, Registry, ReLUConvBN, SepConvUnit, pool
 
 MICRO_OPS = Registry("micro")
 AUTHORS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
