@@ -102,9 +102,7 @@ class SepConvUnit(nn.Sequential):
     def __init__(self, channels: int, kernel: int, stride: int, search: bool) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(
-                channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False
-            ),
+            nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
             batch_norm(channels, search),
         )

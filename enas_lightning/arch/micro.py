@@ -167,7 +167,9 @@ class MicroArch:
             "normal_concat": list(self.normal.loose_ends),
             "reduce_concat": list(self.reduce.loose_ends),
         }
-        if all(op in ops for cell in (self.normal, self.reduce) for n in cell.nodes for op in n.ops):
+        if all(
+            op in ops for cell in (self.normal, self.reduce) for n in cell.nodes for op in n.ops
+        ):
             d["ops"] = list(ops)
             d["ints"] = " ".join(map(str, self.to_ints(ops)))
         return d

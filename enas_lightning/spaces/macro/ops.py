@@ -36,7 +36,9 @@ def _conv(kernel: int, separable: bool):
 
 def _pool(kind: str, kernel: int):
     def build(channels: int, stride: int, search: bool) -> nn.Module:
-        return nn.Sequential(ConvBNReLU(channels, channels, 1, search=search), pool(kind, kernel, stride))
+        return nn.Sequential(
+            ConvBNReLU(channels, channels, 1, search=search), pool(kind, kernel, stride)
+        )
 
     return build
 
