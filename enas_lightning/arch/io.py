@@ -66,6 +66,9 @@ def load_arch(
         if not isinstance(d, dict):
             raise ArchError(f"arch={text!r}: expected a JSON object")
         d = d.get("arch", d)
+        if not isinstance(d, dict):
+            # e.g. {"arch": "0 1 ..."}: without this check d.get() raised AttributeError
+            raise ArchError(f"arch={text!r}: 'arch' must be a JSON object, got {type(d).__name__}")
         arch = arch_from_dict(d, space)
     else:
         ints = parse_ints(text)
