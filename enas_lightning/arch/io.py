@@ -18,14 +18,18 @@ _RECORDS = {"micro": MicroArch, "macro": MacroArch}
 def parse_ints(text: str) -> list[int]:
     """``"0 1 2, 3"`` or ``"[0,1,2,3]"`` -> ``[0, 1, 2, 3]``."""
     tokens = [t for t in re.split(r"[\s,\[\]]+", text.strip()) if t]
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-        raise ArchError(
-            f"arch={text[:60]!r}: {bad!r} is not an integer; give a JSON file path or the "
-            "authors' integer string"
-        ) from None
+    out: list[int] = []
+    for t in tokens:
+        # convert token by token so the error names the token int() rejected; guessing it with
+        # str.isdigit() missed tokens such as "²" (isdigit() but not int()) and raised StopIteration
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise ArchError(
+                f"arch={text[:60]!r}: {t!r} is not an integer; give a JSON file path or the "
+                "authors' integer string"
+            ) from None
+    return out
 
 
 def arch_from_dict(d: dict[str, Any], space: str) -> MicroArch | MacroArch:
@@ -62,6 +66,9 @@ def load_arch(
         if not isinstance(d, dict):
             raise ArchError(f"arch={text!r}: expected a JSON object")
         d = d.get("arch", d)
+        if not isinstance(d, dict):
+            # e.g. {"arch": "0 1 ..."}: without this check d.get() raised AttributeError
+            raise ArchError(f"arch={text!r}: 'arch' must be a JSON object, got {type(d).__name__}")
         arch = arch_from_dict(d, space)
     else:
         ints = parse_ints(text)

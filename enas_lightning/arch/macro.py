@@ -119,6 +119,12 @@ class MacroArch:
     def from_dict(cls, d: dict[str, Any]) -> MacroArch:
         if d.get("space", "macro") != "macro":
             raise ArchError(f"this is a {d.get('space')} architecture, not a macro one")
+        for i, x in enumerate(d.get("layers") or []):
+            # a string such as "01" would otherwise iterate into skips (0, 1)
+            if isinstance(x, dict) and not isinstance(x.get("skips", []), list):
+                raise ArchError(
+                    f"layer {i}: 'skips' must be a list of layer indices, got {x['skips']!r}"
+                )
         try:
             layers = tuple(
                 MacroLayer(str(x["op"]), tuple(int(j) for j in x.get("skips", ())))

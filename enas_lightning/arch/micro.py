@@ -63,6 +63,15 @@ class MicroCell:
 
     @classmethod
     def from_list(cls, nodes: list[dict[str, Any]], where: str) -> MicroCell:
+        if not isinstance(nodes, list):
+            raise ArchError(f"{where}: expected a list of nodes, got {type(nodes).__name__}")
+        for j, n in enumerate(nodes):
+            # check the shapes first: indexing [0], [1] alone would silently drop a third input
+            # and would accept a string such as "01" as two inputs
+            for key in ("inputs", "ops"):
+                v = n.get(key) if isinstance(n, dict) else None
+                if v is not None and (not isinstance(v, list) or len(v) != 2):
+                    raise ArchError(f"{where} node {j}: {key!r} must be a list of 2, got {v!r}")
         try:
             return cls(
                 tuple(
