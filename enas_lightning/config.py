@@ -74,6 +74,7 @@ class SearchConfig:
     eval_batch_size: int = 500  # derivation batches
     derive_samples: int = 100  # K sampled candidates scored at the end (+ the greedy one)
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
+    child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child losses in a row
     optim: ChildOptimConfig = field(default_factory=ChildOptimConfig)
 
@@ -130,7 +131,6 @@ class TrainerConfig:
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
-    limit_train_batches: float | None = None  # fraction or count of child batches per epoch
     deterministic: bool = False
 
 

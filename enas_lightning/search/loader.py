@@ -30,7 +30,11 @@ class SearchEpoch:
     """
 
     def __init__(
-        self, child: EpochBatches, controller_steps: int, train_every: int = 1, child_batches: int = 0
+        self,
+        child: EpochBatches,
+        controller_steps: int,
+        train_every: int = 1,
+        child_batches: int = 0,
     ) -> None:
         self.child = child
         self.controller_steps = controller_steps

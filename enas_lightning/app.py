@@ -1,0 +1,123 @@
+"""The Hydra application: ``python -m enas_lightning [group=option ...] [key=value ...]``.
+
+``main(cfg)`` dispatches on ``task`` and returns the metric a sweeper optimises (the derived
+architecture's validation accuracy for search and pipeline, test accuracy for final).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from enas_lightning.config import register_configs
+from enas_lightning.errors import ConfigError, ENASError
+
+log = logging.getLogger("enas_lightning")
+CONF_DIR = Path(__file__).parent / "conf"
+GROUPS = (
+    "search_space",
+    "controller",
+    "dataset",
+    "trainer",
+    "logger",
+    "experiment",
+    "hparams_search",
+)
+
+register_configs()
+
+
+def output_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.output_dir)
+
+
+def check_multirun_ddp(cfg: DictConfig) -> None:
+    """Lightning relaunches the script per rank for ``ddp``; under ``-m`` that cannot work."""
+    try:
+        mode = HydraConfig.get().mode.name
+    except ValueError:
+        return
+    t = cfg.trainer
+    if mode == "MULTIRUN" and t.devices * t.num_nodes > 1 and t.strategy != "ddp_spawn":
+        raise ConfigError(
+            "trainer.strategy",
+            t.strategy,
+            "ddp_spawn under Hydra multirun (-m) with several devices, or run each job without -m",
+        )
+
+
+def run(cfg: DictConfig) -> float | None:
+    from enas_lightning.build import validate
+
+    validate(cfg)
+    check_multirun_ddp(cfg)
+    out = output_dir_of(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.task == "search":
+        from enas_lightning.tasks.search import run_search
+
+        return run_search(cfg, out)[0]
+    if cfg.task == "inspect":
+        from enas_lightning.tasks.inspect import run_inspect
+
+        run_inspect(cfg, out)
+        return None
+    if cfg.task == "final":
+        from enas_lightning.tasks.final import run_final
+
+        return run_final(cfg, out)
+    from enas_lightning.tasks.pipeline import run_pipeline
+
+    return run_pipeline(cfg, out)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return run(cfg)
+    except ENASError as e:
+        # one line naming the setting and what is allowed; no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    finally:
+        finish_trackers()
+
+
+def finish_trackers() -> None:
+    """Close the W&B run so that every multirun job is its own run."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def precheck_groups(argv: list[str]) -> None:
+    """Reject an unknown group option in one line before Hydra prints its search path."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        key = key.removeprefix("override ").strip()
+        if not sep or key not in GROUPS or value in ("null", ""):
+            continue
+        options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in options:
+                print(
+                    f"error: {key}={choice!r} is not allowed: one of {', '.join(options)}",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    precheck_groups(sys.argv[1:])
+    OmegaConf.register_new_resolver("eval", eval, replace=True)
+    hydra_main()

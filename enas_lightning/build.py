@@ -1,0 +1,246 @@
+"""Every object is built from config here, after the config has been checked.
+
+:func:`validate` turns each setting that a type check cannot catch into one clear
+:class:`~enas_lightning.errors.ConfigError` before any data is loaded or any device is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.strategies import DDPStrategy
+
+from enas_lightning.config import Config
+from enas_lightning.controller import Controller, MacroController, MicroController
+from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
+from enas_lightning.errors import ConfigError
+from enas_lightning.spaces.macro.ops import MACRO_OPS
+from enas_lightning.spaces.macro.supernet import MacroSupernet
+from enas_lightning.spaces.micro.ops import MICRO_OPS
+from enas_lightning.spaces.micro.supernet import MicroSupernet
+
+SPACES = ("micro", "macro")
+CONTROLLERS = ("enas", "random")
+LOGGERS = ("csv", "tensorboard", "wandb", "none")
+TASKS = ("search", "final", "pipeline", "inspect")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+def _choice(setting: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(setting, value, f"one of {', '.join(allowed)}")
+
+
+def _positive(setting: str, value: int | float, minimum: int | float = 1) -> None:
+    if value < minimum:
+        raise ConfigError(setting, value, f"at least {minimum}")
+
+
+def validate(cfg: Config) -> None:
+    """Check every setting whose type alone does not make it valid."""
+    _choice("task", cfg.task, TASKS)
+    s = cfg.search_space
+    _choice("search_space.name", s.name, SPACES)
+    _choice("controller.name", cfg.controller.name, CONTROLLERS)
+    _choice("logger.name", cfg.logger.name, LOGGERS)
+    _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+    (MICRO_OPS if s.name == "micro" else MACRO_OPS).check(tuple(s.ops), "search_space.ops")
+    _positive("search_space.channels", s.channels)
+    if s.name == "micro":
+        _positive("search_space.num_nodes", s.num_nodes)
+    # both spaces place two reductions at layers // 3 steps; fewer than 3 layers leaves no room
+    _positive("search_space.layers", s.layers, 3)
+    if s.name == "micro":
+        _positive("final.layers", cfg.final.layers, 3)
+    _positive("final.channels", cfg.final.channels)
+    for name in (
+        "search.epochs",
+        "search.batch_size",
+        "search.eval_batch_size",
+        "final.epochs",
+        "final.batch_size",
+        "final.eval_batch_size",
+        "controller.train_steps",
+        "controller.num_aggregate",
+        "controller.lstm_size",
+        "controller.lstm_layers",
+        "search.derive_samples",
+        "trainer.devices",
+        "trainer.num_nodes",
+    ):
+        section, key = name.split(".")
+        _positive(name, getattr(getattr(cfg, section), key))
+    for name in ("search_space.dropout_keep", "final.dropout_keep", "final.drop_path_keep"):
+        section, key = name.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if not 0 < value <= 1:
+            raise ConfigError(name, value, "a keep probability in (0, 1]")
+    if not 0 < cfg.controller.skip_target < 1:
+        raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
+    validate_devices(cfg)
+
+
+def validate_devices(cfg: Config) -> None:
+    t = cfg.trainer
+    accel = t.accelerator
+    if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()):
+        have = torch.cuda.device_count()
+        if have == 0:
+            raise ConfigError("trainer.accelerator", accel, "cpu (no GPU is visible here)")
+        if t.devices > have:
+            raise ConfigError("trainer.devices", t.devices, f"at most {have} (GPUs visible here)")
+    elif accel in ("cpu", "auto"):
+        have = os.cpu_count() or 1
+        if t.devices > have:
+            raise ConfigError("trainer.devices", t.devices, f"at most {have} (CPU cores here)")
+    else:
+        raise ConfigError("trainer.accelerator", accel, "one of auto, cpu, gpu, cuda")
+
+
+def validate_data(cfg: Config, splits: ImageSplits, stage: str) -> None:
+    """Shape checks that need the loaded data: image size, batch sizes."""
+    c, h, w = splits.image_shape
+    if min(h, w) < 4:
+        raise ConfigError(
+            "dataset.image_size", f"{h}x{w}", "at least 4x4 (two reductions halve it twice)"
+        )
+    world = cfg.trainer.devices * cfg.trainer.num_nodes
+    if stage == "search":
+        n_val = len(splits.val_y) // world
+        if n_val < 1:
+            raise ConfigError("dataset.val_size", len(splits.val_y), "at least 1 image per rank")
+        if cfg.search.batch_size > n_val:
+            raise ConfigError(
+                "search.batch_size",
+                cfg.search.batch_size,
+                f"at most {n_val} (validation images per rank: rewards use one minibatch)",
+            )
+        n_train = len(splits.train_y) // world
+        if cfg.search.batch_size > n_train:
+            raise ConfigError(
+                "search.batch_size",
+                cfg.search.batch_size,
+                f"at most {n_train} (training images per rank)",
+            )
+    else:
+        n_train = len(splits.train_y) // world
+        if cfg.final.batch_size > n_train:
+            raise ConfigError(
+                "final.batch_size",
+                cfg.final.batch_size,
+                f"at most {n_train} (training images per rank)",
+            )
+
+
+def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
+    s = cfg.search_space
+    c, h, _ = splits.image_shape
+    if s.name == "micro":
+        return MicroSupernet(
+            splits.num_classes,
+            in_channels=c,
+            layers=s.layers,
+            channels=s.channels,
+            num_nodes=s.num_nodes,
+            ops=tuple(s.ops),
+            dropout_keep=s.dropout_keep,
+            aux_head=s.aux_weight > 0,
+            image_size=h,
+        )
+    return MacroSupernet(
+        splits.num_classes,
+        in_channels=c,
+        layers=s.layers,
+        channels=s.channels,
+        ops=tuple(s.ops),
+        dropout_keep=s.dropout_keep,
+    )
+
+
+def build_controller(cfg: Config) -> Controller:
+    s, c = cfg.search_space, cfg.controller
+    uniform = c.name == "random"
+    if s.name == "micro":
+        return MicroController(
+            tuple(s.ops),
+            num_nodes=s.num_nodes,
+            lstm_size=c.lstm_size,
+            lstm_layers=c.lstm_layers,
+            tanh_constant=c.tanh_constant,
+            op_tanh_reduce=c.op_tanh_reduce,
+            temperature=c.temperature,
+            op_bias=c.op_bias,
+            uniform=uniform,
+        )
+    return MacroController(
+        tuple(s.ops),
+        num_layers=s.layers,
+        lstm_size=c.lstm_size,
+        lstm_layers=c.lstm_layers,
+        tanh_constant=c.tanh_constant,
+        temperature=c.temperature,
+        skip_target=c.skip_target,
+        uniform=uniform,
+    )
+
+
+def build_logger(cfg: Config, output_dir: Path) -> Any:
+    lg = cfg.logger
+    if lg.name == "none":
+        return False
+    if lg.name == "csv":
+        return pl.loggers.CSVLogger(save_dir=str(output_dir), name="", version="logs")
+    if lg.name == "tensorboard":
+        return pl.loggers.TensorBoardLogger(save_dir=str(output_dir), name="", version="tb")
+    from enas_lightning.tracking import wandb_logger
+
+    return wandb_logger(cfg, output_dir)
+
+
+def build_strategy(cfg: Config, stage: str) -> Any:
+    """DDP for several devices; the search needs ``find_unused_parameters`` (see search.module)."""
+    t = cfg.trainer
+    several = t.devices * t.num_nodes > 1
+    if t.strategy == "auto" and not several:
+        return "auto"
+    if t.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
+        return DDPStrategy(find_unused_parameters=stage == "search")
+    if t.strategy == "ddp_spawn":
+        return DDPStrategy(start_method="spawn", find_unused_parameters=stage == "search")
+    raise ConfigError("trainer.strategy", t.strategy, "one of auto, ddp, ddp_spawn")
+
+
+def build_trainer(
+    cfg: Config,
+    stage: str,
+    output_dir: Path,
+    max_epochs: int,
+    callbacks: list[pl.Callback],
+    logger: Any,
+    **overrides: Any,
+) -> pl.Trainer:
+    t = cfg.trainer
+    kwargs: dict[str, Any] = dict(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=build_strategy(cfg, stage),
+        precision=t.precision,
+        max_epochs=max_epochs,
+        default_root_dir=str(output_dir),
+        callbacks=callbacks,
+        logger=logger,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=False,
+        deterministic=t.deterministic,
+        use_distributed_sampler=False,  # our loaders shard by rank themselves
+        num_sanity_val_steps=0,
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)

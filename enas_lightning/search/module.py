@@ -1,0 +1,428 @@
+"""The ENAS search: one LightningModule owning the supernet and the controller.
+
+Manual optimisation interleaves the two players. One epoch is one stream of steps
+(:class:`~enas_lightning.search.loader.SearchEpoch`): first the child phase, one shared-weight
+SGD step per training minibatch, each on a child sampled from the frozen controller; then, when
+due, the controller phase, ``train_steps`` REINFORCE updates of ``num_aggregate`` sampled
+children each, rewarded by their accuracy on one validation minibatch.
+
+Randomness is counter-based: every step seeds its own generators from
+``(seed, rank, epoch, step)``. A resumed run therefore draws exactly the numbers the
+uninterrupted run would have drawn without carrying generator states around, and every rank has
+its own reproducible stream.
+
+Distributed data parallel (see the README's "Multi-GPU" section): Lightning wraps this module in
+``DistributedDataParallel`` with ``find_unused_parameters=True``. Each rank trains its own
+sampled child, so each step uses a different subgraph per rank; DDP finds the parameters this
+rank did not use (one graph traversal per step, the cost of this design), contributes zeros for
+them and averages, so every rank applies the gradient of the mean loss over all ranks' children;
+parameters no rank used keep ``grad=None`` and SGD leaves them (and their momentum) alone. The
+controller step runs through the same machinery: its gradients are averaged across ranks, and
+the baseline is updated with the global mean reward, so the controller stays identical on every
+rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from enas_lightning.config import Config
+from enas_lightning.controller.base import Controller
+from enas_lightning.data.device import DeviceSplits
+from enas_lightning.data.loader import EpochBatches
+from enas_lightning.errors import CheckpointError, NonFiniteError
+from enas_lightning.search.loader import CHILD, SearchEpoch
+
+
+def step_seed(*keys: int) -> int:
+    """A 32-bit seed mixed from integer keys (counter-based randomness)."""
+    return int(np.random.SeedSequence([k % 2**32 for k in keys]).generate_state(1)[0])
+
+
+def space_fingerprint(cfg: Config) -> dict[str, Any]:
+    """The settings a checkpoint's weights depend on; resuming under others is refused."""
+    s = cfg.search_space
+    return {
+        "search_space.name": s.name,
+        "search_space.layers": s.layers,
+        "search_space.channels": s.channels,
+        "search_space.num_nodes": s.num_nodes if s.name == "micro" else None,
+        "search_space.ops": list(s.ops),
+        "search_space.aux_weight>0": s.aux_weight > 0,
+        "controller.lstm_size": cfg.controller.lstm_size,
+        "controller.lstm_layers": cfg.controller.lstm_layers,
+    }
+
+
+@dataclass
+class Derivation:
+    """The result of scoring sampled candidates on the validation split."""
+
+    candidates: list[Any]  # architecture records
+    accuracies: list[float]
+    greedy_index: int | None  # index of the controller's argmax architecture, if any
+    best_index: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.best_index = int(np.argmax(self.accuracies))
+
+    @property
+    def best(self) -> Any:
+        return self.candidates[self.best_index]
+
+    @property
+    def best_acc(self) -> float:
+        return self.accuracies[self.best_index]
+
+    @property
+    def greedy_acc(self) -> float | None:
+        return None if self.greedy_index is None else self.accuracies[self.greedy_index]
+
+    @property
+    def random_mean_acc(self) -> float:
+        accs = [a for i, a in enumerate(self.accuracies) if i != self.greedy_index]
+        return float(np.mean(accs))
+
+
+class SearchModule(pl.LightningModule):
+    """ENAS search with shared weights.
+
+    Args:
+        supernet: ``forward(x [B, C, H, W], arch) -> logits [B, classes]`` (or ``(logits, aux)``).
+        controller: samples architectures; ``controller.uniform`` means random search (the
+            controller phase is skipped, everything else is the same).
+        data: the splits, moved to the training device at fit start.
+        cfg: the whole config (the ``search``, ``controller``, ``search_space`` and ``seed``
+            parts are used).
+    """
+
+    def __init__(
+        self, supernet: nn.Module, controller: Controller, data: DeviceSplits, cfg: Config
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.supernet = supernet
+        self.controller = controller
+        self.data = data
+        self.cfg = cfg
+        self.seed = int(cfg.seed)
+        self.learns = not controller.uniform
+        self.register_buffer("baseline", torch.zeros(()))
+        self.history: list[dict[str, Any]] = []  # one summary per epoch (rank 0's view)
+        self.epoch_samples: list[dict[str, Any]] = []  # this epoch's rewarded architectures
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.loader: SearchEpoch | None = None
+        self.derivation: Derivation | None = None
+        self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
+        self._epoch_stats: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------- set-up
+    def configure_optimizers(self):
+        o = self.cfg.search.optim
+        c = self.cfg.controller
+        child = torch.optim.SGD(
+            self.supernet.parameters(),
+            lr=o.lr_max,
+            momentum=o.momentum,
+            nesterov=o.nesterov,
+            weight_decay=o.weight_decay,
+            foreach=True,
+        )
+        ctrl = torch.optim.Adam(
+            self.controller.parameters(), lr=c.lr, betas=tuple(c.betas), eps=c.eps, foreach=True
+        )
+        # SGDR, epoch-granular: lr_min + (lr_max - lr_min)(1 + cos(pi t / T_i)) / 2
+        sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            child, T_0=o.t0, T_mult=o.t_mul, eta_min=o.lr_min
+        )
+        return [child, ctrl], [sgdr]
+
+    def on_fit_start(self) -> None:
+        self.data.to(self.device)
+        n_val = len(self.data.val_y)
+        world = self.trainer.world_size
+        # each rank rewards its children on its own shard of the validation split
+        self._val_shard = torch.arange(self.global_rank, n_val, world, device=self.device)
+
+    def train_dataloader(self) -> SearchEpoch:
+        s = self.cfg.search
+        child = EpochBatches(
+            len(self.data.train_y),
+            s.batch_size,
+            seed=self.seed,
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+            setting="search.batch_size",
+        )
+        steps = self.cfg.controller.train_steps if self.learns else 0
+        self.loader = SearchEpoch(child, steps, self.cfg.controller.train_every, s.child_batches)
+        return self.loader
+
+    def generator(self, *keys: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(step_seed(self.seed, *keys))
+        return g
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[int, Tensor], batch_idx: int) -> None:
+        phase, payload = batch
+        epoch = self.current_epoch
+        # dropout and anything else drawing from torch's global generator
+        torch.manual_seed(step_seed(self.seed, self.global_rank, epoch, batch_idx))
+        gen = self.generator(self.global_rank, epoch, batch_idx)
+        if phase == CHILD:
+            self.child_step(payload, batch_idx, gen)
+        else:
+            self.controller_step(int(payload), gen)
+        assert self.loader is not None
+        self.loader.consumed = batch_idx + 1
+
+    def child_archs(self, epoch: int) -> list[Any]:
+        """This rank's children for every child step of ``epoch``, sampled in one batched pass.
+
+        The controller is frozen during the child phase, so sampling them all up front is the
+        same as sampling one per step, and costs one host-device transfer per epoch instead of
+        one per step. Seeded per (rank, epoch): a resumed epoch gets the same children.
+        """
+        if self._child_archs is None or self._child_archs[0] != epoch:
+            assert self.loader is not None
+            gen = self.generator(self.global_rank, epoch, -1)
+            archs = self.controller.sample_archs(self.loader.child_batches, gen)
+            self._child_archs = (epoch, archs)
+        return self._child_archs[1]
+
+    def all_ranks_agree(self, ok: Tensor) -> bool:
+        """``True`` when ``ok`` holds on every rank (one collective under DDP)."""
+        if self.trainer.world_size > 1:
+            ok = self.trainer.strategy.reduce(ok.float(), reduce_op="min") > 0
+        return bool(ok)
+
+    def child_step(self, idx: Tensor, batch_idx: int, gen: torch.Generator) -> None:
+        x, y = self.data.train_batch(idx, gen)
+        arch = self.child_archs(self.current_epoch)[batch_idx]
+        self.supernet.train()
+        out = self.supernet(x, arch)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = F.cross_entropy(logits, y)
+        if aux is not None:
+            loss = loss + self.cfg.search_space.aux_weight * F.cross_entropy(aux, y)
+        child_opt, _ = self.optimizers()
+        if not self.all_ranks_agree(torch.isfinite(loss)):
+            # all ranks skip together, or DDP's all-reduce would wait forever
+            self.nonfinite_in_a_row += 1
+            self.nonfinite_total += 1
+            self.log("child/nonfinite_total", float(self.nonfinite_total), on_step=True)
+            if self.nonfinite_in_a_row >= self.cfg.search.max_nonfinite:
+                raise NonFiniteError(
+                    f"search.max_nonfinite={self.cfg.search.max_nonfinite}: the child loss was "
+                    f"non-finite {self.nonfinite_in_a_row} steps in a row (epoch "
+                    f"{self.current_epoch}); lower search.optim.lr_max or check the data"
+                )
+            return
+        self.nonfinite_in_a_row = 0
+        child_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.cfg.search.optim.grad_clip > 0:
+            # clip_gradients really clips the gradients that step() applies (the reference
+            # computed clipped gradients and then applied the unclipped ones)
+            self.clip_gradients(
+                child_opt,
+                gradient_clip_val=self.cfg.search.optim.grad_clip,
+                gradient_clip_algorithm="norm",
+            )
+        child_opt.step()
+        acc = (logits.detach().argmax(1) == y).float().mean()
+        self.log("child/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
+        self.log("child/acc", acc, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("lr", child_opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+
+    @torch.no_grad()
+    def reward_accuracy(self, archs: list[Any], gen: torch.Generator) -> Tensor:
+        """Accuracy ``[n]`` of each child on its own validation minibatch (no augmentation).
+
+        The supernet is in eval mode (no dropout) and its BatchNorm layers normalise with the
+        minibatch's statistics: running statistics shared by all children describe none of them.
+        """
+        self.supernet.eval()
+        b = self.cfg.search.batch_size
+        accs = []
+        for arch in archs:
+            pick = torch.randperm(len(self._val_shard), generator=gen, device=self.device)[:b]
+            x, y = self.data.val_batch(self._val_shard[pick])
+            out = self.supernet(x, arch)
+            accs.append((out.argmax(1) == y).float().mean())
+        self.supernet.train()
+        return torch.stack(accs)
+
+    def controller_step(self, k: int, gen: torch.Generator) -> None:
+        c = self.cfg.controller
+        _, ctrl_opt = self.optimizers()
+        sample = self.controller(c.num_aggregate, generator=gen)
+        archs = self.controller.to_archs(sample.arcs)
+        reward = self.reward_accuracy(archs, gen) + c.entropy_weight * sample.entropy.detach()
+        mean_reward = reward.mean()
+        if self.trainer.world_size > 1:
+            mean_reward = self.trainer.strategy.reduce(mean_reward, reduce_op="mean")
+        if not self.all_ranks_agree(torch.isfinite(mean_reward)):
+            self.log("ctrl/skipped", 1.0, on_step=True)
+            return
+        # moving-average baseline, updated before the loss as in the reference
+        self.baseline.sub_((1 - c.baseline_decay) * (self.baseline - mean_reward))
+        advantage = reward - self.baseline
+        loss = (-sample.log_prob * advantage).mean() + c.skip_weight * sample.penalty.mean()
+        ctrl_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        grads = [p.grad for p in self.controller.parameters() if p.grad is not None]
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        if not self.all_ranks_agree(finite):
+            ctrl_opt.zero_grad(set_to_none=True)
+            self.log("ctrl/skipped", 1.0, on_step=True)
+            return
+        ctrl_opt.step()
+
+        self.log("ctrl/reward", reward.mean(), on_step=True, on_epoch=True, prog_bar=True)
+        self.log("ctrl/baseline", self.baseline.clone(), on_step=True, prog_bar=True)
+        self.log(
+            "ctrl/entropy",
+            sample.entropy.mean().detach(),
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+        )
+        self.log("ctrl/loss", loss.detach(), on_step=True, on_epoch=True)
+        stats = {
+            "reward": reward.mean().detach(),
+            "entropy": sample.entropy.mean().detach(),
+            "op_probs": sample.op_probs.mean(0),
+        }
+        if self.controller.space == "macro":
+            rate = sample.arcs[:, :, 1:].float().sum((1, 2)) / max(
+                1, self.controller.num_layers * (self.controller.num_layers - 1) // 2
+            )
+            self.log("ctrl/skip_rate", rate.mean(), on_step=True, on_epoch=True)
+            stats["skip_rate"] = rate.mean()
+        for key, value in stats.items():
+            self._epoch_stats[key] = self._epoch_stats.get(key, 0) + value
+        self._epoch_stats["n"] = self._epoch_stats.get("n", 0) + 1
+        self.epoch_samples += [
+            {"epoch": self.current_epoch, "update": k, "arch": a, "reward": float(r)}
+            for a, r in zip(archs, reward.tolist(), strict=True)
+        ]
+
+    # ----------------------------------------------------------------- epochs
+    def on_train_epoch_start(self) -> None:
+        self.epoch_samples = []
+        self._epoch_stats = {}
+
+    def on_train_epoch_end(self) -> None:
+        self.summarize_epoch()
+        self.lr_schedulers().step()
+
+    def summarize_epoch(self) -> None:
+        """Append this epoch's controller summary to ``history`` (once per epoch)."""
+        if self.history and self.history[-1]["epoch"] == self.current_epoch:
+            return
+        summary: dict[str, Any] = {
+            "epoch": self.current_epoch,
+            "baseline": float(self.baseline),
+            "lr": self.optimizers()[0].param_groups[0]["lr"],
+        }
+        n = self._epoch_stats.pop("n", 0)
+        if n:
+            probs = (self._epoch_stats.pop("op_probs") / n).tolist()
+            labels = self.controller.op_labels()
+            summary["op_probs"] = dict(zip(labels, probs, strict=True))
+            summary.update({k: float(v / n) for k, v in self._epoch_stats.items()})
+        if self.learns:
+            summary["greedy_arch"] = self.controller.sample_archs(1, greedy=True)[0]
+        self.history.append(summary)
+
+    # ----------------------------------------------------------------- derivation
+    @torch.no_grad()
+    def accuracy(self, arch: Any) -> float:
+        """Validation accuracy of one child with the shared weights (batch-statistics BN)."""
+        self.supernet.eval()
+        s = self.cfg.search
+        n = len(self.data.val_y)
+        bs = s.eval_batch_size
+        batches = range(0, n, bs)
+        if s.derive_batches > 0:
+            batches = batches[: s.derive_batches]
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        for start in batches:
+            idx = torch.arange(start, min(start + bs, n), device=self.device)
+            x, y = self.data.val_batch(idx)
+            correct += (self.supernet(x, arch).argmax(1) == y).sum()
+            seen += len(idx)
+        self.supernet.train()
+        return float(correct) / max(seen, 1)
+
+    @torch.no_grad()
+    def derive(self) -> Derivation:
+        """Sample K candidates (plus the greedy one), score them, keep the best.
+
+        Every rank samples the same candidates (a shared seed), scores its share of them on the
+        whole validation split, and the scores are summed across ranks, so every rank derives the
+        same architecture.
+        """
+        self.data.to(self.device)
+        k = self.cfg.search.derive_samples
+        gen = self.generator(10**6, self.current_epoch)  # same on every rank
+        candidates = self.controller.sample_archs(k, gen)
+        greedy_index = None
+        if self.learns:
+            candidates = [self.controller.sample_archs(1, greedy=True)[0], *candidates]
+            greedy_index = 0
+        world = self.trainer.world_size if self._trainer is not None else 1
+        rank = self.global_rank if self._trainer is not None else 0
+        scores = torch.zeros(len(candidates), device=self.device)
+        for i in range(rank, len(candidates), world):
+            scores[i] = self.accuracy(candidates[i])
+        if world > 1:
+            scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
+        self.derivation = Derivation(candidates, scores.tolist(), greedy_index)
+        return self.derivation
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["enas"] = {
+            "fingerprint": space_fingerprint(self.cfg),
+            "history": [
+                {k: (v.to_dict() if k == "greedy_arch" else v) for k, v in h.items()}
+                for h in self.history
+            ],
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "nonfinite_total": self.nonfinite_total,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("enas")
+        if state is None:
+            raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
+        mine = space_fingerprint(self.cfg)
+        for key, value in state["fingerprint"].items():
+            if mine.get(key) != value:
+                raise CheckpointError(
+                    f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
+                    f"{key}={mine.get(key)!r}; use the same setting or start a new run"
+                )
+        from enas_lightning.arch.io import arch_from_dict
+
+        self.history = [
+            {
+                k: (arch_from_dict(v, self.controller.space) if k == "greedy_arch" else v)
+                for k, v in h.items()
+            }
+            for h in state["history"]
+        ]
+        self.nonfinite_in_a_row = state["nonfinite_in_a_row"]
+        self.nonfinite_total = state["nonfinite_total"]

@@ -1,0 +1,1 @@
+"""What ``python -m enas_lightning task=...`` runs: search, final, pipeline, inspect."""

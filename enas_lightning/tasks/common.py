@@ -1,0 +1,32 @@
+"""Helpers shared by the tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from enas_lightning.config import Config
+from enas_lightning.errors import CheckpointError
+
+
+def seed_everything(seed: int) -> None:
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def resolve_ckpt(cfg: Config, output_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, or the run's ``last.ckpt`` with ``resume``."""
+    if cfg.ckpt_path:
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path!r}: no such file")
+        return str(path)
+    if cfg.resume:
+        path = output_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise CheckpointError(
+                f"resume=true: no checkpoint at {path}; pass hydra.run.dir=<the run to resume> "
+                "or ckpt_path=<run>/checkpoints/last.ckpt"
+            )
+        return str(path)
+    return None

@@ -1,0 +1,94 @@
+"""``task=search``: ENAS search, then derivation of the best architecture."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from enas_lightning.arch.io import save_arch
+from enas_lightning.build import (
+    build_controller,
+    build_logger,
+    build_supernet,
+    build_trainer,
+    validate_data,
+)
+from enas_lightning.config import Config
+from enas_lightning.data.datasets import load_splits
+from enas_lightning.data.device import DeviceSplits
+from enas_lightning.search.artifacts import SearchArtifacts
+from enas_lightning.search.module import Derivation, SearchModule
+from enas_lightning.tasks.common import resolve_ckpt, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> Path:
+    """``best_arch.json`` and ``arch_candidates.csv`` in ``output_dir``."""
+    path = output_dir / "best_arch.json"
+    save_arch(
+        d.best,
+        path,
+        ops,
+        val_acc=d.best_acc,
+        greedy_val_acc=d.greedy_acc,
+        random_mean_val_acc=d.random_mean_acc,
+        candidates=len(d.candidates),
+    )
+    with (output_dir / "arch_candidates.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "kind", "arc", "val_acc"])
+        order = sorted(range(len(d.candidates)), key=lambda i: -d.accuracies[i])
+        for r, i in enumerate(order):
+            kind = "greedy" if i == d.greedy_index else "sampled"
+            arc = " ".join(map(str, d.candidates[i].to_ints(ops)))
+            w.writerow([r + 1, kind, arc, f"{d.accuracies[i]:.6f}"])
+    return path
+
+
+def run_search(cfg: Config, output_dir: Path) -> tuple[float, Path]:
+    """Search and derive; returns the best derived architecture's validation accuracy."""
+    start = time.time()
+    ckpt = resolve_ckpt(cfg, output_dir)
+    seed_everything(cfg.seed)
+    splits = load_splits(cfg.dataset, holdout=True)
+    validate_data(cfg, splits, "search")
+    d = cfg.dataset
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    callbacks = [
+        SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
+        ModelCheckpoint(
+            dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1
+        ),
+    ]
+    from enas_lightning.tracking import search_callbacks
+
+    callbacks += search_callbacks(cfg)
+    logger = build_logger(cfg, output_dir)
+    trainer = build_trainer(cfg, "search", output_dir, cfg.search.epochs, callbacks, logger)
+    trainer.fit(module, ckpt_path=ckpt)
+    derivation = module.derive()
+    ops = tuple(cfg.search_space.ops)
+    path = output_dir / "best_arch.json"
+    if trainer.is_global_zero:
+        path = write_derivation(derivation, output_dir, ops)
+        from enas_lightning.tracking import log_derivation
+
+        log_derivation(logger, derivation, path, output_dir, ops)
+        greedy = derivation.greedy_acc
+        lines = [
+            f"search finished in {time.time() - start:.0f} s; derived from "
+            f"{len(derivation.candidates)} candidates on {len(splits.val_y)} validation images:",
+            f"  best          val acc {derivation.best_acc:.4f}",
+            f"  greedy        val acc {greedy:.4f}" if greedy is not None else "  greedy        -",
+            f"  random (mean) val acc {derivation.random_mean_acc:.4f}",
+            f"best architecture: {path}",
+            str(derivation.best),
+        ]
+        print("\n".join(lines), flush=True)
+    return derivation.best_acc, path
