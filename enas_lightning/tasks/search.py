@@ -6,6 +6,7 @@ import csv
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -50,9 +51,14 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     return path
 
 
-def run_search(cfg: Config, output_dir: Path) -> tuple[float, Path]:
-    """Search and derive; returns the best derived architecture's validation accuracy."""
+def run_search(cfg: Config, output_dir: Path) -> tuple[float, Any, Path]:
+    """Search and derive.
+
+    Returns the best derived architecture's validation accuracy, the architecture record (the
+    same on every rank) and the path of ``best_arch.json`` (written by rank 0).
+    """
     start = time.time()
+    output_dir.mkdir(parents=True, exist_ok=True)
     ckpt = resolve_ckpt(cfg, output_dir)
     seed_everything(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
@@ -91,4 +97,4 @@ def run_search(cfg: Config, output_dir: Path) -> tuple[float, Path]:
             str(derivation.best),
         ]
         print("\n".join(lines), flush=True)
-    return derivation.best_acc, path
+    return derivation.best_acc, derivation.best, path

@@ -1,0 +1,35 @@
+"""``task=pipeline``: search, derivation and final training in one run directory.
+
+``<run>/search`` holds the search (``best_arch.json`` among others), ``<run>/final`` the final
+training of the derived architecture; ``<run>/pipeline.json`` sums up both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from enas_lightning.config import Config
+from enas_lightning.tasks.final import run_final_arch
+from enas_lightning.tasks.search import run_search
+
+
+def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
+    start = time.time()
+    val_acc, arch, arch_path = run_search(cfg, output_dir / "search")
+    # every rank holds the same derived record, so no rank waits for rank 0's file
+    metrics = run_final_arch(cfg, arch, output_dir / "final")
+    if metrics:
+        summary = {
+            "search_val_acc": val_acc,
+            "arch": str(arch_path),
+            "test_acc": metrics["test_acc"],
+            "best_test_acc": metrics["best_test_acc"],
+            "params": metrics["params"],
+            "wall_time_s": time.time() - start,
+        }
+        (output_dir / "pipeline.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"pipeline finished in {summary['wall_time_s']:.0f} s: {output_dir}", flush=True)
+        return metrics["test_acc"]
+    return None
