@@ -91,6 +91,7 @@ class FinalConfig:
     dropout_keep: float = 0.8
     drop_path_keep: float = 0.6
     aux_weight: float = 0.4  # 0 = no aux head
+    cutout: int = 16  # side of the cutout square in final training (0 = off)
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     compile: bool = False  # torch.compile the network
     channels_last: bool = False
