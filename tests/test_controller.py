@@ -154,7 +154,9 @@ def test_log_probs_are_a_distribution_matching_sampling_frequencies(space: str) 
     tol = 5 * (p * (1 - p) / n).sqrt() + 1e-3
     assert ((freq - p).abs() <= tol).all()
     # the sampled log-probabilities are those of the enumeration
-    torch.testing.assert_close(s.log_prob.exp(), p[[index[tuple(a)] for a in s.arcs.flatten(1).tolist()]])
+    torch.testing.assert_close(
+        s.log_prob.exp(), p[[index[tuple(a)] for a in s.arcs.flatten(1).tolist()]]
+    )
 
 
 def test_macro_log_prob_splits_into_op_and_skip_terms() -> None:
@@ -361,9 +363,7 @@ def test_reinforce_moves_probability_to_the_rewarded_decision(make_cfg) -> None:
 
 
 def test_skip_penalty_pulls_the_skip_rate_to_its_target(make_cfg) -> None:
-    cfg = make_cfg(
-        ["search_space=macro", "controller.lr=0.05", "controller.entropy_weight=0"]
-    )
+    cfg = make_cfg(["search_space=macro", "controller.lr=0.05", "controller.entropy_weight=0"])
     ctrl = macro(num_layers=4)
     module, _ = controller_module(ctrl, cfg, lambda archs: torch.zeros(len(archs)))
 

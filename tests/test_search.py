@@ -66,7 +66,9 @@ def test_sgdr_schedule(tiny_cfg) -> None:
     for restart in (10, 30, 70, 150):
         assert lrs[restart] == pytest.approx(lr_max)
         assert lrs[restart - 1] < 0.05 * lr_max
-    assert lrs[29] == pytest.approx(lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * 19 / 20)))
+    assert lrs[29] == pytest.approx(
+        lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * 19 / 20))
+    )
 
 
 def test_scheduler_steps_once_per_epoch(make_cfg, tmp_path) -> None:
@@ -78,7 +80,9 @@ def test_scheduler_steps_once_per_epoch(make_cfg, tmp_path) -> None:
     cfg = make_cfg(["controller=random", "search.child_batches=1", "search.optim.t0=4"])
     module = make_module(cfg)
     fit(module, cfg, tmp_path, epochs=3)
-    assert [h["lr"] for h in module.history] == pytest.approx([sgdr(e, 0.05, 5e-4, 4) for e in range(3)])
+    assert [h["lr"] for h in module.history] == pytest.approx(
+        [sgdr(e, 0.05, 5e-4, 4) for e in range(3)]
+    )
 
 
 def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
@@ -98,7 +102,10 @@ def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
     before = [p.detach().clone() for p in module.supernet.parameters()]
     fit(module, cfg, tmp_path)
     delta = torch.cat(
-        [(p.detach() - b).flatten() for p, b in zip(module.supernet.parameters(), before, strict=True)]
+        [
+            (p.detach() - b).flatten()
+            for p, b in zip(module.supernet.parameters(), before, strict=True)
+        ]
     )
     assert delta.norm() == pytest.approx(lr * 5.0, rel=1e-4)
     # without the bound the same step is far larger
@@ -106,7 +113,10 @@ def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
     module = make_module(cfg, scale=1e4)
     fit(module, cfg, tmp_path)
     delta = torch.cat(
-        [(p.detach() - b).flatten() for p, b in zip(module.supernet.parameters(), before, strict=True)]
+        [
+            (p.detach() - b).flatten()
+            for p, b in zip(module.supernet.parameters(), before, strict=True)
+        ]
     )
     assert delta.norm() > 100 * lr * 5.0
 
@@ -120,7 +130,9 @@ def test_child_phase_leaves_the_controller_alone(make_cfg, tmp_path) -> None:
     fit(module, cfg, tmp_path)
     for p, b in zip(module.controller.parameters(), ctrl, strict=True):
         assert torch.equal(p, b) and p.grad is None
-    assert any(not torch.equal(p, b) for p, b in zip(module.supernet.parameters(), net, strict=True))
+    assert any(
+        not torch.equal(p, b) for p, b in zip(module.supernet.parameters(), net, strict=True)
+    )
     assert float(module.baseline) == 0.0
 
 
@@ -138,7 +150,9 @@ def test_controller_phase_moves_baseline_into_the_checkpoint(tiny_cfg, tmp_path)
         b -= 0.01 * (b - sum(step) / len(step))
     assert float(module.baseline) == pytest.approx(b, rel=1e-5)
     assert float(module.baseline) > 0
-    assert any(not torch.equal(p, q) for p, q in zip(module.controller.parameters(), ctrl, strict=True))
+    assert any(
+        not torch.equal(p, q) for p, q in zip(module.controller.parameters(), ctrl, strict=True)
+    )
     path = tmp_path / "search.ckpt"
     trainer.save_checkpoint(path)
     state = torch.load(path, weights_only=False)["state_dict"]

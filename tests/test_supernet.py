@@ -248,5 +248,10 @@ def test_macro_standalone_and_supernet_agree(seed: int) -> None:
     assert ran_sup == ran_net == [layer.op for layer in arch.layers]
     # the same reductions are needed: the standalone builds exactly those that get gradients
     backward(sup, arch)
-    used = {f"{after}_{j}" for r, after in enumerate(sup.reductions) for j, m in enumerate(sup.reduce[r]) if has_grad(m)}
+    used = {
+        f"{after}_{j}"
+        for r, after in enumerate(sup.reductions)
+        for j, m in enumerate(sup.reduce[r])
+        if has_grad(m)
+    }
     assert used == set(net.reduce.keys())
