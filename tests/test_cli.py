@@ -105,20 +105,19 @@ def test_inspect_authors_micro_arc(tmp_path, cli_env) -> None:
     load_arch(out / "arch.json", "micro", AUTHORS_MICRO_OPS, 5)
 
 
-def test_inspect_macro_arc(tmp_path, cli_env) -> None:
+def test_inspect_macro_arc(make_cfg, tmp_path, capsys) -> None:
+    """In-process through the app's dispatch (the subprocess path is covered above)."""
+    from enas_lightning.app import run
+
     out = tmp_path / "inspect"
-    proc = cli(
-        [
-            "task=inspect",
-            f"arch={MACRO_12}",
-            "search_space=macro",
-            "final.channels=36",
-            f"hydra.run.dir={out}",
-        ],
-        cli_env,
+    cfg = make_cfg(
+        ["task=inspect", f"arch='{MACRO_12}'", "search_space=macro", "final.channels=36"]
     )
-    assert int(re.search(r"^params: (\d+)$", proc.stdout, re.M).group(1)) > 0
-    assert "ints: " + MACRO_12 in proc.stdout
+    cfg.output_dir = str(out)
+    assert run(cfg) is None
+    stdout = capsys.readouterr().out
+    assert int(re.search(r"^params: (\d+)$", stdout, re.M).group(1)) > 0
+    assert "ints: " + MACRO_12 in stdout
     assert (out / "arch.dot").is_file()
     arch = load_arch(out / "arch.json", "macro", AUTHORS_MACRO_OPS, 12)
     assert " ".join(map(str, arch.to_ints())) == MACRO_12
