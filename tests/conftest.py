@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny composed config, its output directory, a subprocess environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from enas_lightning.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The many tiny ops of the controller and the toy supernets run far faster on one thread, and a
+# busy 2-core machine makes intra-op threads spin against each other.
+torch.set_num_threads(1)
+
+# A search that finishes in seconds on a CPU (micro, 3 nodes, 4 channels, 16x16 fake data).
+TINY = [
+    "dataset=fake",
+    "trainer=cpu",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "search.epochs=2",
+    "search.batch_size=32",
+    "search.derive_samples=4",
+    "search_space.layers=3",
+    "search_space.channels=4",
+    "search_space.num_nodes=3",
+    "controller.train_steps=2",
+    "controller.num_aggregate=3",
+]
+
+
+def compose_cfg(tmp_path: Path, overrides: list[str] = ()):
+    """The primary config composed as the app composes it, writing into ``tmp_path``."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module("enas_lightning.conf", version_base="1.3"):
+        return compose(
+            config_name="config", overrides=[*TINY, f"output_dir={tmp_path}", *overrides]
+        )
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path):
+    """The tiny micro search config (see ``TINY``), outputs under ``tmp_path``."""
+    yield compose_cfg(tmp_path)
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path):
+    """``make_cfg([overrides])``: the tiny config with extra overrides."""
+    yield lambda overrides=(): compose_cfg(tmp_path, list(overrides))
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for ``python -m enas_lightning`` subprocesses importing this checkout."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1"}

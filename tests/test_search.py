@@ -1,0 +1,162 @@
+"""The search module: SGDR schedule, gradient clipping, frozen controller during the child
+phase, the baseline in checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from enas_lightning.build import build_controller, build_trainer
+from enas_lightning.data.datasets import load_splits
+from enas_lightning.data.device import DeviceSplits
+from enas_lightning.search.module import SearchModule
+
+
+class LinearSupernet(nn.Module):
+    """A stand-in supernet: a linear classifier that ignores the architecture."""
+
+    def __init__(self, in_features: int, classes: int, scale: float = 1.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(in_features, classes)
+        self.scale = scale
+
+    def forward(self, x, arch):
+        return self.scale * self.fc(x.flatten(1))
+
+
+def make_module(cfg, scale: float = 1.0) -> SearchModule:
+    splits = load_splits(cfg.dataset, holdout=True)
+    c, h, w = splits.image_shape
+    data = DeviceSplits(splits, pad=cfg.dataset.pad, flip=cfg.dataset.flip)
+    net = LinearSupernet(c * h * w, splits.num_classes, scale)
+    return SearchModule(net, build_controller(cfg), data, cfg)
+
+
+def fit(module: SearchModule, cfg, tmp_path, epochs: int = 1):
+    trainer = build_trainer(cfg, "search", tmp_path, epochs, [], False)
+    trainer.fit(module)
+    return trainer
+
+
+def sgdr(epoch: int, lr_max: float, lr_min: float, t0: int = 10, t_mul: int = 2) -> float:
+    start, period = 0, t0
+    while epoch >= start + period:
+        start, period = start + period, period * t_mul
+    t = epoch - start
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t / period))
+
+
+def test_sgdr_schedule(tiny_cfg) -> None:
+    module = make_module(tiny_cfg)
+    (child, _), (sched,) = module.configure_optimizers()
+    lrs = []
+    for _ in range(151):
+        lrs.append(child.param_groups[0]["lr"])
+        sched.step()
+    lr_max, lr_min = 0.05, 5e-4
+    assert tiny_cfg.search.optim.lr_max == lr_max and tiny_cfg.search.optim.lr_min == lr_min
+    for e in range(151):
+        assert lrs[e] == pytest.approx(sgdr(e, lr_max, lr_min), rel=1e-6), e
+    assert lrs[0] == pytest.approx(lr_max)
+    assert lrs[9] == pytest.approx(lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(0.9 * math.pi)))
+    for restart in (10, 30, 70, 150):
+        assert lrs[restart] == pytest.approx(lr_max)
+        assert lrs[restart - 1] < 0.05 * lr_max
+    assert lrs[29] == pytest.approx(
+        lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * 19 / 20))
+    )
+
+
+def test_scheduler_steps_once_per_epoch(make_cfg, tmp_path) -> None:
+    cfg = make_cfg(["controller=random", "search.child_batches=2", "search.optim.t0=1"])
+    module = make_module(cfg)
+    fit(module, cfg, tmp_path, epochs=2)
+    # T_0 = 1: epoch 0 at lr_max, the restart at epoch 1 at lr_max again, the summaries record it
+    assert [h["lr"] for h in module.history] == pytest.approx([0.05, 0.05])
+    cfg = make_cfg(["controller=random", "search.child_batches=1", "search.optim.t0=4"])
+    module = make_module(cfg)
+    fit(module, cfg, tmp_path, epochs=3)
+    assert [h["lr"] for h in module.history] == pytest.approx(
+        [sgdr(e, 0.05, 5e-4, 4) for e in range(3)]
+    )
+
+
+def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
+    lr = 0.1
+    cfg = make_cfg(
+        [
+            "controller=random",
+            "search.epochs=1",
+            "search.child_batches=1",
+            f"search.optim.lr_max={lr}",
+            "search.optim.momentum=0",
+            "search.optim.nesterov=false",
+            "search.optim.weight_decay=0",
+        ]
+    )
+    module = make_module(cfg, scale=1e4)  # a huge loss scale: gradient norm far above 5
+    before = [p.detach().clone() for p in module.supernet.parameters()]
+    fit(module, cfg, tmp_path)
+    delta = torch.cat(
+        [
+            (p.detach() - b).flatten()
+            for p, b in zip(module.supernet.parameters(), before, strict=True)
+        ]
+    )
+    assert delta.norm() == pytest.approx(lr * 5.0, rel=1e-4)
+    # without the bound the same step is far larger
+    cfg.search.optim.grad_clip = 0.0
+    module = make_module(cfg, scale=1e4)
+    fit(module, cfg, tmp_path)
+    delta = torch.cat(
+        [
+            (p.detach() - b).flatten()
+            for p, b in zip(module.supernet.parameters(), before, strict=True)
+        ]
+    )
+    assert delta.norm() > 100 * lr * 5.0
+
+
+def test_child_phase_leaves_the_controller_alone(make_cfg, tmp_path) -> None:
+    # train_every=2: no controller phase after epoch 0
+    cfg = make_cfg(["search.child_batches=3", "controller.train_every=2"])
+    module = make_module(cfg)
+    ctrl = [p.detach().clone() for p in module.controller.parameters()]
+    net = [p.detach().clone() for p in module.supernet.parameters()]
+    fit(module, cfg, tmp_path)
+    for p, b in zip(module.controller.parameters(), ctrl, strict=True):
+        assert torch.equal(p, b) and p.grad is None
+    assert any(
+        not torch.equal(p, b) for p, b in zip(module.supernet.parameters(), net, strict=True)
+    )
+    assert float(module.baseline) == 0.0
+
+
+def test_controller_phase_moves_baseline_into_the_checkpoint(tiny_cfg, tmp_path) -> None:
+    module = make_module(tiny_cfg)
+    assert "baseline" in module.state_dict()
+    ctrl = [p.detach().clone() for p in module.controller.parameters()]
+    trainer = fit(module, tiny_cfg, tmp_path)
+    rewards = [s["reward"] for s in module.epoch_samples]
+    assert len(rewards) == tiny_cfg.controller.train_steps * tiny_cfg.controller.num_aggregate
+    # b <- b - (1 - 0.99)(b - mean reward), twice from 0
+    b = 0.0
+    for k in range(tiny_cfg.controller.train_steps):
+        step = rewards[k * 3 : (k + 1) * 3]
+        b -= 0.01 * (b - sum(step) / len(step))
+    assert float(module.baseline) == pytest.approx(b, rel=1e-5)
+    assert float(module.baseline) > 0
+    assert any(
+        not torch.equal(p, q) for p, q in zip(module.controller.parameters(), ctrl, strict=True)
+    )
+    path = tmp_path / "search.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert torch.equal(state["baseline"], module.baseline)
+    fresh = make_module(tiny_cfg)
+    fresh.load_state_dict(state)
+    assert float(fresh.baseline) == float(module.baseline)

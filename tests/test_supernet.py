@@ -1,0 +1,257 @@
+"""The supernets: a sampled child runs forward and backward and only its ops get gradients,
+weights are shared per decision, and the standalone network of the same arc agrees with it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
+from enas_lightning.controller import MacroController, MicroController
+from enas_lightning.ops import FactorizedReduce, SepConvUnit
+from enas_lightning.spaces.macro.network import MacroNetwork
+from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.macro.supernet import MacroSupernet
+from enas_lightning.spaces.micro.network import MicroNetwork
+from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.micro.supernet import MicroSupernet
+
+B = 3  # micro nodes per cell
+C = 4
+
+
+def micro_net() -> MicroSupernet:
+    torch.manual_seed(0)
+    return MicroSupernet(3, 3, layers=3, channels=C, num_nodes=B, ops=AUTHORS_MICRO_OPS)
+
+
+def macro_net(layers: int = 6) -> MacroSupernet:
+    torch.manual_seed(0)
+    return MacroSupernet(3, 3, layers=layers, channels=C, ops=AUTHORS_MACRO_OPS)
+
+
+def micro_archs(n: int, seed: int) -> list[MicroArch]:
+    ctrl = MicroController(AUTHORS_MICRO_OPS, num_nodes=B, uniform=True)
+    return ctrl.sample_archs(n, torch.Generator().manual_seed(seed))
+
+
+def macro_archs(n: int, seed: int, layers: int = 6) -> list[MacroArch]:
+    ctrl = MacroController(AUTHORS_MACRO_OPS, num_layers=layers, uniform=True)
+    return ctrl.sample_archs(n, torch.Generator().manual_seed(seed))
+
+
+def backward(net: nn.Module, arch) -> None:
+    net.zero_grad(set_to_none=True)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = net(x, arch)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    out.square().sum().backward()
+
+
+def has_grad(m: nn.Module) -> bool:
+    grads = [p.grad for p in m.parameters()]
+    assert grads, "only parametric modules are checked"
+    assert all(g is None for g in grads) or all(g is not None for g in grads)
+    return grads[0] is not None
+
+
+def micro_chosen(net: MicroSupernet, arch: MicroArch) -> set[tuple[int, int, int, int, int]]:
+    """(cell, node, slot, input, op index) of every op the child runs."""
+    out = set()
+    for k in range(len(net.cells)):
+        cell = arch.reduce if k in net.reductions else arch.normal
+        for j, node in enumerate(cell.nodes):
+            for slot, (i, op) in enumerate(zip(node.inputs, node.ops, strict=True)):
+                out.add((k, j, slot, i, AUTHORS_MICRO_OPS.index(op)))
+    return out
+
+
+def micro_op_grads(net: MicroSupernet) -> set[tuple[int, int, int, int, int]]:
+    """The parametric candidate ops that received gradients."""
+    got = set()
+    for k, cell in enumerate(net.cells):
+        for j, per_slot in enumerate(cell.ops):
+            for slot, per_input in enumerate(per_slot):
+                for i, per_op in enumerate(per_input):
+                    for o, op in enumerate(per_op):
+                        if any(True for _ in op.parameters()) and has_grad(op):
+                            got.add((k, j, slot, i, o))
+    return got
+
+
+def parametric(net: MicroSupernet, keys) -> set:
+    return {
+        key
+        for key in keys
+        if any(True for _ in net.cells[key[0]].ops[key[1]][key[2]][key[3]][key[4]].parameters())
+    }
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_micro_child_gets_gradients_only_on_its_ops(seed: int) -> None:
+    net = micro_net()
+    for arch in micro_archs(2, seed):
+        backward(net, arch)
+        assert micro_op_grads(net) == parametric(net, micro_chosen(net, arch))
+        for k, cell in enumerate(net.cells):
+            spec = arch.reduce if k in net.reductions else arch.normal
+            # the 1x1 output conv: one [C, C] block per node, only the loose ends' blocks learn
+            c = cell.channels
+            g = cell.out_weight.grad.view(c, B + 2, c)
+            for node in range(B + 2):
+                assert (g[:, node].abs().sum() > 0) == (node in spec.loose_ends), (k, node)
+            # both cell inputs are always read (by a node or as a loose end)
+            for cal in cell.calibrate:
+                if any(True for _ in cal.parameters()):
+                    assert has_grad(cal)
+        for fr in net.pre_reduce.values():
+            assert has_grad(fr)
+
+
+def test_micro_weights_are_shared_per_decision() -> None:
+    net = micro_net()
+    a, b = micro_archs(2, 7)
+    # b takes a's first normal node, nothing else in common is needed
+    node = MicroNode((1, 0), ("sep_conv_3x3", "sep_conv_5x5"))
+    a = MicroArch(MicroCell((node, *a.normal.nodes[1:])), a.reduce)
+    b = MicroArch(MicroCell((node, *b.normal.nodes[1:])), b.reduce)
+    shared = net.cells[0].ops[0][0][1][0]  # cell 0, node 0, slot 0, input 1, sep_conv_3x3
+    grads = []
+    for arch in (a, b):
+        backward(net, arch)
+        assert has_grad(shared)
+        grads.append({id(p) for p in net.parameters() if p.grad is not None})
+    assert {id(p) for p in shared.parameters()} <= grads[0] & grads[1]
+    # a different input index or op is a different weight
+    assert not has_grad(net.cells[0].ops[0][0][0][0])
+    assert not has_grad(net.cells[0].ops[0][0][1][1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_macro_child_gets_gradients_only_on_its_branches(seed: int) -> None:
+    layers = 6
+    net = macro_net(layers)
+    for arch in macro_archs(2, seed, layers):
+        backward(net, arch)
+        for i, layer in enumerate(arch.layers):
+            chosen = AUTHORS_MACRO_OPS.index(layer.op)
+            for o, branch in enumerate(net.branches[i]):
+                assert has_grad(branch) == (o == chosen), (i, o)
+        # reductions after layers 1 and 3: an earlier output is reduced iff a later layer reads it
+        for r, after in enumerate(net.reductions):
+            for j, fr in enumerate(net.reduce[r]):
+                read = j == after or any(j in later.skips for later in arch.layers[after + 1 :])
+                assert has_grad(fr) == read, (after, j)
+
+
+def test_macro_reductions_of_unread_outputs_get_no_gradient() -> None:
+    # layer 0's output is read only by layer 1: its reduction after layer 1 is not needed;
+    # layer 5 reads layer 0 across both reductions
+    layers = (
+        MacroLayer("conv_3x3"),
+        MacroLayer("sep_conv_3x3", (0,)),
+        MacroLayer("conv_5x5"),
+        MacroLayer("max_pool_3x3", (1,)),
+        MacroLayer("avg_pool_3x3"),
+        MacroLayer("sep_conv_5x5", (2,)),
+    )
+    net = macro_net(6)
+    backward(net, MacroArch(layers))
+    assert net.reductions == (1, 3)
+    assert [has_grad(m) for m in net.reduce[0]] == [False, True]
+    assert [has_grad(m) for m in net.reduce[1]] == [False, False, True, True]
+
+
+# --- supernet vs standalone network --------------------------------------------------------------
+def micro_op_name(m: nn.Module) -> str:
+    if isinstance(m, nn.Sequential) and isinstance(m[0], SepConvUnit):
+        k = m[0][1].kernel_size[0]
+        return f"sep_conv_{k}x{k}"
+    if isinstance(m, nn.AvgPool2d):
+        return "avg_pool_3x3"
+    if isinstance(m, nn.MaxPool2d):
+        return "max_pool_3x3"
+    if isinstance(m, nn.Identity | FactorizedReduce):
+        return "identity"
+    raise AssertionError(m)
+
+
+def macro_op_name(m: nn.Module) -> str:
+    second = m[1]
+    if isinstance(second, nn.AvgPool2d):
+        return "avg_pool_3x3"
+    if isinstance(second, nn.MaxPool2d):
+        return "max_pool_3x3"
+    conv = second[0]
+    if isinstance(conv, nn.Sequential):  # depthwise then pointwise
+        k = conv[0].kernel_size[0]
+        return f"sep_conv_{k}x{k}"
+    k = conv.kernel_size[0]
+    return f"conv_{k}x{k}"
+
+
+def run_ops(net: nn.Module, modules: dict[nn.Module, str], x: torch.Tensor, *args) -> list[str]:
+    """Names of the candidate op modules that ran, in order."""
+    ran: list[str] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o, name=name: ran.append(name))
+        for m, name in modules.items()
+    ]
+    try:
+        out = net(x, *args)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ran, out
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_micro_standalone_and_supernet_agree(seed: int) -> None:
+    arch = micro_archs(1, seed)[0]
+    sup = micro_net().eval()
+    net = MicroNetwork(arch, 3, 3, layers=3, channels=C).eval()
+    x = torch.randn(2, 3, 8, 8)
+    cands = {
+        op: AUTHORS_MICRO_OPS[o]
+        for cell in sup.cells
+        for per_slot in cell.ops
+        for per_input in per_slot
+        for per_op in per_input
+        for o, op in enumerate(per_op)
+    }
+    ran_sup, out_sup = run_ops(sup, cands, x, arch)
+    own = {op: micro_op_name(op) for cell in net.cells for pair in cell.ops for op in pair}
+    ran_net, out_net = run_ops(net, own, x)
+    assert out_sup.shape == out_net.shape == (2, 3)
+    assert ran_sup == ran_net
+    # and both run exactly the arch's ops, cell by cell
+    per_cell = [
+        op
+        for k in range(len(sup.cells))
+        for node in (arch.reduce if k in sup.reductions else arch.normal).nodes
+        for op in node.ops
+    ]
+    assert ran_sup == per_cell
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_macro_standalone_and_supernet_agree(seed: int) -> None:
+    arch = macro_archs(1, seed)[0]
+    sup = macro_net(6).eval()
+    net = MacroNetwork(arch, 3, 3, channels=C).eval()
+    x = torch.randn(2, 3, 8, 8)
+    cands = {b: AUTHORS_MACRO_OPS[o] for per_layer in sup.branches for o, b in enumerate(per_layer)}
+    ran_sup, out_sup = run_ops(sup, cands, x, arch)
+    ran_net, out_net = run_ops(net, {m: macro_op_name(m) for m in net.ops}, x)
+    assert out_sup.shape == out_net.shape == (2, 3)
+    assert ran_sup == ran_net == [layer.op for layer in arch.layers]
+    # the same reductions are needed: the standalone builds exactly those that get gradients
+    backward(sup, arch)
+    used = {
+        f"{after}_{j}"
+        for r, after in enumerate(sup.reductions)
+        for j, m in enumerate(sup.reduce[r])
+        if has_grad(m)
+    }
+    assert used == set(net.reduce.keys())
