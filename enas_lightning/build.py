@@ -80,6 +80,11 @@ def validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), key)
         if not 0 < value <= 1:
             raise ConfigError(name, value, "a keep probability in (0, 1]")
+    for name, optim in (("search.optim", cfg.search.optim), ("final.optim", cfg.final.optim)):
+        if optim.nesterov and optim.momentum <= 0:
+            raise ConfigError(
+                f"{name}.momentum", optim.momentum, f"> 0 with {name}.nesterov=true (or set it false)"
+            )
     if not 0 < cfg.controller.skip_target < 1:
         raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
     validate_devices(cfg)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from enas_lightning.errors import ArchError
-from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS
 
 
 @dataclass(frozen=True)

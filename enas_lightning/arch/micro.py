@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from enas_lightning.errors import ArchError
-from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS
 
 
 @dataclass(frozen=True)

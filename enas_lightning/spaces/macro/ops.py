@@ -12,16 +12,9 @@ from __future__ import annotations
 from torch import nn
 
 from enas_lightning.ops import ConvBNReLU, Registry, pool
+from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS  # noqa: F401 (re-export)
 
 MACRO_OPS = Registry("macro")
-AUTHORS_MACRO_OPS = (
-    "conv_3x3",
-    "sep_conv_3x3",
-    "conv_5x5",
-    "sep_conv_5x5",
-    "avg_pool_3x3",
-    "max_pool_3x3",
-)
 
 
 def _conv(kernel: int, separable: bool):

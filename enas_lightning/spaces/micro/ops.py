@@ -9,9 +9,9 @@ from __future__ import annotations
 from torch import nn
 
 from enas_lightning.ops import FactorizedReduce, Registry, ReLUConvBN, SepConvUnit, pool
+from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS  # noqa: F401 (re-export)
 
 MICRO_OPS = Registry("micro")
-AUTHORS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 
 
 def _sep_conv(kernel: int):
