@@ -61,6 +61,28 @@ def build_final_network(
     raise ConfigError("search_space.name", space, "micro or macro")
 
 
+def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
+    """``best.ckpt`` (highest ``test/acc``) and ``last.ckpt`` (after every epoch) in ``dirpath``.
+
+    Two callbacks because in Lightning 2.6 ``ModelCheckpoint(monitor=..., save_last=True)``
+    rewrites ``last.ckpt`` only when the monitored metric improves, which would make a resume
+    from ``last.ckpt`` repeat epochs. ``last.ckpt`` is written at every training epoch's end
+    (after that epoch's test evaluation, if any), whatever ``final.test_every`` is.
+    """
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor="test/acc", mode="max", save_top_k=1
+    )
+    last = ModelCheckpoint(
+        dirpath=dirpath,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    return [best, last]
+
+
 def _trainer_settings(cfg: Any) -> dict[str, Any]:
     """Trainer arguments from ``cfg.trainer`` (the settings a user may change)."""
     t = cfg.trainer
@@ -118,18 +140,11 @@ def train_final(
     network = build_final_network(cfg, arch, splits)
     module = FinalModule(network, data, cfg.final, seed=cfg.seed)
 
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="best",
-        monitor="test/acc",
-        mode="max",
-        save_last=True,
-    )
     kwargs: dict[str, Any] = {
         **_trainer_settings(cfg),
         "max_epochs": cfg.final.epochs,
         "default_root_dir": output_dir,
-        "callbacks": [checkpoint],
+        "callbacks": final_checkpoints(output_dir / "checkpoints"),
         "check_val_every_n_epoch": cfg.final.test_every,
         "use_distributed_sampler": False,  # EpochBatches shards by rank itself
         "num_sanity_val_steps": 0,  # a sanity pass would only re-run the test split
@@ -139,13 +154,9 @@ def train_final(
     trainer = pl.Trainer(**kwargs)
     trainer.fit(module, ckpt_path=cfg.ckpt_path or None)
 
-    # The final evaluation. Lightning evaluates only every test_every epochs; when the last
-    # epoch was not one of them, its weights are also saved as last.ckpt here.
+    # The final evaluation (Lightning evaluates only every test_every epochs during fit).
     trained = trainer.current_epoch
-    evaluated_last = trained > 0 and trained % max(1, int(cfg.final.test_every)) == 0
     trainer.validate(module, verbose=False)
-    if not evaluated_last:
-        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
     test_acc = module.last_test_acc
     wall = time.perf_counter() - start
 
