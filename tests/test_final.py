@@ -42,6 +42,16 @@ METRIC_KEYS = {
 QUIET = {"enable_model_summary": False, "enable_progress_bar": False}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One intra-op thread: on a shared 2-core CPU, torch's default thread pool made a 2-epoch
+    tiny fit take ~100 s instead of ~1.5 s (oversubscription); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_cfg(**final: Any) -> DictConfig:
     """A tiny CPU config: fake 8x8 images, 64 train / 32 test, micro 3 layers x 4 channels."""
     cfg = OmegaConf.structured(Config)
@@ -143,7 +153,7 @@ def test_export_runs_without_enas_lightning(
         "import sys; sys.modules['enas_lightning'] = None\n"
         "try:\n    import enas_lightning\nexcept ImportError:\n    pass\n"
         "else:\n    raise SystemExit('enas_lightning importable')\n"
-        "import torch\n"
+        "import torch\ntorch.set_num_threads(1)\n"
         f"m = torch.export.load({str(out / 'export' / 'model.pt2')!r}).module()\n"
         f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
         "with torch.no_grad():\n"
