@@ -1,0 +1,191 @@
+"""The ``final`` task: train a found architecture from scratch, evaluate, report and export."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+
+from enas_lightning.arch import MacroArch, MicroArch, load_arch
+from enas_lightning.data.datasets import ImageSplits, load_splits
+from enas_lightning.data.device import DeviceSplits
+from enas_lightning.errors import ConfigError
+from enas_lightning.final.export import export_network
+from enas_lightning.final.module import FinalModule
+from enas_lightning.spaces.cost import count_madds, count_params
+from enas_lightning.spaces.macro.network import MacroNetwork
+from enas_lightning.spaces.micro.network import MicroNetwork
+
+
+def build_final_network(
+    cfg: Any, arch: MicroArch | MacroArch, splits: ImageSplits
+) -> MicroNetwork | MacroNetwork:
+    """The standalone network of ``arch`` sized by ``cfg.final`` for ``splits``' images.
+
+    Raises:
+        ConfigError: unknown ``search_space.name``, or ``final.layers`` differs from a macro
+            architecture's layer count (a macro architecture fixes its depth).
+    """
+    space = cfg.search_space.name
+    c, h, _ = splits.image_shape
+    f = cfg.final
+    if space == "micro":
+        return MicroNetwork(
+            arch,
+            splits.num_classes,
+            c,
+            layers=f.layers,
+            channels=f.channels,
+            dropout_keep=f.dropout_keep,
+            drop_path_keep=f.drop_path_keep,
+            aux_head=f.aux_weight > 0,
+            image_size=h,
+        )
+    if space == "macro":
+        if f.layers != arch.num_layers:
+            raise ConfigError(
+                "final.layers",
+                f.layers,
+                f"{arch.num_layers}, the layer count of the macro architecture",
+            )
+        return MacroNetwork(
+            arch, splits.num_classes, c, channels=f.channels, dropout_keep=f.dropout_keep
+        )
+    raise ConfigError("search_space.name", space, "micro or macro")
+
+
+def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
+    """``best.ckpt`` (highest ``test/acc``) and ``last.ckpt`` (after every epoch) in ``dirpath``.
+
+    Two callbacks because in Lightning 2.6 ``ModelCheckpoint(monitor=..., save_last=True)``
+    rewrites ``last.ckpt`` only when the monitored metric improves, which would make a resume
+    from ``last.ckpt`` repeat epochs. ``last.ckpt`` is written at every training epoch's end
+    (after that epoch's test evaluation, if any), whatever ``final.test_every`` is.
+    """
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor="test/acc", mode="max", save_top_k=1
+    )
+    last = ModelCheckpoint(
+        dirpath=dirpath,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    return [best, last]
+
+
+def _trainer_settings(cfg: Any) -> dict[str, Any]:
+    """Trainer arguments from ``cfg.trainer`` (the settings a user may change)."""
+    t = cfg.trainer
+    out: dict[str, Any] = {
+        "accelerator": t.accelerator,
+        "devices": t.devices,
+        "num_nodes": t.num_nodes,
+        "strategy": t.strategy,
+        "precision": t.precision,
+        "log_every_n_steps": t.log_every_n_steps,
+        "enable_progress_bar": t.enable_progress_bar,
+        "deterministic": t.deterministic,
+    }
+    if t.limit_train_batches is not None:
+        out["limit_train_batches"] = t.limit_train_batches
+    return out
+
+
+def train_final(
+    cfg: Any,
+    arch: MicroArch | MacroArch | str | os.PathLike,
+    output_dir: Path,
+    trainer_kwargs: dict[str, Any] | None = None,
+    logger: Any = None,
+) -> dict[str, Any]:
+    """Train ``arch`` from scratch on the whole training split and evaluate it on the test split.
+
+    Args:
+        cfg: the whole config (:class:`~enas_lightning.config.Config` or an OmegaConf node with
+            its fields); uses ``seed``, ``ckpt_path``, ``search_space``, ``dataset``, ``trainer``
+            and ``final``.
+        arch: an architecture record, or a JSON path / integer string for
+            :func:`~enas_lightning.arch.load_arch`.
+        output_dir: receives ``checkpoints/{best,last}.ckpt``, ``metrics.json`` and
+            ``export/{model.pt2,arch.json,preprocess.json}``.
+        trainer_kwargs: extra or overriding ``pl.Trainer`` arguments (tests, the app).
+        logger: a Lightning logger, or ``None`` for none.
+
+    Returns:
+        The metrics (also written to ``metrics.json`` on global rank 0): ``test_acc`` (at the
+        end), ``best_test_acc``, ``params``, ``params_without_aux``, ``madds``, ``epochs``,
+        ``wall_time_s``, ``arch`` (the integer string).
+    """
+    start = time.perf_counter()
+    output_dir = Path(output_dir)
+    space = cfg.search_space.name
+    ops = tuple(cfg.search_space.ops)
+    if not isinstance(arch, MicroArch | MacroArch):
+        arch = load_arch(arch, space, ops)
+    splits = load_splits(cfg.dataset, holdout=False)
+    d = cfg.dataset
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    # Same initial weights on every rank and for the same seed.
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    network = build_final_network(cfg, arch, splits)
+    module = FinalModule(network, data, cfg.final, seed=cfg.seed)
+
+    kwargs: dict[str, Any] = {
+        **_trainer_settings(cfg),
+        "max_epochs": cfg.final.epochs,
+        "default_root_dir": output_dir,
+        "callbacks": final_checkpoints(output_dir / "checkpoints"),
+        "check_val_every_n_epoch": cfg.final.test_every,
+        "use_distributed_sampler": False,  # EpochBatches shards by rank itself
+        "num_sanity_val_steps": 0,  # a sanity pass would only re-run the test split
+        "logger": logger if logger is not None else False,
+    }
+    kwargs.update(trainer_kwargs or {})
+    trainer = pl.Trainer(**kwargs)
+    trainer.fit(module, ckpt_path=cfg.ckpt_path or None)
+
+    # The final evaluation (Lightning evaluates only every test_every epochs during fit).
+    trained = trainer.current_epoch
+    trainer.validate(module, verbose=False)
+    test_acc = module.last_test_acc
+    wall = time.perf_counter() - start
+
+    net = module.network
+    aux = getattr(net, "aux", None)
+    params = count_params(net)
+    c, h, w = splits.image_shape
+    metrics: dict[str, Any] = {
+        "test_acc": test_acc,
+        "best_test_acc": module.best_test_acc,
+        "params": params,
+        "params_without_aux": params - (count_params(aux) if isinstance(aux, nn.Module) else 0),
+        "madds": count_madds(net, (c, h, w)),
+        "epochs": trained,
+        "wall_time_s": wall,
+        "arch": " ".join(str(i) for i in arch.to_ints(ops)),
+    }
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        example = splits.test_x[:2] if len(splits.test_x) else torch.zeros(2, c, h, w)
+        export_network(
+            net,
+            output_dir / "export",
+            example,
+            arch,
+            ops,
+            splits.mean,
+            splits.std,
+            splits.num_classes,
+        )
+    return metrics

@@ -1,0 +1,287 @@
+"""Final training: the task end to end, cutout/drop path/aux head wiring, export, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback
+
+from enas_lightning.arch import MacroArch, MicroArch, load_arch
+from enas_lightning.config import Config
+from enas_lightning.data.datasets import load_splits
+from enas_lightning.data.device import DeviceSplits
+from enas_lightning.errors import ConfigError
+from enas_lightning.final import FinalModule, build_final_network, train_final
+from enas_lightning.final.train import final_checkpoints
+
+# The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
+AUTHORS_MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
+# 3 macro layers: conv3, sep3 <- skip 0, conv5 <- skips 0 and 1.
+MACRO_3 = "0 1 1 2 1 1"
+MACRO_OPS = ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5"]
+METRIC_KEYS = {
+    "test_acc",
+    "best_test_acc",
+    "params",
+    "params_without_aux",
+    "madds",
+    "epochs",
+    "wall_time_s",
+    "arch",
+}
+QUIET = {"enable_model_summary": False, "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One intra-op thread: on a shared 2-core CPU, torch's default thread pool made a 2-epoch
+    tiny fit take ~100 s instead of ~1.5 s (oversubscription); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_cfg(**final: Any) -> DictConfig:
+    """A tiny CPU config: fake 8x8 images, 64 train / 32 test, micro 3 layers x 4 channels."""
+    cfg = OmegaConf.structured(Config)
+    cfg.output_dir = "unused"
+    cfg.dataset.name = "fake"
+    cfg.dataset.train_size = 64
+    cfg.dataset.test_size = 32
+    cfg.dataset.image_size = 8
+    cfg.dataset.cutout = 4
+    cfg.trainer.accelerator = "cpu"
+    cfg.trainer.enable_progress_bar = False
+    f = cfg.final
+    f.layers, f.channels, f.epochs, f.batch_size, f.test_every = 3, 4, 2, 16, 1
+    for k, v in final.items():
+        setattr(f, k, v)
+    return cfg
+
+
+def make_module(cfg: DictConfig, arch: str = AUTHORS_MICRO) -> FinalModule:
+    """The module train_final builds, without a Trainer (same seeding)."""
+    record = load_arch(arch, cfg.search_space.name, tuple(cfg.search_space.ops))
+    splits = load_splits(cfg.dataset, holdout=False)
+    d = cfg.dataset
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    pl.seed_everything(cfg.seed, verbose=False)
+    return FinalModule(build_final_network(cfg, record, splits), data, cfg.final, seed=cfg.seed)
+
+
+def fit(
+    module: FinalModule,
+    out: Path,
+    epochs: int,
+    ckpt_path: Path | None = None,
+    callbacks: list[Callback] | None = None,
+    **kwargs: Any,
+) -> pl.Trainer:
+    """Fit like train_final (same checkpointing), without the final evaluation and export."""
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        default_root_dir=out,
+        callbacks=[*final_checkpoints(out / "checkpoints"), *(callbacks or [])],
+        check_val_every_n_epoch=1,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        logger=False,
+        **QUIET,
+        **kwargs,
+    )
+    trainer.fit(module, ckpt_path=ckpt_path)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, Path, dict]:
+    """train_final with aux head (0.4), drop path (keep 0.6) and cutout (4) for 2 epochs."""
+    cfg = make_cfg()
+    assert cfg.final.aux_weight > 0 and cfg.final.drop_path_keep < 1 and cfg.dataset.cutout > 0
+    out = tmp_path_factory.mktemp("micro")
+    metrics = train_final(cfg, AUTHORS_MICRO, out, trainer_kwargs=QUIET)
+    return cfg, out, metrics
+
+
+def test_final_training_writes_checkpoints_metrics_export(
+    micro_run: tuple[DictConfig, Path, dict],
+) -> None:
+    _cfg, out, metrics = micro_run
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json"):
+        assert (out / name).is_file(), name
+    for name in ("model.pt2", "arch.json", "preprocess.json"):
+        assert (out / "export" / name).is_file(), name
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert set(on_disk) == METRIC_KEYS
+    assert on_disk == metrics
+    assert on_disk["arch"] == AUTHORS_MICRO
+    assert on_disk["epochs"] == 2
+    assert 0.0 <= on_disk["test_acc"] <= on_disk["best_test_acc"] <= 1.0
+    assert on_disk["params"] > on_disk["params_without_aux"] > 0  # aux head counted separately
+    assert on_disk["madds"] > 0 and on_disk["wall_time_s"] > 0
+    pre = json.loads((out / "export" / "preprocess.json").read_text())
+    assert pre["input_shape"] == [3, 8, 8] and pre["num_classes"] == 10
+    assert len(pre["mean"]) == len(pre["std"]) == 3
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["final"]["best_test_acc"] == metrics["best_test_acc"]
+
+
+def test_export_runs_without_enas_lightning(
+    micro_run: tuple[DictConfig, Path, dict], tmp_path: Path
+) -> None:
+    """model.pt2 loads in a process where enas_lightning cannot be imported; same logits."""
+    cfg, out, _ = micro_run
+    module = make_module(cfg)
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    module.load_state_dict(state)  # the weights at the end of training = the exported ones
+    net = module.network.eval()
+    x = module.data.test_x[:5]  # [5, 3, 8, 8]: a batch size the export was not traced with
+    torch.save(x, tmp_path / "x.pt")
+    script = (
+        "import sys; sys.modules['enas_lightning'] = None\n"
+        "try:\n    import enas_lightning\nexcept ImportError:\n    pass\n"
+        "else:\n    raise SystemExit('enas_lightning importable')\n"
+        "import torch\ntorch.set_num_threads(1)\n"
+        f"m = torch.export.load({str(out / 'export' / 'model.pt2')!r}).module()\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
+        "with torch.no_grad():\n"
+        f"    torch.save(m(x), {str(tmp_path / 'y.pt')!r})\n"
+    )
+    # -I: isolated mode (no PYTHONPATH, no cwd on sys.path); cwd outside the repository.
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with torch.no_grad():
+        expected = net(x)
+    got = torch.load(tmp_path / "y.pt")
+    assert got.shape == (5, 10)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+class Spy(Callback):
+    """Records the network's training inputs and ``drop_path_progress`` per epoch."""
+
+    def __init__(self) -> None:
+        self.inputs: list[torch.Tensor] = []
+        self.progress: list[float] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        def hook(m: torch.nn.Module, args: tuple) -> None:
+            if m.training:
+                self.inputs.append(args[0].detach().clone())
+
+        pl_module.network.register_forward_pre_hook(hook)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *_: Any) -> None:
+        self.progress.append(pl_module.network.drop_path_progress)
+
+
+def test_cutout_and_drop_path_progress_reach_training(tmp_path: Path) -> None:
+    cfg = make_cfg(epochs=4)
+    cfg.dataset.pad, cfg.dataset.flip = 0, False  # only cutout makes zeros
+    module = make_module(cfg)
+    spy = Spy()
+    fit(module, tmp_path, epochs=2, callbacks=[spy], limit_train_batches=1, limit_val_batches=0)
+    # drop path grows with the epoch: epoch / final.epochs
+    assert spy.progress == [0.0, 0.25]
+    x = spy.inputs[0]  # [16, 3, 8, 8]
+    assert x.shape == (16, 3, 8, 8)
+    for img in x:
+        zero = (img == 0).all(0)  # [H, W]: cut-out pixels, zero in every channel
+        rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+        h, w = len(rows), len(cols)
+        # a 4x4 square, clipped to at least 2x2 at the borders, and nothing else
+        assert 2 <= h <= 4 and 2 <= w <= 4 and int(zero.sum()) == h * w
+        assert rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w
+        assert (h == 4 or rows[0] == 0 or rows[-1] == 7) and (
+            w == 4 or cols[0] == 0 or cols[-1] == 7
+        )
+    assert any(int((img == 0).all(0).sum()) == 16 for img in x)
+
+
+def test_aux_loss_trains_the_aux_head(tmp_path: Path) -> None:
+    module = make_module(make_cfg(epochs=1))
+    assert module.network.aux is not None
+    before = {k: v.clone() for k, v in module.network.aux.state_dict().items()}
+    fit(module, tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=0)
+    after = module.network.aux.state_dict()
+    changed = [k for k, v in before.items() if "weight" in k and not torch.equal(v, after[k])]
+    weights = [k for k in before if k.endswith("weight")]
+    assert changed == weights  # every aux conv/BN/linear weight got an update
+
+
+def test_macro_final_trains_and_exports(tmp_path: Path) -> None:
+    cfg = make_cfg(epochs=1, aux_weight=0.0, drop_path_keep=1.0)
+    cfg.search_space.name = "macro"
+    cfg.search_space.ops = MACRO_OPS
+    metrics = train_final(cfg, MACRO_3, tmp_path, trainer_kwargs=QUIET)
+    assert set(metrics) == METRIC_KEYS and metrics["epochs"] == 1
+    assert metrics["params"] == metrics["params_without_aux"]
+    assert metrics["arch"] == MACRO_3
+    arch = json.loads((tmp_path / "export" / "arch.json").read_text())
+    assert MacroArch.from_dict(arch).num_layers == 3
+    m = torch.export.load(tmp_path / "export" / "model.pt2").module()
+    assert m(torch.zeros(3, 3, 8, 8)).shape == (3, 10)
+    cfg.final.layers = 4
+    with pytest.raises(ConfigError, match="final.layers"):
+        train_final(cfg, MACRO_3, tmp_path / "bad")
+
+
+@pytest.mark.skipif(
+    os.environ.get("ENAS_TEST_COMPILE") != "1",
+    reason=(
+        "torch.compile (inductor) of the tiny micro network took 224 s on this 2-core CPU "
+        "(aot_eager: 36 s), over the 60 s budget; set ENAS_TEST_COMPILE=1 to run"
+    ),
+)
+def test_compiled_and_eager_agree() -> None:
+    cfg = make_cfg(compile=True)
+    module = make_module(cfg)
+    module.maybe_compile()
+    module.eval()
+    x = module.data.test_x[:4]
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            compiled = module(x)
+    except Exception as e:  # noqa: BLE001 - a broken toolchain is an environment limit
+        pytest.skip(f"torch.compile failed here: {type(e).__name__}: {e}")
+    print(f"compile + first forward: {time.perf_counter() - start:.1f} s")
+    with torch.no_grad():
+        eager = module.network(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """1 epoch, then resume from last.ckpt for the 2nd == 2 epochs in one go, bit for bit."""
+    cfg = make_cfg(epochs=2)
+    whole = make_module(cfg)
+    fit(whole, tmp_path / "whole", epochs=2)
+
+    first = make_module(cfg)
+    fit(first, tmp_path / "split", epochs=1)
+    last = tmp_path / "split" / "checkpoints" / "last.ckpt"
+    resumed = make_module(cfg)
+    fit(resumed, tmp_path / "split", epochs=2, ckpt_path=last)
+
+    a, b = whole.network.state_dict(), resumed.network.state_dict()
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, differ
+    # and the interruption really happened: after 1 epoch the weights were different
+    c = first.network.state_dict()
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    assert isinstance(load_arch(AUTHORS_MICRO, "micro", tuple(cfg.search_space.ops)), MicroArch)
