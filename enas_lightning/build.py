@@ -83,7 +83,9 @@ def validate(cfg: Config) -> None:
     for name, optim in (("search.optim", cfg.search.optim), ("final.optim", cfg.final.optim)):
         if optim.nesterov and optim.momentum <= 0:
             raise ConfigError(
-                f"{name}.momentum", optim.momentum, f"> 0 with {name}.nesterov=true (or set it false)"
+                f"{name}.momentum",
+                optim.momentum,
+                f"> 0 with {name}.nesterov=true (or set it false)",
             )
     if not 0 < cfg.controller.skip_target < 1:
         raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")

@@ -65,6 +65,9 @@ class EpochBatches:
         self._restored_epoch: int | None = None
         # Lightning's _set_sampler_epoch calls ``loader.sampler.set_epoch(epoch)``.
         self.sampler = self
+        # Lightning's shuffle check on evaluation loaders reads ``batch_sampler`` next to
+        # ``sampler``; there is none (the batches are made here)
+        self.batch_sampler = None
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""

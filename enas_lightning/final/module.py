@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -35,16 +34,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-
-
-def step_seed(seed: int, rank: int, epoch: int, batch_idx: int) -> int:
-    """A 32-bit seed for one training step, hashed from its position.
-
-    numpy's ``SeedSequence`` mixes the four integers, so nearby positions get unrelated seeds (a
-    sum or a packed integer would collide or overflow the 32 bits torch's CPU generator keeps).
-    """
-    mixed = np.random.SeedSequence([seed % 2**32, rank, epoch, batch_idx])
-    return int(mixed.generate_state(1)[0])
+from enas_lightning.seeding import step_seed
 
 
 class FinalModule(pl.LightningModule):
@@ -142,9 +132,6 @@ class FinalModule(pl.LightningModule):
             drop_last=False,
             setting="final.eval_batch_size",
         )
-        # Lightning's shuffle check on evaluation loaders reads ``batch_sampler`` when a loader
-        # has a ``sampler`` (EpochBatches sets ``sampler = self``); None = "no batch sampler".
-        loader.batch_sampler = None
         return loader
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from enas_lightning.arch import MacroArch, MicroArch, load_arch
+from enas_lightning.build import build_trainer
 from enas_lightning.data.datasets import ImageSplits, load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
@@ -83,30 +84,13 @@ def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
     return [best, last]
 
 
-def _trainer_settings(cfg: Any) -> dict[str, Any]:
-    """Trainer arguments from ``cfg.trainer`` (the settings a user may change)."""
-    t = cfg.trainer
-    out: dict[str, Any] = {
-        "accelerator": t.accelerator,
-        "devices": t.devices,
-        "num_nodes": t.num_nodes,
-        "strategy": t.strategy,
-        "precision": t.precision,
-        "log_every_n_steps": t.log_every_n_steps,
-        "enable_progress_bar": t.enable_progress_bar,
-        "deterministic": t.deterministic,
-    }
-    if t.limit_train_batches is not None:
-        out["limit_train_batches"] = t.limit_train_batches
-    return out
-
-
 def train_final(
     cfg: Any,
     arch: MicroArch | MacroArch | str | os.PathLike,
     output_dir: Path,
     trainer_kwargs: dict[str, Any] | None = None,
     logger: Any = None,
+    ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` from scratch on the whole training split and evaluate it on the test split.
 
@@ -120,6 +104,7 @@ def train_final(
             ``export/{model.pt2,arch.json,preprocess.json}``.
         trainer_kwargs: extra or overriding ``pl.Trainer`` arguments (tests, the app).
         logger: a Lightning logger, or ``None`` for none.
+        ckpt_path: resume from this checkpoint.
 
     Returns:
         The metrics (also written to ``metrics.json`` on global rank 0): ``test_acc`` (at the
@@ -134,25 +119,24 @@ def train_final(
         arch = load_arch(arch, space, ops)
     splits = load_splits(cfg.dataset, holdout=False)
     d = cfg.dataset
-    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    # cutout is a final-training setting (the paper adds it to the final network only)
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=cfg.final.cutout)
     # Same initial weights on every rank and for the same seed.
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     network = build_final_network(cfg, arch, splits)
     module = FinalModule(network, data, cfg.final, seed=cfg.seed)
 
-    kwargs: dict[str, Any] = {
-        **_trainer_settings(cfg),
-        "max_epochs": cfg.final.epochs,
-        "default_root_dir": output_dir,
-        "callbacks": final_checkpoints(output_dir / "checkpoints"),
-        "check_val_every_n_epoch": cfg.final.test_every,
-        "use_distributed_sampler": False,  # EpochBatches shards by rank itself
-        "num_sanity_val_steps": 0,  # a sanity pass would only re-run the test split
-        "logger": logger if logger is not None else False,
-    }
-    kwargs.update(trainer_kwargs or {})
-    trainer = pl.Trainer(**kwargs)
-    trainer.fit(module, ckpt_path=cfg.ckpt_path or None)
+    trainer = build_trainer(
+        cfg,
+        "final",
+        output_dir,
+        cfg.final.epochs,
+        callbacks=final_checkpoints(output_dir / "checkpoints"),
+        logger=logger if logger is not None else False,
+        check_val_every_n_epoch=cfg.final.test_every,
+        **(trainer_kwargs or {}),
+    )
+    trainer.fit(module, ckpt_path=ckpt_path)
 
     # The final evaluation (Lightning evaluates only every test_every epochs during fit).
     trained = trainer.current_epoch

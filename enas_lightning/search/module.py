@@ -39,11 +39,7 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.errors import CheckpointError, NonFiniteError
 from enas_lightning.search.loader import CHILD, SearchEpoch
-
-
-def step_seed(*keys: int) -> int:
-    """A 32-bit seed mixed from integer keys (counter-based randomness)."""
-    return int(np.random.SeedSequence([k % 2**32 for k in keys]).generate_state(1)[0])
+from enas_lightning.seeding import seed_step, step_seed
 
 
 def space_fingerprint(cfg: Config) -> dict[str, Any]:
@@ -175,9 +171,8 @@ class SearchModule(pl.LightningModule):
     def training_step(self, batch: tuple[int, Tensor], batch_idx: int) -> None:
         phase, payload = batch
         epoch = self.current_epoch
-        # dropout and anything else drawing from torch's global generator
-        torch.manual_seed(step_seed(self.seed, self.global_rank, epoch, batch_idx))
-        gen = self.generator(self.global_rank, epoch, batch_idx)
+        # this step's generator, and torch's global one for dropout
+        gen = seed_step(self.device, self.seed, self.global_rank, epoch, batch_idx)
         if phase == CHILD:
             self.child_step(payload, batch_idx, gen)
         else:

@@ -8,12 +8,18 @@ from typing import Any
 from enas_lightning.build import build_logger
 from enas_lightning.config import Config
 from enas_lightning.final.train import train_final
+from enas_lightning.tasks.common import resolve_ckpt
 from enas_lightning.tasks.inspect import load_cfg_arch
 
 
-def run_final_arch(cfg: Config, arch: Any, output_dir: Path) -> dict[str, Any]:
+def run_final_arch(
+    cfg: Config, arch: Any, output_dir: Path, in_pipeline: bool = False
+) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
-    metrics = train_final(cfg, arch, output_dir, logger=build_logger(cfg, output_dir))
+    ckpt = resolve_ckpt(cfg, output_dir, stage_of_pipeline=in_pipeline)
+    metrics = train_final(
+        cfg, arch, output_dir, logger=build_logger(cfg, output_dir), ckpt_path=ckpt
+    )
     if metrics:
         print(
             f"final training: test acc {metrics['test_acc']:.4f} (best {metrics['best_test_acc']:.4f}), "

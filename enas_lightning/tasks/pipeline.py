@@ -19,7 +19,7 @@ def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
     start = time.time()
     val_acc, arch, arch_path = run_search(cfg, output_dir / "search")
     # every rank holds the same derived record, so no rank waits for rank 0's file
-    metrics = run_final_arch(cfg, arch, output_dir / "final")
+    metrics = run_final_arch(cfg, arch, output_dir / "final", in_pipeline=True)
     if metrics:
         summary = {
             "search_val_acc": val_acc,
