@@ -94,12 +94,18 @@ def worker(a: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per process (OMP_NUM_THREADS); 0: Lightning's cpus / processes",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
@@ -119,6 +125,8 @@ def main() -> None:
             cmd += ["--worker", f"--worker-devices={n}", f"--out={tmp}/run{n}"]
             cmd += [f"--result={result}"]
             env = {**os.environ, "PYTHONPATH": str(REPO)}
+            if a.threads:
+                env["OMP_NUM_THREADS"] = str(a.threads)
             subprocess.run(cmd, check=True, env=env, cwd=REPO, capture_output=True)
             rows.append(json.loads(result.read_text()))
     base = rows[0]["images_per_s"] / rows[0]["world"]
