@@ -43,6 +43,10 @@ def check_multirun_ddp(cfg: DictConfig) -> None:
         mode = HydraConfig.get().mode.name
     except ValueError:
         return
+    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if SLURMEnvironment.detect() or TorchElasticEnvironment.detect():
+        return  # hydra/launcher=slurm (or torchrun) started every rank: nothing is relaunched
     t = cfg.trainer
     if mode == "MULTIRUN" and t.devices * t.num_nodes > 1 and t.strategy != "ddp_spawn":
         raise ConfigError(
@@ -115,9 +119,23 @@ def precheck_groups(argv: list[str]) -> None:
                 sys.exit(2)
 
 
+def quiet_ddp_rank(argv: list[str]) -> None:
+    """Keep a rank that Lightning relaunched from writing into rank 0's run directory.
+
+    For ``ddp`` Lightning reruns this script per extra rank with rank 0's resolved
+    ``hydra.run.dir``, ``hydra.job.name=train_ddp_process_<r>`` and ``hydra.output_subdir=null``
+    (so no second directory and no second ``.hydra``); Hydra would still open
+    ``train_ddp_process_<r>.log`` there, so such a rank logs to stdout instead.
+    """
+    relaunched = any(a.startswith("hydra.job.name=train_ddp_process_") for a in argv)
+    if relaunched and not any(a.lstrip("+~").startswith("hydra/job_logging") for a in argv):
+        argv.append("hydra/job_logging=stdout")
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    quiet_ddp_rank(sys.argv)
     precheck_groups(sys.argv[1:])
     OmegaConf.register_new_resolver("eval", eval, replace=True)
     hydra_main()

@@ -11,15 +11,23 @@ Randomness is counter-based: every step seeds its own generators from
 uninterrupted run would have drawn without carrying generator states around, and every rank has
 its own reproducible stream.
 
-Distributed data parallel (see the README's "Multi-GPU" section): Lightning wraps this module in
+Distributed data parallel (see ``docs/ddp.md``): Lightning wraps this module in
 ``DistributedDataParallel`` with ``find_unused_parameters=True``. Each rank trains its own
-sampled child, so each step uses a different subgraph per rank; DDP finds the parameters this
-rank did not use (one graph traversal per step, the cost of this design), contributes zeros for
-them and averages, so every rank applies the gradient of the mean loss over all ranks' children;
-parameters no rank used keep ``grad=None`` and SGD leaves them (and their momentum) alone. The
-controller step runs through the same machinery: its gradients are averaged across ranks, and
-the baseline is updated with the global mean reward, so the controller stays identical on every
-rank.
+sampled child, so each step uses a different subgraph per rank. Under manual optimisation
+Lightning disables DDP's own post-forward hook and instead calls ``prepare_for_backward(loss)``
+inside :meth:`manual_backward`, so exactly one DDP backward (one reduction) happens per
+``training_step``. DDP then walks the autograd graph from the loss to find the parameters this
+rank did not use and contributes zeros for them, so after the all-reduce every rank holds the
+average over ranks of each rank's gradient: the gradient of the mean loss over all ranks'
+children. Parameters no rank used (a bitmap all-reduced with the gradients) keep ``grad=None``,
+and SGD skips them (no weight decay, no momentum update), the same on every rank. The cost: one
+graph traversal per step plus an all-reduce of the *whole* supernet's gradient buckets (zeros
+for unused parameters), not only of the child's. ``static_graph`` cannot be used (the graph
+changes every step) and neither is SyncBatchNorm needed: search BatchNorm keeps no running
+statistics. The controller step runs through the same machinery (the supernet is not in its
+graph, so only controller gradients are reduced): its gradients are averaged across ranks, the
+baseline moves with the global mean reward, and the controller stays identical on every rank.
+``tests/test_ddp.py`` checks all of this bit for bit on two CPU processes.
 """
 
 from __future__ import annotations
@@ -119,6 +127,7 @@ class SearchModule(pl.LightningModule):
         self.derivation: Derivation | None = None
         self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
         self._epoch_stats: dict[str, Tensor] = {}
+        self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
@@ -263,9 +272,13 @@ class SearchModule(pl.LightningModule):
         sample = self.controller(c.num_aggregate, generator=gen)
         archs = self.controller.to_archs(sample.arcs)
         reward = self.reward_accuracy(archs, gen) + c.entropy_weight * sample.entropy.detach()
-        mean_reward = reward.mean()
+        # one all-reduce of (reward sum, arch count): the baseline moves with the mean reward
+        # of all num_aggregate x world_size archs of this update, identically on every rank
+        total = torch.stack([reward.sum(), reward.new_tensor(float(len(reward)))])
         if self.trainer.world_size > 1:
-            mean_reward = self.trainer.strategy.reduce(mean_reward, reduce_op="mean")
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")
+        mean_reward = total[0] / total[1]
+        self.archs_per_update = int(total[1])
         if not self.all_ranks_agree(torch.isfinite(mean_reward)):
             self.log("ctrl/skipped", 1.0, on_step=True)
             return
@@ -293,6 +306,7 @@ class SearchModule(pl.LightningModule):
             prog_bar=True,
         )
         self.log("ctrl/loss", loss.detach(), on_step=True, on_epoch=True)
+        self.log("ctrl/archs_per_update", float(self.archs_per_update), on_step=True)
         stats = {
             "reward": reward.mean().detach(),
             "entropy": sample.entropy.mean().detach(),

@@ -22,6 +22,7 @@ from enas_lightning.config import Config
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.search.artifacts import SearchArtifacts
+from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.module import Derivation, SearchModule
 from enas_lightning.tasks.common import resolve_ckpt, seed_everything
 
@@ -75,10 +76,15 @@ def run_search(cfg: Config, output_dir: Path) -> tuple[float, Any, Path]:
     from enas_lightning.tracking import search_callbacks
 
     callbacks += search_callbacks(cfg)
+    dump = rank_state_dump()  # debugging aid for DDP (search/debug.py); None unless asked
+    if dump is not None:
+        callbacks.append(dump)
     logger = build_logger(cfg, output_dir)
     trainer = build_trainer(cfg, "search", output_dir, cfg.search.epochs, callbacks, logger)
     trainer.fit(module, ckpt_path=ckpt)
     derivation = module.derive()
+    if dump is not None:
+        dump.save(trainer, module, derivation)
     ops = tuple(cfg.search_space.ops)
     path = output_dir / "best_arch.json"
     if trainer.is_global_zero:

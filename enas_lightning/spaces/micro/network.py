@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from enas_lightning.arch.micro import MicroArch, MicroCell
 from enas_lightning.errors import ConfigError
-from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, drop_path
+from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, batch_norm, drop_path
 from enas_lightning.spaces.micro.ops import MICRO_OPS
 
 
@@ -119,15 +119,19 @@ class AuxHead(nn.Module):
     input size still runs), global average pool, linear.
     """
 
-    def __init__(self, channels: int, num_classes: int, feature_size: int) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, feature_size: int, search: bool = False
+    ) -> None:
         super().__init__()
         pool = min(5, feature_size)
         self.kernel = (feature_size - pool) // 3 + 1  # pooled map size for the expected input
+        # search=True (the supernet's aux head): batch-statistics BN like every search BN, so
+        # no running statistics drift apart across DDP ranks (the head only runs in training)
         self.proj = nn.Sequential(
-            nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU()
+            nn.Conv2d(channels, 128, 1, bias=False), batch_norm(128, search), nn.ReLU()
         )
         self.conv = nn.Conv2d(128, 768, self.kernel, bias=False)
-        self.post = nn.Sequential(nn.BatchNorm2d(768), nn.ReLU())
+        self.post = nn.Sequential(batch_norm(768, search), nn.ReLU())
         self.linear = nn.Linear(768, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

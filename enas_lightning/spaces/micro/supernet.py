@@ -141,7 +141,7 @@ class MicroSupernet(nn.Module):
             if aux_head and k == self.reductions[1] + 1:
                 # as the reference: on the cell right after the last reduction
                 self.aux_after = k
-                self.aux_head = AuxHead(c, num_classes, feature_size=image_size // 4)
+                self.aux_head = AuxHead(c, num_classes, feature_size=image_size // 4, search=True)
         self.classifier = Classifier(c_p, num_classes, dropout_keep)
 
     def forward(self, x: Tensor, arch: MicroArch) -> Tensor | tuple[Tensor, Tensor]:

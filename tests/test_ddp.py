@@ -1,0 +1,156 @@
+"""Distributed search on two CPU processes (gloo), through the command line.
+
+One short search with ``trainer.devices=2`` in Hydra's default timestamped run directory; every
+rank dumps its state (``search/debug.py``) and the test checks that the ranks agree bit for bit
+where they must and differ where they must. Also: Hydra multirun with ``ddp`` is refused, and
+the submitit launcher config runs a job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "dataset=fake",
+    "trainer=cpu",
+    "search_space.layers=3",
+    "search_space.channels=4",
+    "search_space.num_nodes=3",
+    "controller.train_steps=2",
+    "controller.num_aggregate=3",
+    "search.batch_size=16",
+    "search.child_batches=3",
+    "search.derive_samples=4",
+    "logger.log_pictures=false",
+]
+NUM_AGGREGATE = 3
+
+pytestmark = pytest.mark.slow
+
+
+def cli(args: list[str], cwd: Path, timeout: int = 240, **env: str):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "enas_lightning", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def same(a, b, where: str = "") -> None:
+    """Bit-identical nested state (tensors compared with torch.equal)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), f"{where} differs across ranks"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """A two-epoch search on two CPU ranks in Hydra's default (timestamped) run directory."""
+    cwd = tmp_path_factory.mktemp("ddp")
+    dump = cwd / "dump"
+    r = cli(
+        [*TINY, "search.epochs=2", "trainer.devices=2"],
+        cwd,
+        ENAS_LIGHTNING_DUMP_RANK_STATE=str(dump),
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    states = [torch.load(dump / f"rank{i}_state.pt", weights_only=False) for i in range(2)]
+    return cwd, states
+
+
+def test_ranks_hold_identical_weights_optimizers_and_baseline(ddp_run):
+    _, (r0, r1) = ddp_run
+    assert (r0["rank"], r1["rank"], r0["world_size"]) == (0, 1, 2)
+    same(r0["module"], r1["module"], "state_dict")
+    assert any(k.startswith("supernet.") for k in r0["module"])
+    assert any(k.startswith("controller.") for k in r0["module"])
+    assert float(r0["module"]["baseline"]) != 0.0  # the controller phase ran
+    same(r0["optimizers"], r1["optimizers"], "optimizers")
+    sgd, adam = r0["optimizers"]
+    assert sgd["state"] and adam["state"]  # momentum buffers and Adam moments exist
+
+
+def test_controller_update_aggregates_all_ranks_archs(ddp_run):
+    _, (r0, r1) = ddp_run
+    assert r0["archs_per_update"] == r1["archs_per_update"] == 2 * NUM_AGGREGATE
+
+
+def test_ranks_train_different_children(ddp_run):
+    _, (r0, r1) = ddp_run
+    a0, a1 = r0["epoch0_child_arcs"], r1["epoch0_child_arcs"]
+    assert len(a0) == len(a1) == 3  # search.child_batches
+    assert a0 != a1
+    assert any(x != y for x, y in zip(a0, a1, strict=True))
+
+
+def test_ranks_derive_the_same_architecture(ddp_run):
+    cwd, (r0, r1) = ddp_run
+    assert r0["derived"] == r1["derived"]
+    assert r0["derived_accs"] == r1["derived_accs"]
+    (run,) = (cwd / "outputs" / "search").iterdir()
+    assert (run / "best_arch.json").is_file()
+
+
+def test_one_run_directory_and_one_set_of_logs(ddp_run):
+    cwd, _ = ddp_run
+    runs = list((cwd / "outputs" / "search").iterdir())
+    assert len(runs) == 1, runs  # rank 1 reused rank 0's timestamped directory
+    assert sorted(p.relative_to(cwd) for p in cwd.rglob(".hydra")) == [
+        runs[0].relative_to(cwd) / ".hydra"
+    ]
+    assert [p.name for p in cwd.rglob("*.log")] == ["app.log"]  # no train_ddp_process_1.log
+    assert len(list(cwd.rglob("metrics.csv"))) == 1
+    assert len(list(cwd.rglob("last.ckpt"))) == 1
+    header = (runs[0] / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "ctrl/archs_per_update" in header
+
+
+def test_multirun_with_ddp_is_refused(tmp_path):
+    r = cli(["-m", *TINY, "search.epochs=1", "trainer.devices=2", "seed=1,2"], tmp_path, 120)
+    assert r.returncode == 2
+    assert "trainer.strategy" in r.stderr and "ddp_spawn" in r.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="hydra-submitit-launcher is not installed (pip install enas_lightning[slurm])",
+)
+def test_submitit_local_launcher_runs_a_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}", *TINY]
+    r = cli([*args, "search.epochs=1"], tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (sweep / "0" / "best_arch.json").is_file()
+    assert list((sweep / ".submitit").iterdir())  # submitit ran it
+
+
+def test_multirun_with_ddp_spawn_works(tmp_path):
+    """``ddp_spawn`` forks its ranks inside the Hydra job, so a sweep can use several devices."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"hydra.sweep.dir={sweep}", *TINY, "search.epochs=1"]
+    r = cli([*args, "trainer.devices=2", "trainer.strategy=ddp_spawn", "seed=1"], tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (sweep / "0" / "best_arch.json").is_file()
+    assert len(list(sweep.rglob("metrics.csv"))) == 1
