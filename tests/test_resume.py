@@ -137,3 +137,71 @@ def test_signal_saves_last_ckpt_and_resume_finishes(tmp_path, sig):
     assert (run / "best_arch.json").is_file()
     final = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert final["epoch"] == epochs_done + 1
+
+
+# --------------------------------------------------------------------- numerical guards (item 4)
+def test_nonfinite_child_loss_skipped_counted_then_stops(tmp_path, monkeypatch):
+    from enas_lightning.data.device import DeviceSplits
+    from enas_lightning.errors import NonFiniteError
+    from enas_lightning.search.module import SearchModule
+    from enas_lightning.tasks.search import run_search
+
+    real = DeviceSplits.train_batch
+
+    def nan_batch(self, idx, gen):
+        x, y = real(self, idx, gen)
+        return x * float("nan"), y
+
+    monkeypatch.setattr(DeviceSplits, "train_batch", nan_batch)
+    seen = {}
+    real_derive = SearchModule.derive
+
+    def derive(self):
+        seen["module"] = self
+        return real_derive(self)
+
+    monkeypatch.setattr(SearchModule, "derive", derive)
+    # skipped and counted: 1 epoch of 4 child steps, all non-finite, limit not reached
+    out = tmp_path / "skip"
+    run_search(tiny_cfg(out, **{"search.epochs": 1, "search.max_nonfinite": 10}), out)
+    m = seen["module"]
+    assert m.nonfinite_total == 4 and m.nonfinite_in_a_row == 4
+    assert m.trainer.callback_metrics["child/nonfinite_total"] == 4
+    # stops with exit code 3 after max_nonfinite in a row
+    out = tmp_path / "stop"
+    with pytest.raises(NonFiniteError, match="search.max_nonfinite=3") as exc:
+        run_search(tiny_cfg(out, **{"search.max_nonfinite": 3}), out)
+    assert exc.value.exit_code == 3
+
+
+@pytest.mark.parametrize("what", ["reward", "gradient"])
+def test_nonfinite_reward_or_controller_gradient_skips_update(tmp_path, monkeypatch, what):
+    from enas_lightning.search.module import SearchModule
+    from enas_lightning.tasks.search import run_search
+
+    seen = {}
+    if what == "reward":
+        monkeypatch.setattr(
+            SearchModule,
+            "reward_accuracy",
+            lambda self, archs, gen: torch.full((len(archs),), float("nan"), device=self.device),
+        )
+    real_fit_start = SearchModule.on_fit_start
+
+    def on_fit_start(self):
+        real_fit_start(self)
+        seen["before"] = {k: v.clone() for k, v in self.controller.state_dict().items()}
+        seen["module"] = self
+        if what == "gradient":
+            for p in self.controller.parameters():
+                p.register_hook(lambda g: g * float("nan"))
+
+    monkeypatch.setattr(SearchModule, "on_fit_start", on_fit_start)
+    out = tmp_path / what
+    run_search(tiny_cfg(out, **{"search.epochs": 1}), out)
+    m = seen["module"]
+    after = m.controller.state_dict()
+    for k, v in seen["before"].items():
+        assert torch.equal(v, after[k]), f"controller {k} changed"
+    assert float(m.baseline) == 0.0 or what == "gradient"
+    assert m.trainer.callback_metrics["ctrl/skipped"] == 1.0
