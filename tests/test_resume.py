@@ -136,7 +136,7 @@ def test_signal_saves_last_ckpt_and_resume_finishes(tmp_path, sig):
     assert r.returncode == 0, r.stderr
     assert (run / "best_arch.json").is_file()
     final = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert final["epoch"] == epochs_done + 1
+    assert final["global_step"] > state["global_step"]  # the resumed run trained on
 
 
 # --------------------------------------------------------------------- numerical guards (item 4)
