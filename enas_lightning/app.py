@@ -138,4 +138,15 @@ def main() -> None:
     quiet_ddp_rank(sys.argv)
     precheck_groups(sys.argv[1:])
     OmegaConf.register_new_resolver("eval", eval, replace=True)
+    argv = sys.argv[1:]
+    # check everything before hydra.main writes into the run directory (see precheck.py);
+    # flags (-m, --help, --cfg, ...) are left to Hydra
+    if not any(a.startswith("-") for a in argv):
+        from enas_lightning.precheck import precheck
+
+        try:
+            precheck(argv)
+        except ENASError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
     hydra_main()

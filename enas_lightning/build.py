@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import DDPStrategy
 
+from enas_lightning.checkpointing import AtomicCheckpointIO
 from enas_lightning.config import Config
 from enas_lightning.controller import Controller, MacroController, MicroController
 from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
@@ -248,6 +249,8 @@ def build_trainer(
         deterministic=t.deterministic,
         use_distributed_sampler=False,  # our loaders shard by rank themselves
         num_sanity_val_steps=0,
+        # every checkpoint (last.ckpt, SLURM's hpc_ckpt) is written atomically
+        plugins=[AtomicCheckpointIO()],
     )
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)

@@ -65,6 +65,20 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
     }
 
 
+def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
+    """Refuse a checkpoint whose weights were made under other search settings."""
+    state = checkpoint.get("enas")
+    if not isinstance(state, dict) or "fingerprint" not in state:
+        raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
+    mine = space_fingerprint(cfg)
+    for key, value in state["fingerprint"].items():
+        if mine.get(key) != value:
+            raise CheckpointError(
+                f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
+                f"{key}={mine.get(key)!r}; use the same setting or start a new run"
+            )
+
+
 @dataclass
 class Derivation:
     """The result of scoring sampled candidates on the validation split."""
@@ -128,6 +142,7 @@ class SearchModule(pl.LightningModule):
         self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
         self._epoch_stats: dict[str, Tensor] = {}
         self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
+        self._resumed_epoch_state: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
@@ -327,6 +342,17 @@ class SearchModule(pl.LightningModule):
         ]
 
     # ----------------------------------------------------------------- epochs
+    def on_train_start(self) -> None:
+        # Lightning skips on_train_epoch_start when it resumes in the middle of an epoch: put
+        # back what the first part of that epoch recorded (saved by on_save_checkpoint)
+        state, self._resumed_epoch_state = self._resumed_epoch_state, None
+        if state is not None and state["epoch"] == self.current_epoch:
+            self.epoch_samples = state["samples"]
+            self._epoch_stats = {
+                k: v.to(self.device) if isinstance(v, Tensor) else v
+                for k, v in state["stats"].items()
+            }
+
     def on_train_epoch_start(self) -> None:
         self.epoch_samples = []
         self._epoch_stats = {}
@@ -411,19 +437,17 @@ class SearchModule(pl.LightningModule):
             ],
             "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "nonfinite_total": self.nonfinite_total,
+            # a checkpoint saved mid-epoch (SIGTERM) carries the epoch's partial summaries
+            "epoch_state": {
+                "epoch": self.current_epoch,
+                "samples": [{**s, "arch": s["arch"].to_dict()} for s in self.epoch_samples],
+                "stats": dict(self._epoch_stats),
+            },
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("enas")
-        if state is None:
-            raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
-        mine = space_fingerprint(self.cfg)
-        for key, value in state["fingerprint"].items():
-            if mine.get(key) != value:
-                raise CheckpointError(
-                    f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
-                    f"{key}={mine.get(key)!r}; use the same setting or start a new run"
-                )
+        state = checkpoint["enas"]
+        check_fingerprint(checkpoint, self.cfg)
         from enas_lightning.arch.io import arch_from_dict
 
         self.history = [
@@ -435,3 +459,10 @@ class SearchModule(pl.LightningModule):
         ]
         self.nonfinite_in_a_row = state["nonfinite_in_a_row"]
         self.nonfinite_total = state["nonfinite_total"]
+        epoch_state = state.get("epoch_state")
+        if epoch_state is not None:
+            epoch_state["samples"] = [
+                {**s, "arch": arch_from_dict(s["arch"], self.controller.space)}
+                for s in epoch_state["samples"]
+            ]
+        self._resumed_epoch_state = epoch_state

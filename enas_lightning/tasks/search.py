@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from enas_lightning.arch.io import save_arch
 from enas_lightning.build import (
@@ -18,9 +19,10 @@ from enas_lightning.build import (
     build_trainer,
     validate_data,
 )
+from enas_lightning.checkpointing import Interrupted, SaveOnInterrupt, interrupted_message
 from enas_lightning.config import Config
-from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
+from enas_lightning.precheck import load_splits_cached
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.module import Derivation, SearchModule
@@ -52,7 +54,9 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     return path
 
 
-def run_search(cfg: Config, output_dir: Path) -> tuple[float, Any, Path]:
+def run_search(
+    cfg: Config, output_dir: Path, extra_callbacks: tuple[Any, ...] = ()
+) -> tuple[float, Any, Path]:
     """Search and derive.
 
     Returns the best derived architecture's validation accuracy, the architecture record (the
@@ -62,16 +66,19 @@ def run_search(cfg: Config, output_dir: Path) -> tuple[float, Any, Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt = resolve_ckpt(cfg, output_dir)
     seed_everything(cfg.seed)
-    splits = load_splits(cfg.dataset, holdout=True)
+    splits = load_splits_cached(cfg.dataset, holdout=True)
     validate_data(cfg, splits, "search")
     d = cfg.dataset
     data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
     module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
         SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
         ModelCheckpoint(
             dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1
         ),
+        interrupt,
+        *extra_callbacks,
     ]
     from enas_lightning.tracking import search_callbacks
 
@@ -81,7 +88,12 @@ def run_search(cfg: Config, output_dir: Path) -> tuple[float, Any, Path]:
         callbacks.append(dump)
     logger = build_logger(cfg, output_dir)
     trainer = build_trainer(cfg, "search", output_dir, cfg.search.epochs, callbacks, logger)
-    trainer.fit(module, ckpt_path=ckpt)
+    try:
+        trainer.fit(module, ckpt_path=ckpt)
+    except SIGTERMException:
+        if interrupt.saved is None:
+            raise
+        raise Interrupted(interrupted_message(interrupt.saved)) from None
     derivation = module.derive()
     if dump is not None:
         dump.save(trainer, module, derivation)

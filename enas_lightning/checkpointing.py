@@ -1,0 +1,135 @@
+"""Checkpoints that survive interruption: atomic writes and a ``last.ckpt`` on SIGTERM/SIGINT.
+
+Both pieces are generic Lightning plugins, used by every task that trains:
+
+- :class:`AtomicCheckpointIO` (``Trainer(plugins=[...])``) writes each checkpoint to a temporary
+  file in the target directory, flushes it to disk and then ``os.replace``-s it over the target,
+  so a kill at any moment leaves either the old, complete file or the new, complete one.
+- :class:`SaveOnInterrupt` (a callback) relies on Lightning's own signal handling: Lightning's
+  SIGTERM handler only sets ``trainer.received_sigterm``, and the fit loop raises
+  ``SIGTERMException`` at the next batch boundary (after the batch and its progress counters
+  completed). The callback maps SIGINT (Ctrl+C) onto the same flag, so both signals stop at a
+  batch boundary, never in the middle of an optimiser step. Its ``on_exception`` hook then saves
+  ``<dir>/last.ckpt`` through ``trainer.save_checkpoint`` (the loops' progress and the stateful
+  loader's position included, so resume continues mid-epoch) and :func:`interrupted_message`
+  tells the user how to resume.
+
+SLURM: with ``SLURMEnvironment(auto_requeue=True)`` Lightning installs its SIGUSR1 handler (save
+an ``hpc_ckpt_*.ckpt`` and ``scontrol requeue``) and composes its SIGTERM handlers with any
+existing one; this module touches neither SIGUSR1 nor SIGTERM, so auto-requeue keeps working, and
+the HPC checkpoint goes through :class:`AtomicCheckpointIO` as well. Only SIGINT is replaced, for
+the duration of ``fit``, and the previous handler is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from enas_lightning.errors import ENASError
+
+log = logging.getLogger(__name__)
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file in the same directory, fsync, then ``os.replace``."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX within one file system
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class Interrupted(ENASError):
+    """Training was stopped by a signal after saving a checkpoint to resume from."""
+
+    exit_code = 130
+
+
+def resume_command(ckpt: Path) -> str:
+    """The command line that resumes this run: the original arguments, ``ckpt_path`` replaced."""
+    import sys
+
+    args = [a for a in sys.argv[1:] if not a.lstrip("+~").startswith(("ckpt_path=", "resume="))]
+    return " ".join(["python -m enas_lightning", *args, f"ckpt_path={ckpt}"])
+
+
+def interrupted_message(ckpt: Path) -> str:
+    return f"interrupted; checkpoint saved; resume with: {resume_command(ckpt)}"
+
+
+class SaveOnInterrupt(pl.Callback):
+    """Save ``dirpath/last.ckpt`` when SIGTERM or SIGINT stops ``fit`` (see the module doc).
+
+    After ``fit`` raised, :attr:`saved` is the checkpoint written (``None`` if none was).
+    """
+
+    def __init__(self, dirpath: str | os.PathLike) -> None:
+        self.dirpath = Path(dirpath)
+        self.saved: Path | None = None
+        self._trainer: pl.Trainer | None = None
+        self._previous_sigint: Any = None
+
+    # SIGINT becomes Lightning's "stop at the next batch boundary"; a second Ctrl+C hard-stops
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        trainer = self._trainer
+        if trainer is None or trainer.received_sigterm:
+            raise KeyboardInterrupt
+        log.info("SIGINT: stopping after this step (press Ctrl+C again to stop at once)")
+        trainer._signal_connector.received_sigterm = True
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._trainer = trainer
+        try:
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: leave SIGINT alone
+            self._previous_sigint = None
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            try:
+                signal.signal(signal.SIGINT, self._previous_sigint)
+            except ValueError:
+                pass
+            self._previous_sigint = None
+        self._trainer = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_sigint()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_sigint()
+        # only at a batch boundary is the state consistent: a KeyboardInterrupt (a second Ctrl+C)
+        # may land inside an optimiser step, so it keeps the previous last.ckpt instead
+        if not isinstance(exception, SIGTERMException):
+            return
+        path = self.dirpath / LAST
+        # every rank takes part (strategies may gather state); rank 0 writes
+        trainer.save_checkpoint(path)
+        self.saved = path

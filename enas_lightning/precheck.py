@@ -1,0 +1,147 @@
+"""Reject bad input before Hydra creates (or touches) the run directory.
+
+Hydra writes ``.hydra/`` and the job log into ``hydra.run.dir`` before the task function runs, so
+an error raised there would already have modified an earlier run directory given by mistake.
+:func:`precheck` therefore composes the same config with Hydra's compose API, in memory, and runs
+every check that can fail on user input: config composition (misspelt key, wrong type, printed as
+one line instead of Hydra's multi-line report), :func:`enas_lightning.build.validate`, the
+architecture file, the checkpoint's compatibility, and the data (missing or corrupt archive,
+unreadable images, images too small, batch size larger than a split). Only then does
+``hydra.main`` run. The loaded splits are kept (:func:`load_splits_cached`) so the task does not
+load them twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from enas_lightning.errors import ConfigError, ENASError
+
+_SPLITS: dict[tuple[str, bool], Any] = {}
+
+
+def load_splits_cached(dataset_cfg: Any, holdout: bool) -> Any:
+    """:func:`~enas_lightning.data.datasets.load_splits`, loaded at most once per process."""
+    from enas_lightning.data.datasets import load_splits
+
+    key = (OmegaConf.to_yaml(dataset_cfg, resolve=True), holdout)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # keep at most one dataset in memory
+        _SPLITS[key] = load_splits(dataset_cfg, holdout=holdout)
+    return _SPLITS[key]
+
+
+def _override_value(argv: list[str], key: str) -> str | None:
+    for arg in argv:
+        k, sep, v = arg.lstrip("+~").partition("=")
+        if sep and k == key:
+            return v
+    return None
+
+
+def one_line_hydra_error(exc: BaseException, argv: list[str]) -> str:
+    """Hydra's multi-line composition report → ``setting=value is not allowed: ...``."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        value = _override_value(argv, key)
+        first = str(cause).splitlines()[0]
+        if isinstance(cause, ConfigKeyError | ConfigAttributeError):
+            obj = getattr(cause, "object_type", None)
+            names = (
+                ", ".join(f.name for f in dataclasses.fields(obj))
+                if obj is not None and dataclasses.is_dataclass(obj)
+                else "see --cfg job"
+            )
+            parent = key.rpartition(".")[0] or "the top level"
+            return f"{key}={value!r} is not allowed: no such setting; keys of {parent}: {names}"
+        return f"{key}={value!r} is not allowed: {first}"
+    return " ".join(str(exc).split())
+
+
+def compose(argv: list[str]) -> DictConfig:
+    """The config ``python -m enas_lightning argv`` would run with (``hydra`` node included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from enas_lightning.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("enas_lightning.conf", version_base="1.3"):
+            return hydra_compose("config", overrides=argv, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ENASError(one_line_hydra_error(exc, argv)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_checkpoint(cfg: Any, run_dir: Path) -> None:
+    """The checkpoint to resume from exists and was made by a compatible search."""
+    import torch
+
+    from enas_lightning.errors import CheckpointError
+    from enas_lightning.search.module import check_fingerprint
+    from enas_lightning.tasks.common import resolve_ckpt
+
+    path = resolve_ckpt(cfg, run_dir)
+    if path is None:
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise CheckpointError(
+            f"ckpt_path={path!r}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"ckpt_path={path!r}: not a Lightning checkpoint")
+    check_fingerprint(state, cfg)
+
+
+def check(cfg: Any, run_dir: Path) -> None:
+    """Every check that can fail on user input, for ``cfg.task``."""
+    from enas_lightning.build import validate, validate_data
+
+    validate(cfg)
+    task = cfg.task
+    if task in ("inspect", "final") and cfg.arch:
+        from enas_lightning.errors import ArchError
+        from enas_lightning.tasks.inspect import load_cfg_arch
+
+        try:
+            load_cfg_arch(cfg)
+        except ArchError as e:
+            if str(e).startswith("arch="):
+                raise
+            raise ArchError(f"arch={cfg.arch!r} is not allowed: {e}") from None
+    if task == "inspect" and not cfg.arch:
+        raise ConfigError(
+            "arch",
+            cfg.arch,
+            "a JSON file (e.g. <run>/best_arch.json) or the authors' integer string",
+        )
+    if task in ("search", "pipeline"):
+        check_checkpoint(cfg, run_dir)
+    if task in ("search", "pipeline", "final"):
+        stage = "final" if task == "final" else "search"
+        splits = load_splits_cached(cfg.dataset, holdout=stage == "search")
+        validate_data(cfg, splits, stage)
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose and check; raises :class:`ENASError` with a one-line message."""
+    cfg = compose(argv)
+    run_dir = Path(str(cfg.hydra.run.dir))
+    check(cfg, run_dir)
