@@ -40,7 +40,7 @@ def cli_env(tmp: Path) -> dict[str, str]:
     }
 
 
-def run(cmd: list[str], tmp: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+def run(cmd: list[str], tmp: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
     p = subprocess.run(
         cmd, cwd=tmp, env=cli_env(tmp), capture_output=True, text=True, timeout=timeout
     )

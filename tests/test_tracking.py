@@ -48,7 +48,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], tmp_path: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
     p = subprocess.run(
         [sys.executable, "-m", "enas_lightning", *args],
         cwd=tmp_path,
@@ -160,6 +160,7 @@ def test_tiny_search_with_progress_bar_csv_config_and_best_picture(
     assert bars[0].controller_totals == [2, 2]  # controller.train_steps, per epoch
     hparams = (tmp_path / "logs" / "hparams.yaml").read_text()
     assert "train_steps: 2" in hparams and "num_aggregate: 3" in hparams
+    assert "derive/best_val_acc" in (tmp_path / "logs" / "metrics.csv").read_text()
     assert (tmp_path / "best_arch.dot").exists()
     if HAS_DOT:
         assert (tmp_path / "best_arch.png").read_bytes()[:4] == b"\x89PNG"
