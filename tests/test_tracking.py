@@ -170,6 +170,10 @@ def test_tiny_search_with_progress_bar_csv_config_and_best_picture(
 def test_wandb_offline_run_holds_history_table_and_artifact(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_cli([*TINY, "search.epochs=2", "logger=wandb", f"hydra.run.dir={out}"], tmp_path)
+    check_wandb_run(out)
+
+
+def check_wandb_run(out: Path) -> None:
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run_dir = runs[0]
@@ -185,9 +189,9 @@ def test_wandb_offline_run_holds_history_table_and_artifact(tmp_path: Path) -> N
 
     # the search metrics, the table and the controller plots in the history
     keys = {"/".join(i.nested_key) or i.key for r in by_kind["history"] for i in r.history.item}
-    for k in ("child/loss_step", "child/acc_step", "ctrl/reward_step", "ctrl/baseline_step"):
-        assert k in keys, sorted(keys)
-    assert any(k.startswith("ctrl/entropy") for k in keys)
+    # (step values only every trainer.log_every_n_steps, so look for either suffix)
+    for k in ("child/loss", "child/acc", "ctrl/reward", "ctrl/entropy", "ctrl/loss", "lr"):
+        assert any(key.startswith(k) for key in keys), (k, sorted(keys))
     assert any(k.startswith("search/sampled_archs") for k in keys)
     assert any(k.startswith("plots/op_probs") for k in keys)
     assert any(k.startswith("plots/controller") for k in keys)
