@@ -84,11 +84,11 @@ def columns(varying: list[str]) -> list[str]:
     return ["job", *varying, *METRICS, "wall_s", "overrides"]
 
 
-def fmt(v: Any) -> str:
+def fmt(v: Any, column: str = "") -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4f}"
+        return f"{v:.1f}" if column == "wall_s" else f"{v:.4f}"
     return str(v)
 
 
@@ -98,14 +98,14 @@ def write_csv(rows: list[dict[str, Any]], varying: list[str], path: Path) -> Non
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
-            w.writerow([fmt(r.get(c)) for c in cols])
+            w.writerow([fmt(r.get(c), c) for c in cols])
 
 
 def write_markdown(rows: list[dict[str, Any]], varying: list[str], path: Path) -> None:
     cols = columns(varying)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [fmt(r.get(c)).replace("|", "\\|") for c in cols]
+        cells = [fmt(r.get(c), c).replace("|", "\\|") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 
