@@ -1,14 +1,36 @@
-"""Experiment tracking beyond Lightning's scalar logging: W&B, tables, artifacts, pictures."""
+"""Experiment tracking beyond Lightning's scalar logging: config, tables, pictures, artifacts.
+
+Scalars (``child/*``, ``ctrl/*``, ``lr``) reach every logger through ``self.log`` in the search
+module. This module adds, for whichever logger is configured (see ``docs/tracking.md``):
+
+- the resolved config as hyperparameters (:class:`ConfigLogger`, every logger type);
+- per search epoch (:class:`SearchTracking`, rank 0 only): the controller plots
+  (``plots/op_probs.png``, ``plots/controller.png``) and the greedy architecture's picture as
+  images (W&B ``log_image``, TensorBoard ``add_image``), and on W&B a table of the epoch's
+  rewarded architectures (``epoch, update, arc, reward, picture``) where only the
+  ``TABLE_PICTURES`` best by reward carry a rendered picture, to keep Graphviz calls bounded;
+- after derivation (:func:`log_derivation`): ``best_arch.dot|png|svg`` in the run directory,
+  ``derive/*`` accuracies to the logger, and on W&B an artifact of type ``architecture``.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.config import Config
+from enas_lightning.search.progress import search_progress_bar
+from enas_lightning.viz import arch_dot, render
+
+log = logging.getLogger(__name__)
+
+TABLE_PICTURES = 3  # sampled architectures per epoch rendered into the W&B table
+TABLE_COLUMNS = ["epoch", "update", "arc", "reward", "picture"]
 
 
 def wandb_logger(cfg: Config, output_dir: Path) -> Any:
@@ -29,10 +51,162 @@ def wandb_logger(cfg: Config, output_dir: Path) -> Any:
     )
 
 
+def is_wandb(logger: Any) -> bool:
+    return type(logger).__name__ == "WandbLogger"
+
+
+def is_tensorboard(logger: Any) -> bool:
+    return type(logger).__name__ == "TensorBoardLogger"
+
+
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """The config as plain containers, interpolations resolved where they can be."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception:  # e.g. ${hydra:...} outside a Hydra job
+        return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
+
+
+def log_image(logger: Any, key: str, path: Path, step: int) -> None:
+    """One PNG to W&B or TensorBoard; other loggers keep only the file in the run directory."""
+    if not path.exists():
+        return
+    if is_wandb(logger):
+        logger.log_image(key=key, images=[str(path)], step=step)
+    elif is_tensorboard(logger):
+        import numpy as np
+        from PIL import Image
+
+        image = np.asarray(Image.open(path).convert("RGB"))
+        logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
+
+
+class ConfigLogger(pl.Callback):
+    """Logs the resolved config as hyperparameters to every logger (rank 0, at fit start).
+
+    Usable by any task: ``callbacks=[ConfigLogger(cfg), ...]``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.params = resolved_config(cfg)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.params)
+
+
+class SearchTracking(pl.Callback):
+    """Per-epoch tables and images for the logger (rank 0 only); runs after SearchArtifacts,
+    whose files (``plots/*.png``, ``pictures/greedy_epoch{N}.png``) it sends."""
+
+    def __init__(self, pictures: bool = True, table_pictures: int = TABLE_PICTURES) -> None:
+        self.pictures = pictures
+        self.table_pictures = table_pictures
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
+        if not trainer.is_global_zero or not trainer.loggers:
+            return
+        module.summarize_epoch()  # idempotent; the module's own hook runs after callbacks'
+        out = Path(trainer.default_root_dir)
+        step = trainer.global_step
+        epoch = trainer.current_epoch
+        images = {f"plots/{n}": out / "plots" / f"{n}.png" for n in ("op_probs", "controller")}
+        if self.pictures:
+            images["pictures/greedy_arch"] = out / "pictures" / f"greedy_epoch{epoch}.png"
+        images = {k: p for k, p in images.items() if p.exists()}
+        for logger in trainer.loggers:
+            if is_wandb(logger):
+                import wandb
+
+                # one log call per epoch: images and table share one W&B step
+                metrics: dict[str, Any] = {k: wandb.Image(str(p)) for k, p in images.items()}
+                if module.epoch_samples:
+                    metrics["search/sampled_archs"] = self.table(module, out, epoch)
+                if metrics:
+                    logger.log_metrics(metrics, step=step)
+            elif is_tensorboard(logger):
+                for k, p in images.items():
+                    log_image(logger, k, p, step)
+
+    def table(self, module: Any, out: Path, epoch: int) -> Any:
+        """``wandb.Table`` of the epoch's rewarded architectures; the best few pictured."""
+        import wandb
+
+        ops = tuple(module.controller.ops)
+        samples = module.epoch_samples
+        best = sorted(range(len(samples)), key=lambda i: -samples[i]["reward"])
+        pictured = set(best[: self.table_pictures]) if self.pictures else set()
+        rows = []
+        for i, s in enumerate(samples):
+            picture = None
+            if i in pictured:
+                stem = out / "pictures" / "samples" / f"epoch{epoch}_sample{i}"
+                written = render(arch_dot(s["arch"]), stem, formats=("png",))
+                png = [p for p in written if p.suffix == ".png"]
+                picture = wandb.Image(str(png[0])) if png else None
+            arc = " ".join(map(str, s["arch"].to_ints(ops)))
+            rows.append([s["epoch"], s["update"], arc, float(s["reward"]), picture])
+        return wandb.Table(columns=TABLE_COLUMNS, data=rows)
+
+
 def search_callbacks(cfg: Config) -> list[pl.Callback]:
-    return []
+    """Callbacks the search adds after ``SearchArtifacts``: config, tables, images, progress."""
+    callbacks: list[pl.Callback] = [ConfigLogger(cfg)]
+    if cfg.logger.name != "none":
+        callbacks.append(SearchTracking(pictures=cfg.logger.log_pictures))
+    callbacks += search_progress_bar(cfg.trainer.enable_progress_bar)
+    return callbacks
+
+
+def final_callbacks(cfg: Config) -> list[pl.Callback]:
+    """Tracking callbacks for final training: the resolved config as hyperparameters."""
+    return [ConfigLogger(cfg)]
 
 
 def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, ops: tuple) -> None:
-    """Send the derived architecture to the experiment tracker (W&B artifact)."""
-    return None
+    """Picture the derived architecture and send it to the experiment tracker (rank 0 only).
+
+    Writes ``best_arch.dot`` (and ``.png``/``.svg`` when Graphviz is installed) next to
+    ``best_arch.json``; logs ``derive/*`` accuracies; on W&B also logs an ``architecture``
+    artifact holding the JSON, its pictures and the candidates' table.
+    """
+    output_dir = Path(output_dir)
+    pictures = render(arch_dot(derivation.best), output_dir / "best_arch")
+    if not logger:
+        return
+    metrics = {
+        "derive/best_val_acc": float(derivation.best_acc),
+        "derive/random_mean_val_acc": float(derivation.random_mean_acc),
+    }
+    if derivation.greedy_acc is not None:
+        metrics["derive/greedy_val_acc"] = float(derivation.greedy_acc)
+    try:
+        logger.log_metrics(metrics)
+        logger.save()
+    except Exception as e:  # a finalised logger must not cost the derivation
+        log.warning("logging the derivation's accuracies failed: %s", e)
+    if is_wandb(logger):
+        import wandb
+
+        run = logger.experiment
+        for k, v in metrics.items():
+            run.summary[k] = v
+        art = wandb.Artifact(
+            f"best_arch-{run.id}",
+            type="architecture",
+            metadata={"ops": list(ops), **metrics},
+        )
+        art.add_file(str(path))
+        for p in [*pictures, output_dir / "arch_candidates.csv"]:
+            if p.exists():
+                art.add_file(str(p))
+        run.log_artifact(art)
+        png = output_dir / "best_arch.png"
+        if png.exists():
+            logger.log_image(key="pictures/best_arch", images=[str(png)])
+    elif is_tensorboard(logger):
+        log_image(logger, "pictures/best_arch", output_dir / "best_arch.png", 0)

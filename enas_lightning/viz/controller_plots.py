@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _epochs(history: list[dict[str, Any]]) -> list[int]:
@@ -108,8 +109,10 @@ def plot_curves(
     path: str | os.PathLike,
     title: str,
 ) -> Path:
-    """Line plot of scalar series over epochs (e.g. ``entropy``, ``skip_rate``, ``reward``).
+    """Line plots of scalar series over epochs (e.g. ``entropy``, ``skip_rate``, ``reward``).
 
+    One panel per key, stacked with a shared epoch axis, because the series live on different
+    scales (entropy is tens of nats, reward a fraction); ``baseline`` shares ``reward``'s panel.
     Keys that no entry has are skipped; an entry missing a key leaves a gap in that line.
     Writes a PNG to ``path`` and returns it.
     """
@@ -119,12 +122,21 @@ def plot_curves(
     if not present:
         _no_data(fig, title)
         return _save(fig, path)
-    ax = fig.add_subplot(1, 1, 1)
-    for key in present:
-        ys = [float(h[key]) if h.get(key) is not None else float("nan") for h in history]
-        ax.plot(epochs, ys, marker="." if len(epochs) < 30 else None, label=key)
-    ax.set_xlabel("epoch")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [[k] for k in present if not (k == "baseline" and "reward" in present)]
+    for panel in panels:
+        if panel == ["reward"] and "baseline" in present:
+            panel.append("baseline")
+    fig.set_size_inches(6, 1.2 + 1.8 * len(panels))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels, strict=True):
+        for key in panel:
+            ys = [float(h[key]) if h.get(key) is not None else float("nan") for h in history]
+            ax.plot(epochs, ys, marker="." if len(epochs) < 30 else None, label=key)
+        ax.set_ylabel(" / ".join(panel), fontsize=8)
+        ax.grid(True, alpha=0.3)
+        if len(panel) > 1:
+            ax.legend(fontsize=8)
+    axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
     return _save(fig, path)
