@@ -13,7 +13,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from enas_lightning.config import register_configs
 from enas_lightning.errors import ConfigError, ENASError
@@ -137,7 +137,6 @@ def main() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     quiet_ddp_rank(sys.argv)
     precheck_groups(sys.argv[1:])
-    OmegaConf.register_new_resolver("eval", eval, replace=True)
     argv = sys.argv[1:]
     # check everything before hydra.main writes into the run directory (see precheck.py);
     # flags (-m, --help, --cfg, ...) are left to Hydra
