@@ -133,3 +133,21 @@ class SaveOnInterrupt(pl.Callback):
         # every rank takes part (strategies may gather state); rank 0 writes
         trainer.save_checkpoint(path)
         self.saved = path
+
+
+def fit(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    ckpt_path: str | None,
+    interrupt: SaveOnInterrupt,
+) -> None:
+    """``trainer.fit`` that turns a saved interruption into one resume line (:class:`Interrupted`).
+
+    ``interrupt`` must be among the trainer's callbacks.
+    """
+    try:
+        trainer.fit(module, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        if interrupt.saved is None:
+            raise
+        raise Interrupted(interrupted_message(interrupt.saved)) from None

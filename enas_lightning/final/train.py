@@ -15,6 +15,7 @@ from torch import nn
 
 from enas_lightning.arch import MacroArch, MicroArch, load_arch
 from enas_lightning.build import build_trainer
+from enas_lightning.checkpointing import SaveOnInterrupt, fit
 from enas_lightning.data.datasets import ImageSplits, load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
@@ -126,17 +127,24 @@ def train_final(
     network = build_final_network(cfg, arch, splits)
     module = FinalModule(network, data, cfg.final, seed=cfg.seed)
 
+    interrupt = SaveOnInterrupt(output_dir / "checkpoints")
+    from enas_lightning.tracking import final_callbacks
+
     trainer = build_trainer(
         cfg,
         "final",
         output_dir,
         cfg.final.epochs,
-        callbacks=final_checkpoints(output_dir / "checkpoints"),
+        callbacks=[
+            *final_checkpoints(output_dir / "checkpoints"),
+            interrupt,
+            *final_callbacks(cfg),
+        ],
         logger=logger if logger is not None else False,
         check_val_every_n_epoch=cfg.final.test_every,
         **(trainer_kwargs or {}),
     )
-    trainer.fit(module, ckpt_path=ckpt_path)
+    fit(trainer, module, ckpt_path, interrupt)
 
     # The final evaluation (Lightning evaluates only every test_every epochs during fit).
     trained = trainer.current_epoch

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from enas_lightning.arch.io import save_arch
 from enas_lightning.build import (
@@ -19,7 +18,7 @@ from enas_lightning.build import (
     build_trainer,
     validate_data,
 )
-from enas_lightning.checkpointing import Interrupted, SaveOnInterrupt, interrupted_message
+from enas_lightning.checkpointing import SaveOnInterrupt, fit
 from enas_lightning.config import Config
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.precheck import load_splits_cached
@@ -74,8 +73,13 @@ def run_search(
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
         SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
+        # a resumed run keeps writing last.ckpt (the version counter would start last-v1.ckpt)
         ModelCheckpoint(
-            dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1
+            dirpath=output_dir / "checkpoints",
+            save_last=True,
+            save_top_k=0,
+            every_n_epochs=1,
+            enable_version_counter=False,
         ),
         interrupt,
         *extra_callbacks,
@@ -88,12 +92,7 @@ def run_search(
         callbacks.append(dump)
     logger = build_logger(cfg, output_dir)
     trainer = build_trainer(cfg, "search", output_dir, cfg.search.epochs, callbacks, logger)
-    try:
-        trainer.fit(module, ckpt_path=ckpt)
-    except SIGTERMException:
-        if interrupt.saved is None:
-            raise
-        raise Interrupted(interrupted_message(interrupt.saved)) from None
+    fit(trainer, module, ckpt, interrupt)
     derivation = module.derive()
     if dump is not None:
         dump.save(trainer, module, derivation)
