@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The many tiny ops of the controller and the toy supernets run far faster on one thread, and a
 # busy 2-core machine makes intra-op threads spin against each other.
 torch.set_num_threads(1)
+# the same for the command-line runs the tests start (they inherit the environment)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A search that finishes in seconds on a CPU (micro, 3 nodes, 4 channels, 16x16 fake data).
 TINY = [
