@@ -132,11 +132,54 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([a, b], dim=1))
 
 
+class SamePool(nn.Module):
+    """k x k average or max pooling with 'same' padding; the average excludes the padding.
+
+    ``[B, C, H, W] -> [B, C, ceil(H / stride), ceil(W / stride)]``. On CPU, stride 1 (the case
+    of every pool in the search spaces) is computed separably, a row pass then a column pass of
+    shifted maxima or sums: PyTorch's CPU ``max_pool2d`` on NCHW tensors was measured 8-13x
+    slower on this project's small feature maps (2.6 ms vs 0.2 ms for ``[64, 8, 8, 8]``). The
+    results are the same (maxima exactly; averages up to float rounding); only gradients at
+    ties differ (split instead of given to one element). CUDA and strided pools use PyTorch's.
+    """
+
+    def __init__(self, kind: str, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kind, self.kernel, self.stride = kind, kernel, stride
+        pad = kernel // 2
+        if kind == "avg":
+            self.torch_pool: nn.Module = nn.AvgPool2d(kernel, stride, pad, count_include_pad=False)
+        else:
+            self.torch_pool = nn.MaxPool2d(kernel, stride, pad)
+
+    def _separable(self, x: Tensor) -> Tensor:
+        k, pad = self.kernel, self.kernel // 2
+        is_max = self.kind == "max"
+        fill = float("-inf") if is_max else 0.0
+        combine = torch.maximum if is_max else torch.add
+        p = nn.functional.pad(x, (pad, pad, pad, pad), value=fill)
+        h, w = x.shape[-2:]
+        rows = p[..., 0:w]
+        for i in range(1, k):
+            rows = combine(rows, p[..., i : i + w])
+        out = rows[..., 0:h, :]
+        for i in range(1, k):
+            out = combine(out, rows[..., i : i + h, :])
+        if not is_max:
+            # divide by the number of real (non-padding) pixels under each window
+            ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+            out = out / (nn.functional.avg_pool2d(ones, k, 1, pad) * (k * k))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 1 and x.device.type == "cpu":
+            return self._separable(x)
+        return self.torch_pool(x)
+
+
 def pool(kind: str, kernel: int, stride: int) -> nn.Module:
-    """3x3/5x5 average or max pooling with 'same' padding; average excludes the padding."""
-    if kind == "avg":
-        return nn.AvgPool2d(kernel, stride, kernel // 2, count_include_pad=False)
-    return nn.MaxPool2d(kernel, stride, kernel // 2)
+    """k x k average or max pooling with 'same' padding; average excludes the padding."""
+    return SamePool(kind, kernel, stride)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from torch import nn
 
 from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
 from enas_lightning.controller import MacroController, MicroController
-from enas_lightning.ops import FactorizedReduce, SepConvUnit
+from enas_lightning.ops import FactorizedReduce, SamePool, SepConvUnit
 from enas_lightning.spaces.macro.network import MacroNetwork
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.macro.supernet import MacroSupernet
@@ -168,10 +168,8 @@ def micro_op_name(m: nn.Module) -> str:
     if isinstance(m, nn.Sequential) and isinstance(m[0], SepConvUnit):
         k = m[0][1].kernel_size[0]
         return f"sep_conv_{k}x{k}"
-    if isinstance(m, nn.AvgPool2d):
-        return "avg_pool_3x3"
-    if isinstance(m, nn.MaxPool2d):
-        return "max_pool_3x3"
+    if isinstance(m, SamePool):
+        return f"{m.kind}_pool_{m.kernel}x{m.kernel}"
     if isinstance(m, nn.Identity | FactorizedReduce):
         return "identity"
     raise AssertionError(m)
@@ -179,10 +177,8 @@ def micro_op_name(m: nn.Module) -> str:
 
 def macro_op_name(m: nn.Module) -> str:
     second = m[1]
-    if isinstance(second, nn.AvgPool2d):
-        return "avg_pool_3x3"
-    if isinstance(second, nn.MaxPool2d):
-        return "max_pool_3x3"
+    if isinstance(second, SamePool):
+        return f"{second.kind}_pool_{second.kernel}x{second.kernel}"
     conv = second[0]
     if isinstance(conv, nn.Sequential):  # depthwise then pointwise
         k = conv[0].kernel_size[0]
