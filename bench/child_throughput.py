@@ -71,9 +71,7 @@ def make_step(model, arch=None, aux_weight: float = 0.4):
             loss = loss + aux_weight * F.cross_entropy(aux, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in params if p.grad is not None], 5.0, foreach=True
-        )
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], 5.0, foreach=True)
         opt.step()
 
     return step
@@ -103,7 +101,10 @@ def run_space(args, space: str) -> None:
     archs = ctrl.sample_archs(args.archs, torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(2)
     batches = [
-        (torch.rand(args.batch, 3, 32, 32, generator=g), torch.randint(0, 10, (args.batch,), generator=g))
+        (
+            torch.rand(args.batch, 3, 32, 32, generator=g),
+            torch.randint(0, 10, (args.batch,), generator=g),
+        )
         for _ in range(args.steps)
     ]
     before = load_average()
@@ -130,12 +131,19 @@ def run_space(args, space: str) -> None:
         "supernet/child", "supernet/final-mode",
     ]  # fmt: skip
     report(
-        f"Child throughput ({space}, CPU)" if not torch.cuda.is_available() else
-        f"Child throughput ({space})",
+        f"Child throughput ({space}, CPU)"
+        if not torch.cuda.is_available()
+        else f"Child throughput ({space})",
         {
-            "space": space, "layers": layers, "channels": channels, "batch": args.batch,
-            "images": "32x32x3 random", "archs": args.archs, "steps per round": args.steps,
-            "rounds (median)": args.repeats, "aux head": aux,
+            "space": space,
+            "layers": layers,
+            "channels": channels,
+            "batch": args.batch,
+            "images": "32x32x3 random",
+            "archs": args.archs,
+            "steps per round": args.steps,
+            "rounds (median)": args.repeats,
+            "aux head": aux,
             "step": "fwd+CE(+0.4 aux)+bwd+clip 5+SGD nesterov foreach",
         },  # fmt: skip
         table(header, rows),
