@@ -28,19 +28,17 @@ import search_epoch  # noqa: E402
 from _common import load_average, report, table  # noqa: E402
 
 
-def search_run(overrides: list[str], channels_last: bool = False) -> dict:
+def search_run(overrides: list[str], **kwargs) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = search_epoch.compose_cfg("micro", overrides, out)
-        if channels_last:
-            return search_epoch.one_epoch(cfg, channels_last=True)
-        return search_epoch.one_epoch(cfg)
+        return search_epoch.one_epoch(cfg, **kwargs)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no append")
     p.add_argument("--child-steps", type=int, default=100)
-    p.add_argument("--compile-timeout", type=float, default=240.0)
+    p.add_argument("--compile-timeout", type=float, default=180.0)
     args = p.parse_args()
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:
@@ -75,6 +73,9 @@ def main() -> None:
     quick = [cap, "controller=random", "search.derive_samples=1", "search.derive_batches=1"]
     bf16 = search_run([*base, *quick, "trainer.precision=bf16-mixed"])
     bf16_cl = search_run([*base, *quick, "trainer.precision=bf16-mixed"], channels_last=True)
+    # the cost of the per-step non-finite check's host sync: the same child phase without it
+    fp32_nosync = search_run([*base, *quick, "trainer.precision=32-true"], finite_check=False)
+    fp32_quick = search_run([*base, *quick, "trainer.precision=32-true"])
     cfg = search_epoch.compose_cfg("micro", base, "/tmp")
     n_train = cfg.dataset.train_size - cfg.dataset.val_size
     epochs = cfg.search.epochs
@@ -86,6 +87,7 @@ def main() -> None:
         ["child phase fp32", f"{fp32['images_per_s']:.0f} img/s", f"{search_hours(fp32['images_per_s']):.2f} h search"],
         ["child phase bf16-mixed", f"{bf16['images_per_s']:.0f} img/s", f"{search_hours(bf16['images_per_s']):.2f} h search"],
         ["child phase bf16-mixed + channels_last", f"{bf16_cl['images_per_s']:.0f} img/s", f"{search_hours(bf16_cl['images_per_s']):.2f} h search"],
+        ["child phase fp32, non-finite check on / off", f"{fp32_quick['images_per_s']:.0f} / {fp32_nosync['images_per_s']:.0f} img/s", "off: benchmark only (no host sync per step)"],
         ["  of which train_batch (fp32)", f"{1e3 * fp32['train_batch_s'] / fp32['child_steps']:.2f} ms/step", f"of {1e3 * fp32['child_s'] / fp32['child_steps']:.2f} ms/step"],
         [f"controller phase {cfg.controller.train_steps} x {cfg.controller.num_aggregate} (fp32)", f"{fp32['ctrl_s']:.2f} s", "per epoch"],
         [f"derivation {fp32['candidates']} candidates (fp32)", f"{fp32['derive_s']:.2f} s", "once"],
