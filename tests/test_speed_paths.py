@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from enas_lightning.build import build_trainer
 from enas_lightning.controller import MacroController, MicroController
 from enas_lightning.final import train_final
+from enas_lightning.optim import step_kwargs
 from enas_lightning.spaces.macro.supernet import MacroSupernet
 from enas_lightning.spaces.micro.network import MicroNetwork
 from enas_lightning.spaces.micro.supernet import MicroSupernet
@@ -170,3 +171,30 @@ def test_trainer_num_threads_is_applied(make_cfg, tmp_path: Path) -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_fused_optimizer_only_without_mixed_precision() -> None:
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert step_kwargs(params, "32-true") == {"fused": True}
+    assert step_kwargs(params, None) == {"fused": True}
+    # Lightning cannot clip the gradients of a fused optimizer under mixed precision
+    assert step_kwargs(params, "bf16-mixed") == {"foreach": True}
+    assert step_kwargs(params, "16-mixed") == {"foreach": True}
+
+
+def test_fused_and_foreach_sgd_agree() -> None:
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 4)), torch.nn.Parameter(torch.randn(7))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    opt_a = torch.optim.SGD(a, foreach=True, **kw)
+    opt_b = torch.optim.SGD(b, **step_kwargs(b), **kw)
+    for k in range(3):
+        g = torch.Generator().manual_seed(k)
+        for p, q in zip(a, b, strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
