@@ -233,6 +233,8 @@ def build_trainer(
     **overrides: Any,
 ) -> pl.Trainer:
     t = cfg.trainer
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
     kwargs: dict[str, Any] = dict(
         accelerator=t.accelerator,
         devices=t.devices,

@@ -133,6 +133,9 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
     deterministic: bool = False
+    # torch intra-op threads per process (0 = torch's default, one per core). On a small or
+    # shared CPU the search's tiny convolutions run faster on 1 (see bench/RESULTS.md).
+    num_threads: int = 0
 
 
 @dataclass

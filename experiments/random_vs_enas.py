@@ -80,7 +80,9 @@ def table(rows: list[dict]) -> str:
         val = [r["search_val_acc"] for r in group]
         test = [r["test_acc"] for r in group]
         sd = statistics.stdev if len(group) > 1 else (lambda _: 0.0)
-        per = ", ".join(f"{r['seed']}: {r['test_acc']:.4f}" for r in sorted(group, key=lambda r: r["seed"]))
+        per = ", ".join(
+            f"{r['seed']}: {r['test_acc']:.4f}" for r in sorted(group, key=lambda r: r["seed"])
+        )
         lines.append(
             f"| {name} | {len(group)} | {statistics.mean(val):.4f} ± {sd(val):.4f} | "
             f"{statistics.mean(test):.4f} ± {sd(test):.4f} | {per} |"

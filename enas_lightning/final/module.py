@@ -34,6 +34,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
+from enas_lightning.optim import step_kwargs
 from enas_lightning.seeding import step_seed
 
 
@@ -143,7 +144,8 @@ class FinalModule(pl.LightningModule):
             momentum=o.momentum,
             nesterov=o.nesterov,
             weight_decay=o.weight_decay,
-            foreach=True,  # one multi-tensor kernel per update instead of one per parameter
+            # one fused (or multi-tensor) kernel per update instead of one per parameter
+            **step_kwargs(self.network.parameters(), getattr(self._trainer, "precision", None)),
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=int(o.t0), T_mult=int(o.t_mul), eta_min=o.lr_min

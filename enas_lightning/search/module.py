@@ -46,6 +46,7 @@ from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.errors import CheckpointError, NonFiniteError
+from enas_lightning.optim import step_kwargs
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.seeding import seed_step, step_seed
 
@@ -154,10 +155,14 @@ class SearchModule(pl.LightningModule):
             momentum=o.momentum,
             nesterov=o.nesterov,
             weight_decay=o.weight_decay,
-            foreach=True,
+            **step_kwargs(self.supernet.parameters(), getattr(self._trainer, "precision", None)),
         )
         ctrl = torch.optim.Adam(
-            self.controller.parameters(), lr=c.lr, betas=tuple(c.betas), eps=c.eps, foreach=True
+            self.controller.parameters(),
+            lr=c.lr,
+            betas=tuple(c.betas),
+            eps=c.eps,
+            **step_kwargs(self.controller.parameters(), getattr(self._trainer, "precision", None)),
         )
         # SGDR, epoch-granular: lr_min + (lr_max - lr_min)(1 + cos(pi t / T_i)) / 2
         sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(

@@ -1,0 +1,118 @@
+"""Shared helpers of the bench scripts: machine description, timing, and appending results.
+
+Every script prints a Markdown table and appends it to ``bench/RESULTS.md`` as one
+``## <title>`` section with the machine, torch version, config and load average.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine() -> dict[str, str]:
+    info = {
+        "platform": platform.platform(),
+        "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: torch.device | str = "cpu") -> float:
+    """Seconds for one call of ``fn`` (device work included)."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def median_time(
+    fn: Callable[[], Any], repeats: int, warmup: int = 1, device: torch.device | str = "cpu"
+) -> float:
+    """Median seconds per call over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn, device) for _ in range(repeats))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(
+    title: str,
+    config: dict[str, Any],
+    body: str,
+    notes: Sequence[str] = (),
+    append: bool = True,
+    load_before: str | None = None,
+) -> str:
+    """Print the section and (unless ``append`` is false) append it to ``bench/RESULTS.md``."""
+    lines = [f"## {title}", ""]
+    lines += [f"- {k}: {v}" for k, v in machine().items()]
+    lines.append("- config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    load = load_average()
+    lines.append(
+        f"- load average (1/5/15 min): {load_before} before, {load} after"
+        if load_before
+        else f"- load average (1/5/15 min): {load}"
+    )
+    lines.append(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    lines += ["", body, ""]
+    lines += [f"{n}" for n in notes]
+    if notes:
+        lines.append("")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if append:
+        if not RESULTS.exists():
+            RESULTS.write_text(
+                "# Benchmark results\n\nAppended by the scripts in `bench/` "
+                "(one `## <title>` section per run).\n\n"
+            )
+        with RESULTS.open("a") as f:
+            f.write(text + "\n")
+    return text
