@@ -155,7 +155,9 @@ class SearchModule(pl.LightningModule):
             momentum=o.momentum,
             nesterov=o.nesterov,
             weight_decay=o.weight_decay,
-            **step_kwargs(self.supernet.parameters(), getattr(self._trainer, "precision", None)),
+            # not fused: each child leaves most supernet weights without a gradient, so momentum
+            # buffers appear one by one, which torch 2.13's fused SGD cannot take (TypeError)
+            foreach=True,
         )
         ctrl = torch.optim.Adam(
             self.controller.parameters(),
