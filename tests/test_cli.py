@@ -12,29 +12,16 @@ from pathlib import Path
 import pytest
 
 from enas_lightning.arch.io import load_arch
+from enas_lightning.arch.published import AUTHORS_MACRO_FINAL, AUTHORS_MICRO_FINAL
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
 
 REPO = Path(__file__).resolve().parents[1]
 # The authors' final micro cells (scripts/cifar10_micro_final.sh) and the first 12 layers of
 # their final macro network (scripts/cifar10_macro_final.sh), a valid 12-layer arc.
-AUTHORS_MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
-MACRO_12 = " ".join(
-    (
-        "0",
-        "3 0",
-        "0 1 0",
-        "2 0 0 1",
-        "2 0 0 0 0",
-        "3 1 1 0 1 0",
-        "2 0 0 0 0 0 1",
-        "2 0 1 1 0 1 1 1",
-        "1 0 1 1 1 0 1 0 1",
-        "0 0 0 0 0 0 0 0 0 0",
-        "2 0 0 0 0 0 1 0 0 0 0",
-        "0 1 0 0 1 1 0 0 0 0 1 1",
-    )
-)
+AUTHORS_MICRO = AUTHORS_MICRO_FINAL
+# the first 12 layers of their final macro network: a valid 12-layer arc (78 integers)
+MACRO_12 = " ".join(AUTHORS_MACRO_FINAL.split()[:78])
 TINY = [
     "dataset=fake",
     "trainer=cpu",

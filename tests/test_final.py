@@ -17,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from enas_lightning.arch import MacroArch, MicroArch, load_arch
+
+# The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
+from enas_lightning.arch.published import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
 from enas_lightning.config import Config
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
@@ -24,8 +27,6 @@ from enas_lightning.errors import ConfigError
 from enas_lightning.final import FinalModule, build_final_network, train_final
 from enas_lightning.final.train import final_checkpoints
 
-# The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
-AUTHORS_MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
 # 3 macro layers: conv3, sep3 <- skip 0, conv5 <- skips 0 and 1.
 MACRO_3 = "0 1 1 2 1 1"
 MACRO_OPS = ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5"]

@@ -9,42 +9,16 @@ import torch
 from torch import nn
 
 from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
+
+# The authors' published cells (melodyguan/enas scripts/cifar10_micro_final.sh and
+# scripts/cifar10_macro_final.sh, the `fixed_arc` strings).
+from enas_lightning.arch.published import AUTHORS_MACRO_FINAL as AUTHORS_MACRO  # noqa: E402
+from enas_lightning.arch.published import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
 from enas_lightning.ops import FactorizedReduce, SepConvUnit, drop_path
 from enas_lightning.spaces.cost import count_madds, count_params
 from enas_lightning.spaces.macro.network import MacroNetwork
 from enas_lightning.spaces.micro.network import FinalCell, MicroNetwork
 
-# The authors' published cells (melodyguan/enas scripts/cifar10_micro_final.sh and
-# scripts/cifar10_macro_final.sh, the `fixed_arc` strings).
-AUTHORS_MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
-AUTHORS_MACRO = " ".join(
-    (
-        "0",
-        "3 0",
-        "0 1 0",
-        "2 0 0 1",
-        "2 0 0 0 0",
-        "3 1 1 0 1 0",
-        "2 0 0 0 0 0 1",
-        "2 0 1 1 0 1 1 1",
-        "1 0 1 1 1 0 1 0 1",
-        "0 0 0 0 0 0 0 0 0 0",
-        "2 0 0 0 0 0 1 0 0 0 0",
-        "0 1 0 0 1 1 0 0 0 0 1 1",
-        "2 0 1 0 0 0 0 0 1 0 1 1 0",
-        "1 0 0 1 0 0 0 1 1 1 0 1 0 1",
-        "0 1 1 0 1 0 1 0 0 0 0 0 1 0 0",
-        "2 0 0 1 0 0 0 0 0 0 0 1 0 1 0 1",
-        "2 0 1 0 0 0 1 0 0 1 1 1 1 0 0 1 0",
-        "2 0 0 0 0 1 0 1 0 1 0 0 1 0 1 0 0 1",
-        "3 0 1 1 0 1 0 0 0 0 0 1 0 1 0 1 0 0 0",
-        "3 0 1 1 0 0 0 0 0 0 0 0 0 1 1 0 0 0 0 1",
-        "0 1 0 0 1 0 1 1 0 0 0 1 0 0 0 0 0 1 1 0 0",
-        "3 0 1 0 1 1 0 0 1 0 1 1 0 1 1 0 1 0 0 1 0 0",
-        "0 1 0 1 0 1 0 0 0 0 0 0 0 0 1 0 1 0 0 1 0 0 0",
-        "0 1 1 0 0 0 1 1 1 0 1 0 0 0 1 0 1 0 0 1 1 0 0 0",
-    )
-)
 # A DARTS-inspired cell in this space's ops (dil_conv -> sep_conv, skip -> identity, 5th node
 # added): normal 2=sep3(0)+sep3(1) 3=sep3(0)+sep3(1) 4=sep3(1)+id(0) 5=id(0)+sep3(2)
 # 6=sep3(1)+id(5); reduce: max pools and identities.

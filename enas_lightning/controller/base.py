@@ -39,6 +39,7 @@ class Controller(nn.Module):
     """Base class: LSTM cells, a learned start input, and the categorical decision step.
 
     Args:
+        ops: the op vocabulary, in the order of the integer encoding.
         lstm_size: hidden units (64 in the paper).
         lstm_layers: stacked LSTM layers.
         tanh_constant: ``c`` in ``logits = c * tanh(logits)``, bounding the logits; ``None`` off.
@@ -51,6 +52,7 @@ class Controller(nn.Module):
 
     def __init__(
         self,
+        ops: tuple[str, ...],
         lstm_size: int = 64,
         lstm_layers: int = 1,
         tanh_constant: float | None = 1.1,
@@ -58,12 +60,25 @@ class Controller(nn.Module):
         uniform: bool = False,
     ) -> None:
         super().__init__()
+        self.ops = tuple(ops)
         self.lstm_size = lstm_size
         self.tanh_constant = tanh_constant
         self.temperature = temperature
         self.uniform = uniform
         self.lstm = nn.ModuleList(nn.LSTMCell(lstm_size, lstm_size) for _ in range(lstm_layers))
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
+        # op decisions: softmax classifier over the ops, the choice embedded as the next input
+        self.w_emb = nn.Embedding(len(self.ops), lstm_size)
+        self.w_soft = nn.Linear(lstm_size, len(self.ops), bias=False)
+        # input/skip decisions: attention over one anchor per earlier node or layer,
+        # q_j = v . tanh(W1 a_j + W2 h)
+        self.w_attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.w_attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.v_attn = nn.Linear(lstm_size, 1, bias=False)
+
+    def attention(self, keys: Tensor, h: Tensor) -> Tensor:
+        """Scores ``[n, m]`` of ``m`` anchors (``keys = W1 a``: ``[n, m, H]``) for state ``h``."""
+        return self.v_attn(torch.tanh(keys + self.w_attn_2(h).unsqueeze(1))).squeeze(-1)
 
     def reset_parameters(self) -> None:
         """The reference initialises every controller weight uniformly in [-0.1, 0.1]."""

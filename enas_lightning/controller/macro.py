@@ -14,7 +14,7 @@ reference applied a sigmoid to the pre-softmax logit, which is not quite that pr
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from enas_lightning.arch.macro import MacroArch, MacroLayer
 from enas_lightning.controller.base import Controller, Sample
@@ -36,15 +36,9 @@ class MacroController(Controller):
         skip_target: float = 0.4,
         uniform: bool = False,
     ) -> None:
-        super().__init__(lstm_size, lstm_layers, tanh_constant, temperature, uniform)
-        self.ops = tuple(ops)
+        super().__init__(ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform)
         self.num_layers = num_layers
         self.skip_target = skip_target
-        self.w_emb = nn.Embedding(len(self.ops), lstm_size)
-        self.w_soft = nn.Linear(lstm_size, len(self.ops), bias=False)
-        self.w_attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.w_attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.v_attn = nn.Linear(lstm_size, 1, bias=False)
         self.reset_parameters()
 
     def forward(
@@ -79,7 +73,7 @@ class MacroController(Controller):
             h, state = self.step(self.w_emb(op), state)
             if layer > 0:
                 keys = torch.stack(anchors_w1, 1)  # [n, layer, H]
-                q = self.v_attn(torch.tanh(keys + self.w_attn_2(h).unsqueeze(1))).squeeze(-1)
+                q = self.attention(keys, h)
                 logits = self.scale(torch.stack([-q, q], -1), self.tanh_constant)  # [n, layer, 2]
                 forced = None if arcs is None else arcs[:, layer, 1 : 1 + layer]
                 skip, lp, ent = self.decide(logits, forced, greedy, generator)

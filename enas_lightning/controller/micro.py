@@ -34,18 +34,12 @@ class MicroController(Controller):
         op_bias: bool = True,
         uniform: bool = False,
     ) -> None:
-        super().__init__(lstm_size, lstm_layers, tanh_constant, temperature, uniform)
-        self.ops = tuple(ops)
+        super().__init__(ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform)
         self.num_nodes = num_nodes
         self.op_tanh_reduce = op_tanh_reduce
         self.op_bias = op_bias
         k = len(self.ops)
-        self.w_emb = nn.Embedding(k, lstm_size)
-        self.w_soft = nn.Linear(lstm_size, k, bias=False)
         self.b_soft = nn.Parameter(torch.zeros(1, k))
-        self.w_attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.w_attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.v_attn = nn.Linear(lstm_size, 1, bias=False)
         # the reference favours the first two ops (its separable convs) at the start
         fixed = torch.tensor([0.25, 0.25] + [-0.25] * (k - 2))[:k]
         self.register_buffer("b_soft_no_learn", fixed.view(1, k), persistent=False)
@@ -90,8 +84,7 @@ class MicroController(Controller):
                 values = torch.stack(anchors, 1)
                 for slot in range(2):  # input decisions
                     h, state = self.step(inputs, state)
-                    q = self.v_attn(torch.tanh(keys + self.w_attn_2(h).unsqueeze(1))).squeeze(-1)
-                    logits = self.scale(q, self.tanh_constant)  # [n, j+2]
+                    logits = self.scale(self.attention(keys, h), self.tanh_constant)  # [n, j+2]
                     forced = None if arcs is None else arcs[:, c, j, 2 * slot]
                     idx, lp, ent = self.decide(logits, forced, greedy, generator)
                     out[:, c, j, 2 * slot] = idx
