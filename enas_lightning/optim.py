@@ -27,3 +27,27 @@ def step_kwargs(params: Iterable[torch.Tensor], precision: Any = "32-true") -> d
         p.device.type in devices and torch.is_floating_point(p) for p in params
     )
     return {"fused": True} if ok else {"foreach": True}
+
+
+def sgd_with_sgdr(
+    params: Iterable[torch.nn.Parameter], o: Any, **step: bool
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts]:
+    """The child optimiser of the paper: SGD (Nesterov momentum, weight decay) and SGDR.
+
+    ``o`` is a :class:`~enas_lightning.config.ChildOptimConfig`. SGDR is epoch-granular (the
+    caller steps it once per epoch): ``lr = lr_min + (lr_max - lr_min)(1 + cos(pi t / T_i)) / 2``
+    with ``T_i`` starting at ``t0`` and multiplied by ``t_mul`` at each restart. ``step`` picks
+    the update kernels (``fused=True`` / ``foreach=True``).
+    """
+    sgd = torch.optim.SGD(
+        params,
+        lr=o.lr_max,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        weight_decay=o.weight_decay,
+        **step,
+    )
+    sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        sgd, T_0=int(o.t0), T_mult=int(o.t_mul), eta_min=o.lr_min
+    )
+    return sgd, sgdr

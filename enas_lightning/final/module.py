@@ -34,7 +34,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-from enas_lightning.optim import step_kwargs
+from enas_lightning.optim import sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
 
 
@@ -137,18 +137,11 @@ class FinalModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """SGD (Nesterov) with weight decay on every weight; SGDR stepped once per epoch."""
-        o = self.cfg.optim
-        optimizer = torch.optim.SGD(
+        optimizer, scheduler = sgd_with_sgdr(
             self.network.parameters(),
-            lr=o.lr_max,
-            momentum=o.momentum,
-            nesterov=o.nesterov,
-            weight_decay=o.weight_decay,
+            self.cfg.optim,
             # one fused (or multi-tensor) kernel per update instead of one per parameter
             **step_kwargs(self.network.parameters(), getattr(self._trainer, "precision", None)),
-        )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=int(o.t0), T_mult=int(o.t_mul), eta_min=o.lr_min
         )
         return {
             "optimizer": optimizer,

@@ -46,7 +46,7 @@ from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.errors import CheckpointError, NonFiniteError
-from enas_lightning.optim import step_kwargs
+from enas_lightning.optim import sgd_with_sgdr, step_kwargs
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.seeding import seed_step, step_seed
 
@@ -149,12 +149,9 @@ class SearchModule(pl.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.search.optim
         c = self.cfg.controller
-        child = torch.optim.SGD(
+        child, sgdr = sgd_with_sgdr(
             self.supernet.parameters(),
-            lr=o.lr_max,
-            momentum=o.momentum,
-            nesterov=o.nesterov,
-            weight_decay=o.weight_decay,
+            o,
             # not fused: each child leaves most supernet weights without a gradient, so momentum
             # buffers appear one by one, which torch 2.13's fused SGD cannot take (TypeError)
             foreach=True,
@@ -165,10 +162,6 @@ class SearchModule(pl.LightningModule):
             betas=tuple(c.betas),
             eps=c.eps,
             **step_kwargs(self.controller.parameters(), getattr(self._trainer, "precision", None)),
-        )
-        # SGDR, epoch-granular: lr_min + (lr_max - lr_min)(1 + cos(pi t / T_i)) / 2
-        sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            child, T_0=o.t0, T_mult=o.t_mul, eta_min=o.lr_min
         )
         return [child, ctrl], [sgdr]
 
