@@ -34,6 +34,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from enas_lightning.errors import ENASError
@@ -151,3 +152,22 @@ def fit(
         if interrupt.saved is None:
             raise
         raise Interrupted(interrupted_message(interrupt.saved)) from None
+
+
+def last_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:
+    """``dirpath/last.ckpt``, rewritten at the end of every training epoch.
+
+    A top-1 checkpoint named ``last`` without a monitor (the newest is the best) rather than
+    ``save_last=True``: Lightning 2.6 writes ``save_last`` only when a top-k checkpoint was saved
+    in the same step, so with nothing monitored it appeared only when training ended. No version
+    counter: a resumed run keeps writing ``last.ckpt`` instead of starting ``last-v1.ckpt``.
+    """
+    return ModelCheckpoint(
+        dirpath=dirpath,
+        filename=LAST.removesuffix(".ckpt"),
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )

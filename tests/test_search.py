@@ -178,3 +178,25 @@ def test_real_supernet_child_phase_runs_with_sparse_gradients(make_cfg, tmp_path
     ]
     # some weights trained, and not all of them (the children are subgraphs)
     assert any(changed) and not all(changed)
+
+
+def test_last_ckpt_is_written_after_every_epoch(make_cfg, tmp_path) -> None:
+    """``checkpoints/last.ckpt`` exists (and is the previous epoch's) when each epoch starts."""
+    import pytorch_lightning as pl
+
+    from enas_lightning.tasks.search import run_search
+
+    seen: list[int | None] = []
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    class Probe(pl.Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            seen.append(
+                torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+                if last.is_file()
+                else None
+            )
+
+    cfg = make_cfg(["search.epochs=3", "search.child_batches=2"])
+    run_search(cfg, tmp_path, extra_callbacks=(Probe(),))
+    assert seen == [None, 0, 1]  # the checkpoint of the epoch that just ended

@@ -15,7 +15,7 @@ from torch import nn
 
 from enas_lightning.arch import MacroArch, MicroArch, load_arch
 from enas_lightning.build import build_trainer
-from enas_lightning.checkpointing import SaveOnInterrupt, fit
+from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.data.datasets import ImageSplits, load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
@@ -74,15 +74,7 @@ def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
     best = ModelCheckpoint(
         dirpath=dirpath, filename="best", monitor="test/acc", mode="max", save_top_k=1
     )
-    last = ModelCheckpoint(
-        dirpath=dirpath,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
-    return [best, last]
+    return [best, last_checkpoint(dirpath)]
 
 
 def train_final(

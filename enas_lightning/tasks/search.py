@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.callbacks import ModelCheckpoint
-
 from enas_lightning.arch.io import save_arch
 from enas_lightning.build import (
     build_controller,
@@ -18,7 +16,7 @@ from enas_lightning.build import (
     build_trainer,
     validate_data,
 )
-from enas_lightning.checkpointing import SaveOnInterrupt, fit
+from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.config import Config
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.precheck import load_splits_cached
@@ -73,14 +71,7 @@ def run_search(
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
         SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
-        # a resumed run keeps writing last.ckpt (the version counter would start last-v1.ckpt)
-        ModelCheckpoint(
-            dirpath=output_dir / "checkpoints",
-            save_last=True,
-            save_top_k=0,
-            every_n_epochs=1,
-            enable_version_counter=False,
-        ),
+        last_checkpoint(output_dir / "checkpoints"),
         interrupt,
         *extra_callbacks,
     ]
