@@ -11,7 +11,6 @@ statistics too. Standalone (final) networks use ordinary BatchNorm.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -180,14 +179,6 @@ class SamePool(nn.Module):
 def pool(kind: str, kernel: int, stride: int) -> nn.Module:
     """k x k average or max pooling with 'same' padding; average excludes the padding."""
     return SamePool(kind, kernel, stride)
-
-
-@dataclass(frozen=True)
-class Head:
-    """Classifier settings: ``dropout_keep`` is the reference's keep probability."""
-
-    num_classes: int
-    dropout_keep: float = 1.0
 
 
 class Classifier(nn.Module):
