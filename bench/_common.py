@@ -102,6 +102,14 @@ def report(
     )
     lines.append(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     lines += ["", body, ""]
+    # say so when other work shared the cores (judged from the 1-minute load, not assumed)
+    loads = [float(x.split()[0]) for x in (load_before, load) if x and x[0].isdigit()]
+    if loads and max(loads) > 1.5:
+        notes = [
+            "Other work was running on the machine (see load average): compare ratios measured "
+            "in the same run, not absolute rates.",
+            *notes,
+        ]
     lines += [f"{n}" for n in notes]
     if notes:
         lines.append("")

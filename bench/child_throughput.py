@@ -148,7 +148,7 @@ def run_space(args, space: str) -> None:
         },  # fmt: skip
         table(header, rows),
         notes=[
-            "Machine shared with other developers' test runs (see load average). `child` is the "
+            "`child` is the "
             "supernet's child extracted as a plain module (same computation, only its ops); "
             "`final-mode` is the standalone network final training trains (different work)."
         ],

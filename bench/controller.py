@@ -71,7 +71,7 @@ def run(repeats: int, device: torch.device, append: bool) -> None:
         f"Controller ({device.type})",
         {"lstm_size": 64, "lstm_layers": 1, "repeats (median)": repeats, "device": device},
         table(header, rows),
-        notes=["Machine shared with other developers' test runs (see load average)."],
+        notes=[],
         append=append,
         load_before=before,
     )

@@ -164,7 +164,7 @@ def main() -> None:
             "steps x rounds": f"{args.steps} x {args.repeats}",
         },  # fmt: skip
         table(["mode", "images/s", "note"], rows),
-        notes=[*notes, "Machine shared with other developers' test runs (see load average)."],
+        notes=notes,
         append=not args.no_append,
         load_before=before,
     )

@@ -70,7 +70,7 @@ def main() -> None:
             ["device", "optimizer", "params with grad", "foreach (ms)", "fused (ms)", "speed-up"],
             rows,
         ),
-        notes=["Machine shared with other developers' test runs (see load average)."],
+        notes=[],
         append=not args.no_append,
         load_before=before,
     )

@@ -88,7 +88,7 @@ def main() -> None:
             "threads": args.threads,
         },
         body,
-        notes=["Machine shared with other developers' test runs (see load average)."],
+        notes=[],
         append=not args.no_append,
         load_before=before,
     )

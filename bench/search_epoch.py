@@ -201,7 +201,7 @@ def main() -> None:
             },  # fmt: skip
             table(["phase", "steps / candidates", "seconds", "ms per step"], rows)
             + f"\n\nchild phase: {r['images_per_s']:.1f} images/s",
-            notes=["Machine shared with other developers' test runs (see load average)."],
+            notes=[],
             append=not args.no_append,
             load_before=before,
         )

@@ -89,7 +89,7 @@ def main() -> None:
             ],
             rows,
         ),  # fmt: skip
-        notes=["Machine shared with other developers' test runs (see load average)."],
+        notes=[],
         append=not args.no_append,
         load_before=before,
     )
