@@ -10,6 +10,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -81,14 +82,18 @@ def run(cfg: DictConfig) -> float | None:
     return run_pipeline(cfg, out)
 
 
+def exit_with(e: ENASError) -> NoReturn:
+    """One line naming the setting and what is allowed, no traceback, the error's exit code."""
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
     except ENASError as e:
-        # one line naming the setting and what is allowed; no traceback
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
+        exit_with(e)
     finally:
         finish_trackers()
 
@@ -146,6 +151,5 @@ def main() -> None:
         try:
             precheck(argv)
         except ENASError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(e.exit_code)
+            exit_with(e)
     hydra_main()
