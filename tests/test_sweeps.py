@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests._offline import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -26,18 +27,6 @@ TINY = [
     "search.derive_samples=2",
     "search.epochs=1",
 ]
-
-
-def cli_env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": str(tmp / "wandb_config"),
-        "WANDB_CACHE_DIR": str(tmp / "wandb_cache"),
-        "WANDB_DATA_DIR": str(tmp / "wandb_data"),
-    }
 
 
 def run(cmd: list[str], tmp: Path, timeout: int = 1500) -> subprocess.CompletedProcess:

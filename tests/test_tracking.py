@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 
 from enas_lightning import tracking
 from enas_lightning.search.progress import SearchProgressBar, search_progress_bar
+from tests._offline import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_DOT = shutil.which("dot") is not None
@@ -33,19 +33,6 @@ TINY = [
     "search.batch_size=32",
     "search.derive_samples=2",
 ]
-
-
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Subprocess environment: this checkout first on the path, W&B offline and sandboxed."""
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
-        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
-    }
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
