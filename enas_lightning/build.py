@@ -50,6 +50,15 @@ def validate(cfg: Config) -> None:
     _choice("logger.name", cfg.logger.name, LOGGERS)
     _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+    if cfg.task in ("search", "pipeline") and str(cfg.trainer.precision) == "16-mixed":
+        # the search steps its optimizers by hand (manual optimisation) and clips each child's
+        # gradients itself; fp16 loss scaling would need its own unscale/skip/update logic there
+        raise ConfigError(
+            "trainer.precision",
+            "16-mixed",
+            f"one of {', '.join(p for p in PRECISIONS if p != '16-mixed')} for task="
+            f"{cfg.task} (fp16 loss scaling is not supported in the search; task=final takes it)",
+        )
     (MICRO_OPS if s.name == "micro" else MACRO_OPS).check(tuple(s.ops), "search_space.ops")
     _positive("search_space.channels", s.channels)
     if s.name == "micro":

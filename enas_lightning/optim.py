@@ -1,10 +1,12 @@
 """How optimizers apply their updates: fused kernels where torch has them, else foreach.
 
 A fused SGD/Adam step is one kernel over all parameters (measured 2-3x faster than ``foreach``
-on the CPU, see ``bench/RESULTS.md``). Not with mixed precision: Lightning's mixed-precision
-plugin refuses to clip the gradients of an optimizer that unscales internally (fused ones), and
-``16-mixed``'s GradScaler would hand them ``found_inf``, which torch 2.13's fused CPU SGD
-mishandles.
+on the CPU, see ``bench/RESULTS.md``). Optimizers that Lightning clips (the final network's, the
+controller's) are fused only without mixed precision: Lightning's mixed-precision plugin refuses
+to clip the gradients of an optimizer that unscales internally (fused ones). The supernet's SGD
+is fused under ``bf16-mixed`` too: the search clips with torch directly and passes the fused
+step a ``found_inf`` flag so that a non-finite step is skipped on the device
+(:meth:`enas_lightning.search.module.SearchModule.child_step`).
 """
 
 from __future__ import annotations
@@ -15,18 +17,41 @@ from typing import Any
 import torch
 
 
-def step_kwargs(params: Iterable[torch.Tensor], precision: Any = "32-true") -> dict[str, bool]:
-    """``{"fused": True}`` when every parameter can use the fused kernels, else foreach."""
+def fused_supported(params: Iterable[torch.Tensor]) -> bool:
+    """Whether torch has fused optimizer kernels for every parameter's device and dtype."""
     try:
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
         devices = set(_get_fused_kernels_supported_devices())
     except ImportError:  # an older or newer torch without the helper
-        return {"foreach": True}
-    ok = "mixed" not in str(precision) and all(
-        p.device.type in devices and torch.is_floating_point(p) for p in params
-    )
+        return False
+    return all(p.device.type in devices and torch.is_floating_point(p) for p in params)
+
+
+def step_kwargs(params: Iterable[torch.Tensor], precision: Any = "32-true") -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter can use the fused kernels, else foreach."""
+    ok = "mixed" not in str(precision) and fused_supported(params)
     return {"fused": True} if ok else {"foreach": True}
+
+
+def ensure_momentum_buffers(sgd: torch.optim.SGD) -> None:
+    """Give every parameter of a momentum SGD a momentum buffer (zeros) if it has none yet.
+
+    torch's fused SGD takes either no momentum buffers at all (its first step) or one for every
+    parameter it updates. A supernet step updates only the sampled child's parameters, so lazily
+    created buffers would appear a few at a time and the fused step refuses the mix. With
+    ``dampening=0`` (the only setting used here) a zero buffer gives exactly the first step's
+    ``buf = grad``, so creating them up front changes no number.
+    """
+    for group in sgd.param_groups:
+        if group["momentum"] == 0:
+            continue
+        if group["dampening"] != 0:
+            raise ValueError("ensure_momentum_buffers: dampening must be 0")
+        for p in group["params"]:
+            state = sgd.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def sgd_with_sgdr(

@@ -73,6 +73,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     inspect = ["task=inspect", "search_space.num_nodes=2"]
     return {
         "unknown search space": (["search_space=nasnet"], "search_space='nasnet'"),
+        "fp16 search": (["trainer.precision=16-mixed"], "trainer.precision='16-mixed'"),
         "unknown dataset": (["dataset=mnist"], "dataset='mnist'"),
         "unknown logger": (["logger=mlflow"], "logger='mlflow'"),
         "unknown trainer": (["trainer=tpu"], "trainer='tpu'"),

@@ -154,6 +154,13 @@ def test_nonfinite_child_loss_skipped_counted_then_stops(tmp_path, monkeypatch):
 
     monkeypatch.setattr(DeviceSplits, "train_batch", nan_batch)
     seen = {}
+    real_fit_start = SearchModule.on_fit_start
+
+    def on_fit_start(self):
+        real_fit_start(self)
+        seen.setdefault("weights", {k: v.clone() for k, v in self.supernet.state_dict().items()})
+
+    monkeypatch.setattr(SearchModule, "on_fit_start", on_fit_start)
     real_derive = SearchModule.derive
 
     def derive(self):
@@ -167,6 +174,12 @@ def test_nonfinite_child_loss_skipped_counted_then_stops(tmp_path, monkeypatch):
     m = seen["module"]
     assert m.nonfinite_total == 4 and m.nonfinite_in_a_row == 4
     assert m.trainer.callback_metrics["child/nonfinite_total"] == 4
+    # skipped means skipped: no weight moved (no decay, no momentum) and every buffer is zero
+    for k, v in seen["weights"].items():
+        assert torch.equal(v, m.supernet.state_dict()[k]), f"supernet {k} changed"
+    child_opt = m.optimizers()[0].optimizer
+    assert child_opt.defaults["fused"]  # the on-device skip of the fused kernel is what ran
+    assert all(not s["momentum_buffer"].any() for s in child_opt.state.values())
     # stops with exit code 3 after max_nonfinite in a row
     out = tmp_path / "stop"
     with pytest.raises(NonFiniteError, match="search.max_nonfinite=3") as exc:

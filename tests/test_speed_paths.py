@@ -198,3 +198,66 @@ def test_fused_and_foreach_sgd_agree() -> None:
         opt_b.step()
     for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_sgd_with_buffers_up_front_matches_lazy_foreach_on_sparse_steps() -> None:
+    """A supernet step gives gradients to the sampled child's weights only: the fused SGD with
+    zero momentum buffers made up front updates exactly as the foreach SGD whose buffers appear
+    when a weight first gets a gradient; a ``found_inf`` step changes nothing."""
+    from enas_lightning.optim import ensure_momentum_buffers
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(6)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    lazy = torch.optim.SGD(a, foreach=True, **kw)
+    fused = torch.optim.SGD(b, fused=True, **kw)
+    ensure_momentum_buffers(fused)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        used = torch.randperm(6, generator=g)[:2].tolist()  # this step's child
+        for i, (p, q) in enumerate(zip(a, b, strict=True)):
+            p.grad = q.grad = None
+            if i in used:
+                p.grad = torch.randn(p.shape, generator=g)
+                q.grad = p.grad.clone()
+        lazy.step()
+        fused.found_inf = torch.zeros(())
+        fused.step()
+        for p, q in zip(a, b, strict=True):
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    before = [q.detach().clone() for q in b]
+    bufs = [fused.state[q]["momentum_buffer"].clone() for q in b]
+    for q in b:
+        q.grad = torch.full_like(q, float("nan"))
+    fused.found_inf = torch.ones(())
+    fused.step()
+    for q, w, m in zip(b, before, bufs, strict=True):
+        assert torch.equal(q, w) and torch.equal(fused.state[q]["momentum_buffer"], m)
+
+
+def test_supernet_sgd_fused_and_foreach_search_the_same(make_cfg, monkeypatch) -> None:
+    """The fused supernet SGD (momentum buffers made up front, on-device skip) trains the same
+    weights as the foreach one, whose buffers appear as children first use their weights.
+
+    Random search, so both runs train the same children, and only two steps: the kernels round
+    differently in the last bits (1e-9 after two steps), and over more steps a max pool's or a
+    ReLU's tie that flips turns such bits into visibly different weights."""
+    import enas_lightning.search.module as search_module
+
+    weights = {}
+    real_derive = search_module.SearchModule.derive
+
+    def derive(self):
+        kind = "fused" if self.optimizers()[0].optimizer.defaults["fused"] else "foreach"
+        weights[kind] = {k: v.clone() for k, v in self.supernet.state_dict().items()}
+        return real_derive(self)
+
+    monkeypatch.setattr(search_module.SearchModule, "derive", derive)
+    cfg = make_cfg(["search.epochs=1", "controller=random", "search.child_batches=2"])
+    run_search(cfg, Path(cfg.output_dir) / "fused")
+    monkeypatch.setattr(search_module, "fused_supported", lambda params: False)
+    run_search(cfg, Path(cfg.output_dir) / "foreach")
+    assert set(weights) == {"fused", "foreach"}
+    for k, v in weights["fused"].items():
+        torch.testing.assert_close(v, weights["foreach"][k], atol=1e-5, rtol=1e-4, msg=k)

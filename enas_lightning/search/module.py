@@ -46,7 +46,12 @@ from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.errors import CheckpointError, NonFiniteError
-from enas_lightning.optim import sgd_with_sgdr, step_kwargs
+from enas_lightning.optim import (
+    ensure_momentum_buffers,
+    fused_supported,
+    sgd_with_sgdr,
+    step_kwargs,
+)
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.seeding import seed_step, step_seed
 
@@ -136,8 +141,10 @@ class SearchModule(pl.LightningModule):
         self.register_buffer("baseline", torch.zeros(()))
         self.history: list[dict[str, Any]] = []  # one summary per epoch (rank 0's view)
         self.epoch_samples: list[dict[str, Any]] = []  # this epoch's rewarded architectures
-        self.nonfinite_in_a_row = 0
+        self.nonfinite_in_a_row = 0  # as of the last check (see check_nonfinite)
         self.nonfinite_total = 0
+        # on the device between checks: [skipped in all, skipped in a row, longest run in a row]
+        self._nonfinite: Tensor | None = None
         self.loader: SearchEpoch | None = None
         self.derivation: Derivation | None = None
         self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
@@ -149,12 +156,12 @@ class SearchModule(pl.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.search.optim
         c = self.cfg.controller
+        # fused (one kernel, and it can skip a non-finite step on the device: see child_step)
+        # wherever torch has the kernels; the momentum buffers are made up front in
+        # on_train_start because each child leaves most supernet weights without a gradient
+        fused = fused_supported(self.supernet.parameters())
         child, sgdr = sgd_with_sgdr(
-            self.supernet.parameters(),
-            o,
-            # not fused: each child leaves most supernet weights without a gradient, so momentum
-            # buffers appear one by one, which torch 2.13's fused SGD cannot take (TypeError)
-            foreach=True,
+            self.supernet.parameters(), o, **({"fused": True} if fused else {"foreach": True})
         )
         ctrl = torch.optim.Adam(
             self.controller.parameters(),
@@ -225,6 +232,15 @@ class SearchModule(pl.LightningModule):
         return bool(ok)
 
     def child_step(self, idx: Tensor, batch_idx: int, gen: torch.Generator) -> None:
+        """One shared-weight SGD step of this step's sampled child.
+
+        Nothing here waits for the device (on a GPU the host queues step after step): a step
+        whose gradient is non-finite is skipped *on the device* by the fused SGD kernel's
+        ``found_inf`` flag, counted on the device, and the count is checked against
+        ``search.max_nonfinite`` every ``trainer.log_every_n_steps`` child steps and at the end
+        of the child phase (:meth:`check_nonfinite`). The gradient norm is taken after DDP's
+        all-reduce, so every rank skips the same steps without another collective.
+        """
         x, y = self.data.train_batch(idx, gen)
         arch = self.child_archs(self.current_epoch)[batch_idx]
         self.supernet.train()
@@ -234,34 +250,73 @@ class SearchModule(pl.LightningModule):
         if aux is not None:
             loss = loss + self.cfg.search_space.aux_weight * F.cross_entropy(aux, y)
         child_opt, _ = self.optimizers()
-        if not self.all_ranks_agree(torch.isfinite(loss)):
-            # all ranks skip together, or DDP's all-reduce would wait forever
-            self.nonfinite_in_a_row += 1
-            self.nonfinite_total += 1
-            self.log("child/nonfinite_total", float(self.nonfinite_total), on_step=True)
-            if self.nonfinite_in_a_row >= self.cfg.search.max_nonfinite:
-                raise NonFiniteError(
-                    f"search.max_nonfinite={self.cfg.search.max_nonfinite}: the child loss was "
-                    f"non-finite {self.nonfinite_in_a_row} steps in a row (epoch "
-                    f"{self.current_epoch}); lower search.optim.lr_max or check the data"
-                )
-            return
-        self.nonfinite_in_a_row = 0
         child_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.cfg.search.optim.grad_clip > 0:
-            # clip_gradients really clips the gradients that step() applies (the reference
-            # computed clipped gradients and then applied the unclipped ones)
-            self.clip_gradients(
-                child_opt,
-                gradient_clip_val=self.cfg.search.optim.grad_clip,
-                gradient_clip_algorithm="norm",
-            )
-        child_opt.step()
+        skip = ~torch.isfinite(self.clip_child_gradients(child_opt.optimizer))
+        self.count_nonfinite(skip)
+        sgd = child_opt.optimizer
+        if sgd.defaults.get("fused"):
+            sgd.found_inf = skip.float()  # read by torch's fused SGD: no update where 1
+            child_opt.step()
+        elif not bool(skip):  # no fused kernels for this device: the host has to decide
+            child_opt.step()
         acc = (logits.detach().argmax(1) == y).float().mean()
-        self.log("child/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
-        self.log("child/acc", acc, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("lr", child_opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+        n = len(y)
+        # not prog_bar=True: Lightning turns progress-bar values into Python numbers after every
+        # step, a host-device wait per child step; SearchProgressBar shows these two instead,
+        # read at the logging interval
+        self.log("child/loss", loss.detach(), on_step=True, on_epoch=True, batch_size=n)
+        self.log("child/acc", acc, on_step=True, on_epoch=True, batch_size=n)
+        self.log("child/nonfinite_total", self._nonfinite[0].float(), on_step=True, batch_size=n)
+        assert self.loader is not None
+        every = max(1, self.trainer.log_every_n_steps)
+        if (batch_idx + 1) % every == 0 or batch_idx + 1 == self.loader.child_batches:
+            self.check_nonfinite()
+
+    def clip_child_gradients(self, sgd: torch.optim.Optimizer) -> Tensor:
+        """Clip the supernet's gradients to ``search.optim.grad_clip`` (0: no clipping).
+
+        Returns the total gradient norm before clipping (a 0-dim device tensor). torch's clip
+        is called directly: Lightning's ``clip_gradients`` refuses fused optimizers under
+        mixed precision, and bf16-mixed has no loss scale to undo first. The clipped gradients
+        are the ones ``step()`` applies (the reference computed clipped gradients and then
+        applied the unclipped ones).
+        """
+        params = [p for g in sgd.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        clip = self.cfg.search.optim.grad_clip
+        if clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
+        return norm
+
+    def count_nonfinite(self, skip: Tensor) -> None:
+        """Count a skipped step on the device (no host synchronisation)."""
+        if self._nonfinite is None:
+            self.start_nonfinite_count()
+        assert self._nonfinite is not None
+        total, in_a_row, longest = self._nonfinite.unbind()
+        s = skip.long()
+        in_a_row = (in_a_row + 1) * s
+        self._nonfinite = torch.stack([total + s, in_a_row, torch.maximum(longest, in_a_row)])
+
+    def start_nonfinite_count(self) -> None:
+        n = [self.nonfinite_total, self.nonfinite_in_a_row, self.nonfinite_in_a_row]
+        self._nonfinite = torch.tensor(n, device=self.device)
+
+    def check_nonfinite(self) -> None:
+        """Copy the device counts to the host; stop after ``search.max_nonfinite`` in a row."""
+        if self._nonfinite is None:
+            return
+        total, in_a_row, longest = self._nonfinite.tolist()
+        self.nonfinite_total, self.nonfinite_in_a_row = total, in_a_row
+        self._nonfinite[2] = in_a_row  # the longest run is checked once
+        limit = self.cfg.search.max_nonfinite
+        if longest >= limit:
+            raise NonFiniteError(
+                f"search.max_nonfinite={limit}: the child gradient was non-finite {longest} "
+                f"steps in a row (epoch {self.current_epoch}); lower search.optim.lr_max or "
+                "check the data"
+            )
 
     @torch.no_grad()
     def reward_accuracy(self, archs: list[Any], gen: torch.Generator) -> Tensor:
@@ -343,6 +398,11 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- epochs
     def on_train_start(self) -> None:
+        # after the optimizer states were restored (resume): buffers only where still missing
+        child_opt = self.optimizers()[0].optimizer
+        if child_opt.defaults.get("fused"):
+            ensure_momentum_buffers(child_opt)
+        self.start_nonfinite_count()
         # Lightning skips on_train_epoch_start when it resumes in the middle of an epoch: put
         # back what the first part of that epoch recorded (saved by on_save_checkpoint)
         state, self._resumed_epoch_state = self._resumed_epoch_state, None
@@ -358,6 +418,9 @@ class SearchModule(pl.LightningModule):
         self._epoch_stats = {}
 
     def on_train_epoch_end(self) -> None:
+        # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
+        # number logged per step is a host-to-device copy that waits for the device)
+        self.log("lr", self.optimizers()[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
         self.summarize_epoch()
         self.lr_schedulers().step()
 
@@ -429,6 +492,9 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._nonfinite is not None:
+            total, in_a_row, _ = self._nonfinite.tolist()
+            self.nonfinite_total, self.nonfinite_in_a_row = total, in_a_row
         checkpoint["enas"] = {
             "fingerprint": space_fingerprint(self.cfg),
             "history": [

@@ -5,6 +5,12 @@ One search epoch is one stream of steps (child minibatches, then controller upda
 controller's reward, baseline and entropy appear next to it (``prog_bar=True`` in the module);
 this bar adds a second line, ``controller``, that counts the controller updates of the epoch
 (total ``controller.train_steps``) and stays empty in epochs without a controller phase.
+
+The numbers next to the bar are read every ``trainer.log_every_n_steps`` child steps (and after
+every controller update), not after every child step: reading a logged tensor makes the host
+wait for the device, and the child phase is meant to run without such waits. For the same reason
+the child's loss and accuracy are not logged with ``prog_bar=True`` (Lightning would convert them
+after every step); this bar takes them from the callback metrics when it reads.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from enas_lightning.search.loader import CONTROLLER
 
 class SearchProgressBar(RichProgressBar):
     controller_description = "controller"
+    child_metrics = ("child/loss", "child/acc")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.controller_progress_bar_id: Any = None
         self.controller_totals: list[int] = []  # the controller bar's total, per epoch with one
+        self._metrics_due = True
 
     def _reset_progress_bar_ids(self) -> None:
         super()._reset_progress_bar_ids()
@@ -52,11 +60,34 @@ class SearchProgressBar(RichProgressBar):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        loader = getattr(pl_module, "loader", None)
+        last_child = loader is not None and batch_idx + 1 == loader.child_batches
+        self._metrics_due = (
+            int(batch[0]) == CONTROLLER
+            or last_child
+            or (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0
+        )
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._metrics_due = True
         if self.is_disabled or int(batch[0]) != CONTROLLER:
             return
         # the k-th controller update of the epoch is done: k + 1 of train_steps
         self._update(self.controller_progress_bar_id, int(batch[1]) + 1)
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        logged = trainer.callback_metrics
+        for key in self.child_metrics:
+            for name in (f"{key}_step", f"{key}_epoch"):
+                if name in logged:
+                    metrics[name] = float(logged[name])
+        return metrics
+
+    def _update_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._metrics_due:
+            super()._update_metrics(trainer, pl_module)
 
 
 def search_progress_bar(enabled: bool) -> list[pl.Callback]:
