@@ -5,6 +5,8 @@ Run by ``bench/gpu.sh`` (see there). On CIFAR-shaped synthetic data (32x32x3, 45
 * child phase images/s at the micro search preset (batch 160) in fp32, bf16-mixed, and
   bf16-mixed + channels_last (through ``SearchModule`` and a ``pl.Trainer``, the child phase
   capped at ``--child-steps`` steps);
+* host-device synchronisations in the child steps between logging intervals (CUDA's sync debug
+  mode; the search is built to have none there);
 * controller phase time (30 x 10) and derivation time (100 candidates + greedy, whole val split);
 * projected wall time of the 150-epoch micro search and of the 630-epoch micro final training
   (micro_final network, batch 144, eager and compiled).
@@ -68,14 +70,22 @@ def main() -> None:
     before = load_average()
     cap = f"search.child_batches={args.child_steps if not args.smoke else 2}"
     # fp32: the whole epoch (capped child phase, 30 x 10 controller, 100 candidates)
-    fp32 = search_run([*base, cap, "trainer.precision=32-true"])
+    fp32 = search_run([*base, cap, "trainer.precision=32-true"], time_data=False)
     # bf16 (and channels_last): child phase only (random controller: no controller phase)
     quick = [cap, "controller=random", "search.derive_samples=1", "search.derive_batches=1"]
-    bf16 = search_run([*base, *quick, "trainer.precision=bf16-mixed"])
-    bf16_cl = search_run([*base, *quick, "trainer.precision=bf16-mixed"], channels_last=True)
-    # the cost of the per-step non-finite check's host sync: the same child phase without it
-    fp32_nosync = search_run([*base, *quick, "trainer.precision=32-true"], finite_check=False)
-    fp32_quick = search_run([*base, *quick, "trainer.precision=32-true"])
+    bf16 = search_run([*base, *quick, "trainer.precision=bf16-mixed"], time_data=False)
+    bf16_cl = search_run(
+        [*base, *quick, "trainer.precision=bf16-mixed"], channels_last=True, time_data=False
+    )
+    # the data path timed per call (a sync per step, so in a run of its own)
+    data = search_run([*base, *quick, "trainer.precision=32-true"], time_data=True)
+    # host-device synchronisations of the child steps between logging intervals (CUDA's sync
+    # debug mode; expected 0)
+    syncs = (
+        search_run([*base, *quick, "trainer.precision=32-true"], time_data=False, count_syncs=True)
+        if cuda
+        else None
+    )
     cfg = search_epoch.compose_cfg("micro", base, "/tmp")
     n_train = cfg.dataset.train_size - cfg.dataset.val_size
     epochs = cfg.search.epochs
@@ -87,8 +97,8 @@ def main() -> None:
         ["child phase fp32", f"{fp32['images_per_s']:.0f} img/s", f"{search_hours(fp32['images_per_s']):.2f} h search"],
         ["child phase bf16-mixed", f"{bf16['images_per_s']:.0f} img/s", f"{search_hours(bf16['images_per_s']):.2f} h search"],
         ["child phase bf16-mixed + channels_last", f"{bf16_cl['images_per_s']:.0f} img/s", f"{search_hours(bf16_cl['images_per_s']):.2f} h search"],
-        ["child phase fp32, non-finite check on / off", f"{fp32_quick['images_per_s']:.0f} / {fp32_nosync['images_per_s']:.0f} img/s", "off: benchmark only (no host sync per step)"],
-        ["  of which train_batch (fp32)", f"{1e3 * fp32['train_batch_s'] / fp32['child_steps']:.2f} ms/step", f"of {1e3 * fp32['child_s'] / fp32['child_steps']:.2f} ms/step"],
+        ["host syncs in child steps between logging intervals", "n/a on CPU" if syncs is None else f"{syncs['quiet_steps_syncs'][1]} in {syncs['quiet_steps_syncs'][0]} steps", "torch.cuda.set_sync_debug_mode('warn')"],
+        ["  of which train_batch (fp32)", f"{1e3 * data['train_batch_s'] / data['child_steps']:.2f} ms/step", f"of {1e3 * data['child_s'] / data['child_steps']:.2f} ms/step (timed per call)"],
         [f"controller phase {cfg.controller.train_steps} x {cfg.controller.num_aggregate} (fp32)", f"{fp32['ctrl_s']:.2f} s", "per epoch"],
         [f"derivation {fp32['candidates']} candidates (fp32)", f"{fp32['derive_s']:.2f} s", "once"],
     ]  # fmt: skip

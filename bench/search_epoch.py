@@ -1,7 +1,8 @@
 """One search epoch through ``SearchModule`` and a ``pl.Trainer``, split into its phases.
 
-Child phase (all child steps; of which ``train_batch``: gathering and augmenting the batch on the
-device), controller phase (``train_steps`` REINFORCE updates with their rewards), derivation
+Child phase (all child steps, timed as a whole: the device is synchronised at the phase's start
+and end only; of which ``train_batch``: gathering and augmenting the batch on the device, timed
+per call), controller phase (``train_steps`` REINFORCE updates with their rewards), derivation
 (``derive``: ``derive_samples`` candidates + the greedy one scored on the validation split), and
 the rest of the epoch (Lightning's loop, logging, the epoch summary).
 
@@ -20,9 +21,11 @@ import argparse
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -40,6 +43,7 @@ from enas_lightning.build import (  # noqa: E402
 from enas_lightning.config import register_configs  # noqa: E402
 from enas_lightning.data.datasets import load_splits  # noqa: E402
 from enas_lightning.data.device import DeviceSplits  # noqa: E402
+from enas_lightning.search.loader import CHILD, CONTROLLER  # noqa: E402
 from enas_lightning.search.module import SearchModule  # noqa: E402
 
 DATA_FULL = ["dataset.train_size=50000", "dataset.val_size=5000"]
@@ -87,8 +91,73 @@ def compose_cfg(space: str, overrides: list[str], out: str):
     return cfg
 
 
-class PhaseTimer:
-    """Wraps a bound method: total seconds (device work included) and call count."""
+class PhaseClock(pl.Callback):
+    """Wall time of each phase of the epoch, from its first step's start to its last step's end.
+
+    The device is synchronised only at those two points, so the steps in between run as in a
+    real search (the child phase queues its steps without waiting for the device).
+    """
+
+    def __init__(self) -> None:
+        self.start: dict[int, float] = {}
+        self.end: dict[int, float] = {}
+        self.steps = {CHILD: 0, CONTROLLER: 0}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        phase = int(batch[0])
+        if phase not in self.start:
+            sync(pl_module.device)
+            self.start[phase] = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        phase = int(batch[0])
+        self.steps[phase] += 1
+        loader = pl_module.loader
+        done = loader.child_batches if phase == CHILD else loader.controller_steps
+        if self.steps[phase] == done:
+            sync(pl_module.device)
+            self.end[phase] = time.perf_counter()
+
+    def seconds(self, phase: int) -> float:
+        return self.end.get(phase, 0.0) - self.start.get(phase, 0.0)
+
+
+class SyncCounter(pl.Callback):
+    """Host-device synchronisations per child step, counted by CUDA's sync debug mode.
+
+    ``torch.cuda.set_sync_debug_mode("warn")`` warns at every synchronising CUDA call; the
+    warnings recorded between one step's start and the next are that step's. A child step is
+    allowed to wait only at the logging interval, at the end of the child phase and in its
+    first step (the epoch's children are sampled there in one batched pass).
+    """
+
+    MESSAGE = "synchronizing CUDA operation"
+
+    def __init__(self, record: list) -> None:
+        self.record = record
+        self.marks: list[tuple[int, int, int]] = []  # (phase, batch_idx, warnings so far)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.marks.append((int(batch[0]), batch_idx, self._count()))
+
+    def _count(self) -> int:
+        return sum(self.MESSAGE in str(w.message) for w in self.record)
+
+    def quiet_step_syncs(self, trainer, child_batches: int) -> tuple[int, int]:
+        """(child steps that should not wait, synchronisations counted in them)."""
+        every = max(1, trainer.log_every_n_steps)
+        ends = [m[2] for m in self.marks[1:]] + [self._count()]
+        steps = syncs = 0
+        for (phase, b, start), end in zip(self.marks, ends, strict=True):
+            due = b == 0 or (b + 1) % every == 0 or b + 1 == child_batches
+            if phase == CHILD and not due:
+                steps, syncs = steps + 1, syncs + end - start
+        return steps, syncs
+
+
+class CallTimer:
+    """Wraps a function: total seconds of its calls, device work included (a sync per call,
+    so only for the data-path measurement, never around the steps themselves)."""
 
     def __init__(self, fn, device_of) -> None:
         self.fn, self.device_of = fn, device_of
@@ -105,11 +174,15 @@ class PhaseTimer:
         return out
 
 
-def one_epoch(cfg, channels_last: bool = False, finite_check: bool = True) -> dict[str, Any]:
+def one_epoch(
+    cfg, channels_last: bool = False, time_data: bool = True, count_syncs: bool = False
+) -> dict[str, Any]:
     """Fit one epoch and derive; seconds per phase. ``channels_last``: supernet and data in
     channels-last memory format (the search module has no setting for it; done here).
-    ``finite_check=False`` replaces the per-step non-finite check (one host sync per child step)
-    by ``True``, to measure what that sync costs (benchmark only)."""
+    ``time_data`` times every ``train_batch`` call on its own, which waits for the device once
+    per step (on a GPU that slows the child phase it is part of: time it in a separate run).
+    ``count_syncs`` (CUDA only) counts the host-device synchronisations of the child steps
+    between logging intervals (:class:`SyncCounter`; slows the run, time it separately)."""
     validate(cfg)
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
@@ -126,37 +199,50 @@ def one_epoch(cfg, channels_last: bool = False, finite_check: bool = True) -> di
         data.device = torch.device("meta")  # force the copy; on_fit_start then finds it there
         data.to(target, channels_last=True)
         module.supernet.to(target, memory_format=torch.channels_last)
-    if not finite_check:
-        module.all_ranks_agree = lambda ok: True
-    dev = lambda: module.device  # noqa: E731
-    timers = {}
-    for name in ("child_step", "controller_step"):
-        timers[name] = PhaseTimer(getattr(module, name), dev)
-        setattr(module, name, timers[name])
-    timers["train_batch"] = PhaseTimer(data.train_batch, dev)
-    data.train_batch = timers["train_batch"]
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(cfg, "search", Path(tmp), 1, [], False, enable_checkpointing=False)
+    batch = CallTimer(data.train_batch, lambda: module.device)
+    if time_data:
+        data.train_batch = batch
+    clock = PhaseClock()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counter = SyncCounter(caught)
+        trainer = build_trainer(
+            cfg,
+            "search",
+            Path(tmp),
+            1,
+            [clock, counter] if count_syncs else [clock],
+            False,
+            enable_checkpointing=False,
+        )
+        if count_syncs:
+            torch.cuda.set_sync_debug_mode("warn")
         t = time.perf_counter()
-        trainer.fit(module)
+        try:
+            trainer.fit(module)
+        finally:
+            if count_syncs:
+                torch.cuda.set_sync_debug_mode("default")
         sync(module.device)
         epoch = time.perf_counter() - t
+    quiet = counter.quiet_step_syncs(trainer, module.loader.child_batches) if count_syncs else None
     t = time.perf_counter()
     derivation = module.derive()
     sync(module.device)
     derive = time.perf_counter() - t
-    child, ctrl, batch = timers["child_step"], timers["controller_step"], timers["train_batch"]
+    child_s, ctrl_s = clock.seconds(CHILD), clock.seconds(CONTROLLER)
     return {
-        "child_s": child.seconds,
-        "child_steps": child.calls,
-        "train_batch_s": batch.seconds,
-        "ctrl_s": ctrl.seconds,
-        "ctrl_steps": ctrl.calls,
-        "rest_s": epoch - child.seconds - ctrl.seconds,
+        "child_s": child_s,
+        "child_steps": clock.steps[CHILD],
+        "train_batch_s": batch.seconds if time_data else float("nan"),
+        "ctrl_s": ctrl_s,
+        "ctrl_steps": clock.steps[CONTROLLER],
+        "rest_s": epoch - child_s - ctrl_s,
         "derive_s": derive,
         "candidates": len(derivation.candidates),
-        "images_per_s": child.calls * cfg.search.batch_size / max(child.seconds, 1e-9),
+        "images_per_s": clock.steps[CHILD] * cfg.search.batch_size / max(child_s, 1e-9),
         "device": str(module.device),
+        "quiet_steps_syncs": quiet,  # (child steps between logging intervals, syncs in them)
     }
 
 
