@@ -178,11 +178,13 @@ def one_epoch(
     cfg, channels_last: bool = False, time_data: bool = True, count_syncs: bool = False
 ) -> dict[str, Any]:
     """Fit one epoch and derive; seconds per phase. ``channels_last``: supernet and data in
-    channels-last memory format (the search module has no setting for it; done here).
+    channels-last memory format (``search.channels_last=true``).
     ``time_data`` times every ``train_batch`` call on its own, which waits for the device once
     per step (on a GPU that slows the child phase it is part of: time it in a separate run).
     ``count_syncs`` (CUDA only) counts the host-device synchronisations of the child steps
     between logging intervals (:class:`SyncCounter`; slows the run, time it separately)."""
+    if channels_last:
+        cfg.search.channels_last = True
     validate(cfg)
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
@@ -190,15 +192,6 @@ def one_epoch(
     d = cfg.dataset
     data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
     module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
-    if channels_last:
-        target = (
-            torch.device("cuda", 0)
-            if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available()
-            else torch.device("cpu")
-        )
-        data.device = torch.device("meta")  # force the copy; on_fit_start then finds it there
-        data.to(target, channels_last=True)
-        module.supernet.to(target, memory_format=torch.channels_last)
     batch = CallTimer(data.train_batch, lambda: module.device)
     if time_data:
         data.train_batch = batch

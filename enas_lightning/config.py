@@ -75,7 +75,8 @@ class SearchConfig:
     derive_samples: int = 100  # K sampled candidates scored at the end (+ the greedy one)
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
-    max_nonfinite: int = 10  # stop after this many non-finite child losses in a row
+    max_nonfinite: int = 10  # stop after this many non-finite child steps in a row
+    channels_last: bool = False  # supernet and images in channels-last memory format (GPUs)
     optim: ChildOptimConfig = field(default_factory=ChildOptimConfig)
 
 

@@ -41,7 +41,8 @@ def ensure_momentum_buffers(sgd: torch.optim.SGD) -> None:
     parameter it updates. A supernet step updates only the sampled child's parameters, so lazily
     created buffers would appear a few at a time and the fused step refuses the mix. With
     ``dampening=0`` (the only setting used here) a zero buffer gives exactly the first step's
-    ``buf = grad``, so creating them up front changes no number.
+    ``buf = grad``, so creating them up front changes no number. Existing buffers are given
+    their parameter's memory layout (channels-last parameters, a contiguous checkpoint).
     """
     for group in sgd.param_groups:
         if group["momentum"] == 0:
@@ -50,8 +51,11 @@ def ensure_momentum_buffers(sgd: torch.optim.SGD) -> None:
             raise ValueError("ensure_momentum_buffers: dampening must be 0")
         for p in group["params"]:
             state = sgd.state[p]
-            if state.get("momentum_buffer") is None:
+            buf = state.get("momentum_buffer")
+            if buf is None:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif buf.stride() != p.stride():  # e.g. restored from a contiguous run
+                state["momentum_buffer"] = torch.empty_like(p).copy_(buf)
 
 
 def sgd_with_sgdr(

@@ -281,6 +281,26 @@ def test_augment_identity_and_copy() -> None:
     assert torch.equal(x, y) and y.data_ptr() != x.data_ptr()
 
 
+def test_augment_keeps_channels_last_and_values() -> None:
+    x = torch.randn(8, 3, 6, 6)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    a = augment_batch(x, pad=2, flip=True, cutout=3, generator=_gen())
+    b = augment_batch(nhwc, pad=2, flip=True, cutout=3, generator=_gen())
+    assert b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous()
+    assert a.is_contiguous() and torch.equal(a, b)
+
+
+def test_device_splits_change_memory_format_on_the_same_device() -> None:
+    from enas_lightning.data.device import DeviceSplits
+
+    data = DeviceSplits(load_splits(DatasetConfig(name="fake", train_size=16, val_size=8)))
+    data.to(torch.device("cpu"), channels_last=True)
+    assert data.train_x.is_contiguous(memory_format=torch.channels_last)
+    assert not data.train_x.is_contiguous()
+    data.to(torch.device("cpu"))
+    assert data.train_x.is_contiguous()
+
+
 def test_augment_does_not_modify_input() -> None:
     x = torch.randn(8, 3, 6, 6)
     before = x.clone()

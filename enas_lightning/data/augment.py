@@ -33,7 +33,7 @@ def augment_batch(
         generator: source of randomness, on ``x``'s device; ``None`` uses torch's global one.
 
     Returns:
-        A new tensor ``[N, C, H, W]`` of ``x``'s dtype and device.
+        A new tensor ``[N, C, H, W]`` of ``x``'s dtype, device and memory format.
 
     Random numbers are drawn in a fixed order (crop offsets, flips, cutout centres), so the same
     generator state gives the same result.
@@ -66,7 +66,9 @@ def augment_batch(
         out = out.masked_fill(mask[:, None], 0.0)
     if out is x:
         out = x.clone()  # nothing applied: still hand back a tensor the caller may modify
-    return out.contiguous()
+    # the batch keeps the split's memory format (channels_last for channels-last networks)
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
 
 def cutout_mask(centre_y: Tensor, centre_x: Tensor, height: int, width: int, size: int) -> Tensor:

@@ -20,18 +20,20 @@ class DeviceSplits:
         self.splits = splits
         self.pad, self.flip, self.cutout = pad, flip, cutout
         self.device = torch.device("cpu")
+        self.channels_last = False
         self.train_x, self.train_y = splits.train_x, splits.train_y
         self.val_x, self.val_y = splits.val_x, splits.val_y
         self.test_x, self.test_y = splits.test_x, splits.test_y
 
     def to(self, device: torch.device, channels_last: bool = False) -> DeviceSplits:
-        if device != self.device:
+        """Hold the splits on ``device``, images in channels-last memory format if asked."""
+        if device != self.device or channels_last != self.channels_last:
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             for name in ("train", "val", "test"):
                 x = getattr(self.splits, f"{name}_x")
                 setattr(self, f"{name}_x", x.to(device).contiguous(memory_format=fmt))
                 setattr(self, f"{name}_y", getattr(self.splits, f"{name}_y").to(device))
-            self.device = device
+            self.device, self.channels_last = device, channels_last
         return self
 
     def train_batch(self, idx: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:

@@ -77,7 +77,12 @@ class FinalModule(pl.LightningModule):
     # Setup
 
     def configure_model(self) -> None:
-        """Lightning hook (once per ``fit``/``validate``): compile the forward if asked."""
+        """Lightning hook (once per ``fit``/``validate``, before the strategy moves and wraps
+        the module and builds the optimizer): memory format, then compile the forward if asked.
+        """
+        if self.cfg.channels_last:
+            # here, not in on_fit_start: DDP lays out its gradient buckets after the parameters
+            self.network.to(memory_format=torch.channels_last)
         self.maybe_compile()
 
     def maybe_compile(self) -> None:
@@ -92,9 +97,6 @@ class FinalModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.data.to(self.device, channels_last=self.cfg.channels_last)
-        if self.cfg.channels_last:
-            # In place on each parameter's data, so the optimizer keeps the same Parameters.
-            self.network.to(memory_format=torch.channels_last)
 
     def on_validation_start(self) -> None:
         # trainer.validate() without fit: the data may still be on the CPU.

@@ -172,8 +172,14 @@ class SearchModule(pl.LightningModule):
         )
         return [child, ctrl], [sgdr]
 
+    def configure_model(self) -> None:
+        """Lightning hook, before the strategy moves and wraps the module (DDP lays out its
+        gradient buckets after the parameters) and builds the optimizers."""
+        if self.cfg.search.channels_last:
+            self.supernet.to(memory_format=torch.channels_last)
+
     def on_fit_start(self) -> None:
-        self.data.to(self.device)
+        self.data.to(self.device, channels_last=self.cfg.search.channels_last)
         n_val = len(self.data.val_y)
         world = self.trainer.world_size
         # each rank rewards its children on its own shard of the validation split
@@ -398,7 +404,8 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- epochs
     def on_train_start(self) -> None:
-        # after the optimizer states were restored (resume): buffers only where still missing
+        # after the optimizer states were restored (resume): buffers where still missing, and
+        # laid out like their parameters (a checkpoint may come from a contiguous run)
         child_opt = self.optimizers()[0].optimizer
         if child_opt.defaults.get("fused"):
             ensure_momentum_buffers(child_opt)
@@ -472,7 +479,7 @@ class SearchModule(pl.LightningModule):
         whole validation split, and the scores are summed across ranks, so every rank derives the
         same architecture.
         """
-        self.data.to(self.device)
+        self.data.to(self.device, channels_last=self.cfg.search.channels_last)
         k = self.cfg.search.derive_samples
         gen = self.generator(10**6, self.current_epoch)  # same on every rank
         candidates = self.controller.sample_archs(k, gen)
