@@ -1,11 +1,12 @@
-"""The child phase never waits for the device between logging intervals.
+"""The child phase (and final training) never waits for the device between logging intervals.
 
 On a GPU, reading a device tensor on the host (``.item()``, ``.tolist()``, ``bool(t)``,
 ``float(t)``, ...) blocks the host until the device has caught up, so the host can no longer
 queue the next step while the device computes this one. A CPU cannot tell such a wait from any
-other call, so this test counts the calls themselves: every tensor-to-Python conversion made
-anywhere (our module, Lightning's loop, its logger connector, the progress bar) between the
-start of one training step and the start of the next.
+other call, so this test counts the calls themselves: every tensor-to-Python conversion and
+every op with a data-dependent output shape (``unique``, ``nonzero``, ``masked_select``) made
+anywhere (our module, Lightning's loop, its logger connector, the progress bar, torchmetrics)
+between the start of one training step and the start of the next.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from enas_lightning.search.loader import CHILD
 from enas_lightning.tasks.search import run_search
 
 CONVERSIONS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+# ops whose output shape depends on the data: on a GPU they wait for the device without any
+# conversion in sight
+DATA_DEPENDENT = ("unique", "nonzero", "masked_select")
 
 
 class StepConversions(pl.Callback):
@@ -44,16 +48,24 @@ class StepConversions(pl.Callback):
             self._open = None
 
 
-def test_child_steps_between_logging_intervals_read_nothing_back(make_cfg, monkeypatch):
+def count_conversions(monkeypatch) -> Counter:
+    """Count every tensor-to-Python conversion from now on (per method name)."""
     counter: Counter = Counter()
-    for name in CONVERSIONS:
-        real = getattr(torch.Tensor, name)
+    targets = [(torch.Tensor, n) for n in (*CONVERSIONS, *DATA_DEPENDENT)]
+    targets += [(torch, n) for n in DATA_DEPENDENT]
+    for owner, name in targets:
+        real = getattr(owner, name)
 
-        def counted(self, *args, _real=real, _name=name, **kwargs):
+        def counted(*args, _real=real, _name=name, **kwargs):
             counter[_name] += 1
-            return _real(self, *args, **kwargs)
+            return _real(*args, **kwargs)
 
-        monkeypatch.setattr(torch.Tensor, name, counted)
+        monkeypatch.setattr(owner, name, counted)
+    return counter
+
+
+def test_child_steps_between_logging_intervals_read_nothing_back(make_cfg, monkeypatch):
+    counter = count_conversions(monkeypatch)
     # 128 fake training images / 16 = 8 child steps an epoch; logs (and checks) every 4 steps;
     # with the progress bar, whose numbers are read at the same interval
     cfg = make_cfg(
@@ -74,3 +86,27 @@ def test_child_steps_between_logging_intervals_read_nothing_back(make_cfg, monke
     assert quiet and all(n == 0 for n in quiet.values()), quiet
     # the counter does see conversions: the logging steps read the logged values back
     assert sum(n for e, b, n in child if b in (3, 7)) > 0
+
+
+def test_final_training_steps_between_logging_intervals_read_nothing_back(monkeypatch, tmp_path):
+    import enas_lightning.tracking as tracking
+    from enas_lightning.final import train_final
+    from tests.test_final import AUTHORS_MICRO, QUIET
+    from tests.test_final import make_cfg as final_cfg
+
+    counter = count_conversions(monkeypatch)
+    probe = StepConversions(counter)
+    real = tracking.final_callbacks
+    monkeypatch.setattr(tracking, "final_callbacks", lambda cfg: [*real(cfg), probe])
+    cfg = final_cfg(epochs=2)
+    cfg.trainer.log_every_n_steps = 3
+    train_final(cfg, AUTHORS_MICRO, tmp_path, trainer_kwargs=QUIET)
+    steps = [(e, b, n) for e, b, _, n in probe.steps]
+    per_epoch = 1 + max(b for _, b, _ in steps)
+    assert per_epoch >= 4, "too few steps to have steps between logging intervals"
+    # Lightning's interval counts steps across epochs; an epoch's last step also holds the
+    # test evaluation and the checkpoints
+    quiet = {
+        (e, b): n for e, b, n in steps if (e * per_epoch + b + 1) % 3 != 0 and b != per_epoch - 1
+    }
+    assert quiet and all(n == 0 for n in quiet.values()), quiet

@@ -62,7 +62,9 @@ class FinalModule(pl.LightningModule):
         self.cfg = cfg
         self.seed = int(seed)
         num_classes = int(data.splits.num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # validate_args=False: the check runs torch.unique on every batch, which waits for the
+        # GPU once per training step; the labels were checked when the data was loaded
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.best_test_acc = 0.0
         self.last_test_acc: float | None = None
@@ -172,6 +174,11 @@ class FinalModule(pl.LightningModule):
         if hasattr(self.network, "drop_path_progress"):
             self.network.drop_path_progress = self.current_epoch / max(1, int(self.cfg.epochs))
 
+    def on_train_epoch_end(self) -> None:
+        # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
+        # number logged per step is a host-to-device copy that waits for the device)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+
     def _step_generator(self, seed: int) -> torch.Generator:
         """The augmentation generator on the data's device, reseeded for this step."""
         if self._generator is None or self._generator.device != self.data.device:
@@ -194,7 +201,6 @@ class FinalModule(pl.LightningModule):
         b = len(y)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, batch_size=b)
         self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, batch_size=b)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=b)
         if self._train_loader is not None:
             # Where the epoch stands, for the loader's state_dict (mid-epoch resume).
             self._train_loader.consumed = batch_idx + 1
