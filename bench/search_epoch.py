@@ -143,13 +143,12 @@ class SyncCounter(pl.Callback):
     def _count(self) -> int:
         return sum(self.MESSAGE in str(w.message) for w in self.record)
 
-    def quiet_step_syncs(self, trainer, child_batches: int) -> tuple[int, int]:
+    def quiet_step_syncs(self, trainer, loader) -> tuple[int, int]:
         """(child steps that should not wait, synchronisations counted in them)."""
-        every = max(1, trainer.log_every_n_steps)
         ends = [m[2] for m in self.marks[1:]] + [self._count()]
         steps = syncs = 0
         for (phase, b, start), end in zip(self.marks, ends, strict=True):
-            due = b == 0 or (b + 1) % every == 0 or b + 1 == child_batches
+            due = b == 0 or loader.host_reads_due(b, trainer.log_every_n_steps)
             if phase == CHILD and not due:
                 steps, syncs = steps + 1, syncs + end - start
         return steps, syncs
@@ -218,7 +217,7 @@ def one_epoch(
                 torch.cuda.set_sync_debug_mode("default")
         sync(module.device)
         epoch = time.perf_counter() - t
-    quiet = counter.quiet_step_syncs(trainer, module.loader.child_batches) if count_syncs else None
+    quiet = counter.quiet_step_syncs(trainer, module.loader) if count_syncs else None
     t = time.perf_counter()
     derivation = module.derive()
     sync(module.device)

@@ -452,3 +452,14 @@ def test_batch_larger_than_shard() -> None:
     assert "per rank" in str(err.value)
     with pytest.raises(ConfigError, match="batch_size=11"):
         EpochBatches(10, 11, seed=0)
+
+
+def test_search_epoch_host_reads_due_at_log_interval_phase_end_and_controller() -> None:
+    from enas_lightning.search.loader import CHILD, SearchEpoch
+
+    loader = SearchEpoch(EpochBatches(128, 16, seed=0), controller_steps=2)
+    phases = [phase for phase, _ in loader]
+    assert phases.count(CHILD) == 8 and len(phases) == 10
+    due = [step for step in range(len(phases)) if loader.host_reads_due(step, every=3)]
+    # every 3rd child step, the last child step, both controller steps
+    assert due == [2, 5, 7, 8, 9]

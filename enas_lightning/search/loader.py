@@ -49,6 +49,15 @@ class SearchEpoch:
         e = self.epoch if epoch is None else epoch
         return self.controller_steps > 0 and (e + 1) % self.train_every == 0
 
+    def host_reads_due(self, step: int, every: int) -> bool:
+        """Whether the host may read device values after step ``step`` of the epoch.
+
+        Child steps run without waiting for the device except after every ``every``-th one
+        (``trainer.log_every_n_steps``, when Lightning logs) and the last one; controller steps
+        read their rewards anyway. The non-finite check and the progress bar read then.
+        """
+        return step + 1 >= self.child_batches or (step + 1) % max(1, every) == 0
+
     def __len__(self) -> int:
         return self.child_batches + (self.controller_steps if self.controller_due() else 0)
 

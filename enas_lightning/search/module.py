@@ -275,8 +275,7 @@ class SearchModule(pl.LightningModule):
         self.log("child/acc", acc, on_step=True, on_epoch=True, batch_size=n)
         self.log("child/nonfinite_total", self._nonfinite[0].float(), on_step=True, batch_size=n)
         assert self.loader is not None
-        every = max(1, self.trainer.log_every_n_steps)
-        if (batch_idx + 1) % every == 0 or batch_idx + 1 == self.loader.child_batches:
+        if self.loader.host_reads_due(batch_idx, self.trainer.log_every_n_steps):
             self.check_nonfinite()
 
     def clip_child_gradients(self, sgd: torch.optim.Optimizer) -> Tensor:

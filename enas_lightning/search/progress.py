@@ -61,11 +61,8 @@ class SearchProgressBar(RichProgressBar):
         batch_idx: int,
     ) -> None:
         loader = getattr(pl_module, "loader", None)
-        last_child = loader is not None and batch_idx + 1 == loader.child_batches
-        self._metrics_due = (
-            int(batch[0]) == CONTROLLER
-            or last_child
-            or (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0
+        self._metrics_due = loader is None or loader.host_reads_due(
+            batch_idx, trainer.log_every_n_steps
         )
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
