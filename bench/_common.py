@@ -124,3 +124,26 @@ def report(
         with RESULTS.open("a") as f:
             f.write(text + "\n")
     return text
+
+
+def random_batches(
+    n: int,
+    batch: int,
+    seed: int = 2,
+    device: torch.device | str = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` seeded CIFAR-shaped batches: images ``[batch, 3, 32, 32]`` in [0, 1), labels ``[batch]``.
+
+    What is timed is the network, not the data, so random tensors do (the same on every run).
+    """
+    g = torch.Generator(device=device).manual_seed(seed)
+    return [
+        (
+            torch.rand(batch, 3, 32, 32, generator=g, device=device).contiguous(
+                memory_format=memory_format
+            ),
+            torch.randint(0, 10, (batch,), generator=g, device=device),
+        )
+        for _ in range(n)
+    ]

@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, report, table  # noqa: E402
+from _common import load_average, random_batches, report, table  # noqa: E402
 from extract import extract  # noqa: E402
 
 from enas_lightning.controller import MacroController, MicroController  # noqa: E402
@@ -99,14 +99,7 @@ def run_space(args, space: str) -> None:
     torch.manual_seed(0)
     supernet, ctrl = build(space, layers, channels, aux)
     archs = ctrl.sample_archs(args.archs, torch.Generator().manual_seed(1))
-    g = torch.Generator().manual_seed(2)
-    batches = [
-        (
-            torch.rand(args.batch, 3, 32, 32, generator=g),
-            torch.randint(0, 10, (args.batch,), generator=g),
-        )
-        for _ in range(args.steps)
-    ]
+    batches = random_batches(args.steps, args.batch)
     before = load_average()
     rows = []
     for a, arch in enumerate(archs):

@@ -63,7 +63,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, report, table  # noqa: E402
+from _common import load_average, random_batches, report, table  # noqa: E402
 from child_throughput import build, make_step  # noqa: E402
 from controller import controllers  # noqa: E402
 
@@ -152,14 +152,7 @@ def run_child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     theirs = build_nni(args.layers, args.channels)
     archs = ctrl.sample_archs(args.archs, torch.Generator().manual_seed(1))
-    g = torch.Generator().manual_seed(2)
-    batches = [
-        (
-            torch.rand(args.batch, 3, 32, 32, generator=g),
-            torch.randint(0, 10, (args.batch,), generator=g),
-        )
-        for _ in range(args.steps)
-    ]
+    batches = random_batches(args.steps, args.batch)
 
     names = ("enas_lightning", "nni")
     before = load_average()

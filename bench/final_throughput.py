@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, report, sync, table  # noqa: E402
+from _common import load_average, random_batches, report, sync, table  # noqa: E402
 
 from enas_lightning.controller import MicroController  # noqa: E402
 from enas_lightning.spaces.micro.network import MicroNetwork  # noqa: E402
@@ -73,17 +73,8 @@ def rate(step, batches, repeats: int, device) -> float:
 
 def measure(args, device: torch.device, bf16: bool = False) -> tuple[list[list], list[str]]:
     """Rows ``[mode, images/s, note]`` for eager and (unless disabled) compiled."""
-    g = torch.Generator(device=device).manual_seed(1)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    batches = [
-        (
-            torch.rand(args.batch, 3, 32, 32, generator=g, device=device).contiguous(
-                memory_format=fmt
-            ),
-            torch.randint(0, 10, (args.batch,), generator=g, device=device),
-        )
-        for _ in range(args.steps)
-    ]
+    batches = random_batches(args.steps, args.batch, 1, device, fmt)
     rows, notes = [], []
     net = network(args.layers, args.channels, device, args.channels_last)
     eager = make_step(net, net, device, bf16)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, report, table  # noqa: E402
+from _common import load_average, random_batches, report, table  # noqa: E402
 from child_throughput import build, make_step  # noqa: E402
 
 
@@ -34,11 +34,8 @@ def main() -> None:
     torch.manual_seed(0)
     net, ctrl = build("micro", 6, 20, True)
     archs = ctrl.sample_archs(args.steps, torch.Generator().manual_seed(1))
-    g = torch.Generator().manual_seed(2)
-    batches = [
-        (torch.rand(args.batch, 3, 32, 32, generator=g), torch.randint(0, 10, (args.batch,), generator=g))
-        for _ in range(args.steps)
-    ]  # fmt: skip
+    batches = random_batches(args.steps, args.batch)
+    g = torch.Generator().manual_seed(3)  # for the controller's samples
     step = make_step(net)
     step_arch = [make_step(net, a) for a in archs]  # same optimizer state shape; fine for timing
     del step
