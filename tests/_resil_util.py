@@ -4,41 +4,31 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tests._cli import enas, tiny
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-    "logger.log_pictures=false",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=2",
-    "controller.train_steps=2",
-    "controller.num_aggregate=2",
-    "controller.lstm_size=8",
-    "search.batch_size=32",
-    "search.derive_samples=2",
-    "search.eval_batch_size=64",
-]
+TINY = tiny(
+    {
+        "trainer.enable_progress_bar": False,
+        "logger": "none",
+        "logger.log_pictures": False,
+        "search_space.num_nodes": 2,
+        "controller.num_aggregate": 2,
+        "controller.lstm_size": 8,
+        "search.derive_samples": 2,
+        "search.eval_batch_size": 64,
+    }
+)
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "enas_lightning", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+    return enas(args, ROOT, env, timeout)
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:

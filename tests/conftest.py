@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from enas_lightning.config import register_configs
+from tests._cli import tiny
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,20 +22,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A search that finishes in seconds on a CPU (micro, 3 nodes, 4 channels, 16x16 fake data).
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "search.epochs=2",
-    "search.batch_size=32",
-    "search.derive_samples=4",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=3",
-    "controller.train_steps=2",
-    "controller.num_aggregate=3",
-]
+TINY = tiny({"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 2})
 
 
 def compose_cfg(tmp_path: Path, overrides: list[str] = ()):

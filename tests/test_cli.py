@@ -6,7 +6,6 @@ import csv
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from enas_lightning.arch.io import load_arch
 from enas_lightning.arch.published import AUTHORS_MACRO_FINAL, AUTHORS_MICRO_FINAL
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
+from tests._cli import enas, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 # The authors' final micro cells (scripts/cifar10_micro_final.sh) and the first 12 layers of
@@ -22,32 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 AUTHORS_MICRO = AUTHORS_MICRO_FINAL
 # the first 12 layers of their final macro network: a valid 12-layer arc (78 integers)
 MACRO_12 = " ".join(AUTHORS_MACRO_FINAL.split()[:78])
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "search.epochs=2",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "controller.train_steps=2",
-    "controller.num_aggregate=3",
-    "search.batch_size=32",
-    "search.derive_samples=4",
-]
+TINY = tiny(
+    {"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 2},
+    without=("search_space.num_nodes",),
+)
 
 pytestmark = pytest.mark.slow
 
 
 def cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "enas_lightning", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = enas(args, REPO, env, timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
 

@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests._cli import enas, tiny
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=3",
-    "controller.train_steps=2",
-    "controller.num_aggregate=3",
-    "search.batch_size=16",
-    "search.child_batches=3",
-    "search.derive_samples=4",
-    "logger.log_pictures=false",
-]
+TINY = tiny({"search.batch_size": 16, "search.child_batches": 3, "logger.log_pictures": False})
 NUM_AGGREGATE = 3
 
 pytestmark = pytest.mark.slow
@@ -38,14 +26,7 @@ pytestmark = pytest.mark.slow
 
 def cli(args: list[str], cwd: Path, timeout: int = 240, **env: str):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "enas_lightning", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return enas(args, cwd, env, timeout)
 
 
 def same(a, b, where: str = "") -> None:

@@ -11,22 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests._cli import tiny
 from tests._offline import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "trainer.enable_progress_bar=false",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=3",
-    "controller.train_steps=2",
-    "controller.num_aggregate=2",
-    "search.batch_size=32",
-    "search.derive_samples=2",
-    "search.epochs=1",
-]
+TINY = tiny(
+    {
+        "trainer.enable_progress_bar": False,
+        "controller.num_aggregate": 2,
+        "search.derive_samples": 2,
+        "search.epochs": 1,
+    }
+)
 
 
 def run(cmd: list[str], tmp: Path, timeout: int = 1500) -> subprocess.CompletedProcess:

@@ -18,32 +18,16 @@ from omegaconf import OmegaConf
 
 from enas_lightning import tracking
 from enas_lightning.search.progress import SearchProgressBar, search_progress_bar
+from tests._cli import enas, tiny
 from tests._offline import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_DOT = shutil.which("dot") is not None
-TINY = [
-    "dataset=fake",
-    "trainer=cpu",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=3",
-    "controller.train_steps=2",
-    "controller.num_aggregate=3",
-    "search.batch_size=32",
-    "search.derive_samples=2",
-]
+TINY = tiny({"search.derive_samples": 2})
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
-    p = subprocess.run(
-        [sys.executable, "-m", "enas_lightning", *args],
-        cwd=tmp_path,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    p = enas(args, tmp_path, cli_env(tmp_path), timeout)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p
 

@@ -1,0 +1,50 @@
+"""The tiny search settings and the ``python -m enas_lightning`` runner the tests share.
+
+Each test file used to spell out its own copy of the same dozen overrides and of the same
+subprocess call; they differ only in a few values (batch size, candidates, logging), which
+:func:`tiny` takes as changes to one base.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# A search that finishes in seconds on a CPU: micro, 3 layers of 4 channels, 3 nodes, fake data.
+TINY_BASE: dict[str, object] = {
+    "dataset": "fake",
+    "trainer": "cpu",
+    "search_space.layers": 3,
+    "search_space.channels": 4,
+    "search_space.num_nodes": 3,
+    "controller.train_steps": 2,
+    "controller.num_aggregate": 3,
+    "search.batch_size": 32,
+    "search.derive_samples": 4,
+}
+
+
+def _value(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def tiny(changes: Mapping[str, object] = {}, without: Sequence[str] = ()) -> list[str]:  # noqa: B006
+    """Hydra overrides ``key=value`` of :data:`TINY_BASE` updated by ``changes``, less ``without``."""
+    settings = {**TINY_BASE, **changes}
+    return [f"{k}={_value(v)}" for k, v in settings.items() if k not in without]
+
+
+def enas(
+    args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """Run ``python -m enas_lightning *args``; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "enas_lightning", *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
