@@ -181,29 +181,22 @@ def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
 
 def build_controller(cfg: Config) -> Controller:
     s, c = cfg.search_space, cfg.controller
-    uniform = c.name == "random"
-    if s.name == "micro":
-        return MicroController(
-            tuple(s.ops),
-            num_nodes=s.num_nodes,
-            lstm_size=c.lstm_size,
-            lstm_layers=c.lstm_layers,
-            tanh_constant=c.tanh_constant,
-            op_tanh_reduce=c.op_tanh_reduce,
-            temperature=c.temperature,
-            op_bias=c.op_bias,
-            uniform=uniform,
-        )
-    return MacroController(
-        tuple(s.ops),
-        num_layers=s.layers,
+    shared = dict(
         lstm_size=c.lstm_size,
         lstm_layers=c.lstm_layers,
         tanh_constant=c.tanh_constant,
         temperature=c.temperature,
-        skip_target=c.skip_target,
-        uniform=uniform,
+        uniform=c.name == "random",
     )
+    if s.name == "micro":
+        return MicroController(
+            tuple(s.ops),
+            num_nodes=s.num_nodes,
+            op_tanh_reduce=c.op_tanh_reduce,
+            op_bias=c.op_bias,
+            **shared,
+        )
+    return MacroController(tuple(s.ops), num_layers=s.layers, skip_target=c.skip_target, **shared)
 
 
 def build_logger(cfg: Config, output_dir: Path) -> Any:
