@@ -18,6 +18,7 @@ presets as they are (micro: 30 x 10 controller, batch 160, 100 candidates) on 45
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -195,15 +196,18 @@ def one_epoch(
     if time_data:
         data.train_batch = batch
     clock = PhaseClock()
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        counter = SyncCounter(caught)
+    counter: SyncCounter | None = None
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if count_syncs:  # CUDA's sync debug mode reports through warnings: record them all
+            caught = stack.enter_context(warnings.catch_warnings(record=True))
+            warnings.simplefilter("always")
+            counter = SyncCounter(caught)
         trainer = build_trainer(
             cfg,
             "search",
             Path(tmp),
             1,
-            [clock, counter] if count_syncs else [clock],
+            [clock] if counter is None else [clock, counter],
             False,
             enable_checkpointing=False,
         )
@@ -217,7 +221,7 @@ def one_epoch(
                 torch.cuda.set_sync_debug_mode("default")
         sync(module.device)
         epoch = time.perf_counter() - t
-    quiet = counter.quiet_step_syncs(trainer, module.loader) if count_syncs else None
+    quiet = None if counter is None else counter.quiet_step_syncs(trainer, module.loader)
     t = time.perf_counter()
     derivation = module.derive()
     sync(module.device)
