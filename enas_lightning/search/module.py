@@ -258,9 +258,9 @@ class SearchModule(pl.LightningModule):
         child_opt, _ = self.optimizers()
         child_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        skip = ~torch.isfinite(self.clip_child_gradients(child_opt.optimizer))
-        self.count_nonfinite(skip)
         sgd = child_opt.optimizer
+        skip = ~torch.isfinite(self.clip_child_gradients(sgd))
+        self.count_nonfinite(skip)
         if sgd.defaults.get("fused"):
             sgd.found_inf = skip.float()  # read by torch's fused SGD: no update where 1
             child_opt.step()
@@ -296,9 +296,7 @@ class SearchModule(pl.LightningModule):
 
     def count_nonfinite(self, skip: Tensor) -> None:
         """Count a skipped step on the device (no host synchronisation)."""
-        if self._nonfinite is None:
-            self.start_nonfinite_count()
-        assert self._nonfinite is not None
+        assert self._nonfinite is not None  # set up by on_train_start
         total, in_a_row, longest = self._nonfinite.unbind()
         s = skip.long()
         in_a_row = (in_a_row + 1) * s
