@@ -143,11 +143,10 @@ def test_controller_phase_moves_baseline_into_the_checkpoint(tiny_cfg, tmp_path)
     trainer = fit(module, tiny_cfg, tmp_path)
     rewards = [s["reward"] for s in module.epoch_samples]
     assert len(rewards) == tiny_cfg.controller.train_steps * tiny_cfg.controller.num_aggregate
-    # b <- b - (1 - 0.99)(b - mean reward), twice from 0
+    # b <- b - (1 - 0.99)(b - r), once per rewarded architecture, in order, from 0
     b = 0.0
-    for k in range(tiny_cfg.controller.train_steps):
-        step = rewards[k * 3 : (k + 1) * 3]
-        b -= 0.01 * (b - sum(step) / len(step))
+    for r in rewards:
+        b -= 0.01 * (b - r)
     assert float(module.baseline) == pytest.approx(b, rel=1e-5)
     assert float(module.baseline) > 0
     assert any(
@@ -160,6 +159,47 @@ def test_controller_phase_moves_baseline_into_the_checkpoint(tiny_cfg, tmp_path)
     fresh = make_module(tiny_cfg)
     fresh.load_state_dict(state)
     assert float(fresh.baseline) == float(module.baseline)
+
+
+def test_each_sample_is_judged_against_the_baseline_after_its_own_update(
+    tiny_cfg, tmp_path
+) -> None:
+    """The controller loss is mean(-log p_i (r_i - b_i)), b_i the baseline after sample i's
+    update (the reference's per-sample controller step), not one baseline for the batch."""
+    module = make_module(tiny_cfg)
+    samples, losses = [], []
+    real_forward, real_backward = module.controller.forward, module.manual_backward
+
+    def forward(*args, **kwargs):
+        out = real_forward(*args, **kwargs)
+        if out.log_prob.requires_grad:  # the controller phase, not the frozen child sampling
+            samples.append(out)
+        return out
+
+    def manual_backward(loss, *args, **kwargs):
+        losses.append(loss.detach())
+        return real_backward(loss, *args, **kwargs)
+
+    module.controller.forward = forward
+    module.manual_backward = manual_backward
+    fit(module, tiny_cfg, tmp_path)
+    n = tiny_cfg.controller.num_aggregate
+    steps = tiny_cfg.controller.train_steps
+    ctrl_losses = losses[-steps:]
+    assert len(samples) == steps and len(module.epoch_samples) == steps * n
+    b = 0.0
+    for k in range(steps):
+        rewards = [s["reward"] for s in module.epoch_samples[k * n : (k + 1) * n]]
+        log_p = samples[k].log_prob.detach().tolist()
+        terms = []
+        for r, lp in zip(rewards, log_p, strict=True):
+            b -= 0.01 * (b - r)
+            terms.append(-lp * (r - b))
+        assert float(ctrl_losses[k]) == pytest.approx(sum(terms) / n, rel=1e-5, abs=1e-9)
+        # one baseline for the whole update (the last one) gives a different loss
+        shared = sum(-lp * (r - b) for r, lp in zip(rewards, log_p, strict=True)) / n
+        assert float(ctrl_losses[k]) != pytest.approx(shared, rel=1e-5, abs=1e-9)
+    assert float(module.baseline) == pytest.approx(b, rel=1e-5)
 
 
 def test_real_supernet_child_phase_runs_with_sparse_gradients(make_cfg, tmp_path) -> None:

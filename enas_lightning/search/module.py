@@ -25,8 +25,10 @@ graph traversal per step plus an all-reduce of the *whole* supernet's gradient b
 for unused parameters), not only of the child's. ``static_graph`` cannot be used (the graph
 changes every step) and neither is SyncBatchNorm needed: search BatchNorm keeps no running
 statistics. The controller step runs through the same machinery (the supernet is not in its
-graph, so only controller gradients are reduced): its gradients are averaged across ranks, the
-baseline moves with the global mean reward, and the controller stays identical on every rank.
+graph, so only controller gradients are reduced): its gradients are averaged across ranks; the
+rewards of all ranks are gathered in rank order and every rank runs the same sequential baseline
+update over them (one moving-average step per sampled child, as the reference does, see
+``search/baseline.py``), so the baseline and the controller stay identical on every rank.
 ``tests/test_ddp.py`` checks all of this bit for bit on two CPU processes.
 """
 
@@ -52,6 +54,7 @@ from enas_lightning.optim import (
     sgd_with_sgdr,
     step_kwargs,
 )
+from enas_lightning.search.baseline import sequential_baseline
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.seeding import seed_step, step_seed
 
@@ -345,19 +348,22 @@ class SearchModule(pl.LightningModule):
         sample = self.controller(c.num_aggregate, generator=gen)
         archs = self.controller.to_archs(sample.arcs)
         reward = self.reward_accuracy(archs, gen) + c.entropy_weight * sample.entropy.detach()
-        # one all-reduce of (reward sum, arch count): the baseline moves with the mean reward
-        # of all num_aggregate x world_size archs of this update, identically on every rank
-        total = torch.stack([reward.sum(), reward.new_tensor(float(len(reward)))])
+        # every rank's rewards in rank order (one all-gather): each rank runs the same
+        # sequential baseline over the same numbers, so the baselines are bit-identical
+        rewards = reward
         if self.trainer.world_size > 1:
-            total = self.trainer.strategy.reduce(total, reduce_op="sum")
-        mean_reward = total[0] / total[1]
-        self.archs_per_update = int(total[1])
-        if not self.all_ranks_agree(torch.isfinite(mean_reward)):
+            rewards = self.trainer.strategy.all_gather(reward).reshape(-1)
+        self.archs_per_update = len(rewards)
+        # the gathered rewards are the same on every rank, so every rank skips alike
+        if not bool(torch.isfinite(rewards).all()):
             self.log("ctrl/skipped", 1.0, on_step=True)
             return
-        # moving-average baseline, updated before the loss as in the reference
-        self.baseline.sub_((1 - c.baseline_decay) * (self.baseline - mean_reward))
-        advantage = reward - self.baseline
+        # one moving-average update per sampled child, in order, each before its own loss term
+        # as in the reference (search/baseline.py); this rank's children sit at its rank's slots
+        baselines = sequential_baseline(rewards, self.baseline, c.baseline_decay)
+        n = len(reward)
+        advantage = reward - baselines[self.global_rank * n : (self.global_rank + 1) * n]
+        self.baseline.copy_(baselines[-1])
         loss = (-sample.log_prob * advantage).mean() + c.skip_weight * sample.penalty.mean()
         ctrl_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
