@@ -182,15 +182,21 @@ def pool(kind: str, kernel: int, stride: int) -> nn.Module:
 
 
 class Classifier(nn.Module):
-    """ReLU -> global average pool -> dropout -> linear: ``[B, C, H, W] -> [B, classes]``."""
+    """ReLU -> global average pool -> dropout -> linear: ``[B, C, H, W] -> [B, classes]``.
 
-    def __init__(self, channels: int, num_classes: int, dropout_keep: float = 1.0) -> None:
+    ``relu=False`` drops the ReLU: the authors' macro head pools the last layer's output as it is.
+    """
+
+    def __init__(
+        self, channels: int, num_classes: int, dropout_keep: float = 1.0, relu: bool = True
+    ) -> None:
         super().__init__()
+        self.relu = relu
         self.dropout = nn.Dropout(1.0 - dropout_keep)
         self.linear = nn.Linear(channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = torch.relu(x).mean(dim=(2, 3))
+        x = (torch.relu(x) if self.relu else x).mean(dim=(2, 3))
         return self.linear(self.dropout(x))
 
 
