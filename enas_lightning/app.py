@@ -57,11 +57,24 @@ def check_multirun_ddp(cfg: DictConfig) -> None:
         )
 
 
+def check_sweep_job(cfg: DictConfig) -> None:
+    """A sweep job's directory holds only what Hydra just wrote (see enas_lightning.rundir)."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return
+    if hc.mode.name == "MULTIRUN":
+        from enas_lightning.rundir import check_job_dir
+
+        check_job_dir(cfg, Path(hc.runtime.output_dir), hc.job.name)
+
+
 def run(cfg: DictConfig) -> float | None:
     from enas_lightning.build import validate
 
     validate(cfg)
     check_multirun_ddp(cfg)
+    check_sweep_job(cfg)
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.task == "search":

@@ -99,7 +99,8 @@ def validate(cfg: Config) -> None:
             )
     if not 0 < cfg.controller.skip_target < 1:
         raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
-    validate_devices(cfg)
+    if cfg.task != "inspect":  # inspect builds and counts a network on the CPU: no devices
+        validate_devices(cfg)
 
 
 def validate_devices(cfg: Config) -> None:
@@ -108,7 +109,9 @@ def validate_devices(cfg: Config) -> None:
     if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()):
         have = torch.cuda.device_count()
         if have == 0:
-            raise ConfigError("trainer.accelerator", accel, "cpu (no GPU is visible here)")
+            raise ConfigError(
+                "trainer.accelerator", accel, "cpu here (no GPU is visible): pass trainer=cpu"
+            )
         if t.devices > have:
             raise ConfigError("trainer.devices", t.devices, f"at most {have} (GPUs visible here)")
     elif accel in ("cpu", "auto"):

@@ -132,6 +132,10 @@ def check(cfg: Any, run_dir: Path) -> None:
             cfg.arch,
             "a JSON file (e.g. <run>/best_arch.json) or the authors' integer string",
         )
+    if task == "inspect":
+        from enas_lightning.data.datasets import data_shape
+
+        data_shape(cfg.dataset)  # a missing image folder is reported before Hydra writes
     if task in ("search", "pipeline"):
         check_checkpoint(cfg, run_dir)
     if task in ("search", "pipeline", "final"):

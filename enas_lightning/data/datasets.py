@@ -431,3 +431,40 @@ def _load_image_folder(cfg: DatasetConfig) -> tuple[Tensor, Tensor, Tensor, Tens
     test_size = cfg.test_size or max(1, round(0.1 * n))
     train_idx, test_idx = _split_test(cfg, n, test_size)
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx], len(classes)
+
+
+def data_shape(cfg: DatasetConfig) -> tuple[int, tuple[int, int, int]]:
+    """``(num_classes, (C, H, W))`` of the dataset that :func:`load_splits` would load.
+
+    Read from what defines them without loading any image: CIFAR-10 and digits are fixed, fake
+    data is shaped by its settings, an image folder has one class per sub-folder and every image
+    is resized to ``image_size`` with ``channels`` channels (the checks match the loader's).
+    """
+    if cfg.name == "cifar10":
+        return 10, (3, 32, 32)
+    if cfg.name == "digits":
+        return 10, (1, 8, 8)
+    if cfg.name == "fake":
+        side = cfg.image_size or 16
+        return cfg.num_classes, (cfg.channels, side, side)
+    if cfg.name != "image_folder":
+        raise ConfigError("dataset.name", cfg.name, f"one of {', '.join(DATASET_NAMES)}")
+    if cfg.image_size <= 0:
+        raise ConfigError(
+            "dataset.image_size",
+            cfg.image_size,
+            "a side length > 0 (images of an image_folder dataset are resized to it)",
+        )
+    if cfg.channels not in (1, 3):
+        raise ConfigError("dataset.channels", cfg.channels, "1 (grayscale) or 3 (RGB)")
+    root = Path(cfg.data_dir)
+    if not root.is_dir():
+        raise DataError(f"dataset.data_dir={cfg.data_dir!r}: no such directory")
+    classes = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(classes) < 2:
+        raise DataError(
+            f"dataset.data_dir={cfg.data_dir!r}: found {len(classes)} class folder(s) "
+            f"{sorted(classes)}; an image_folder dataset needs at least 2 "
+            "(data_dir/<class>/*.png|jpg)"
+        )
+    return len(classes), (cfg.channels, cfg.image_size, cfg.image_size)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import Config
+from enas_lightning.data.datasets import data_shape
 from enas_lightning.errors import ConfigError
 from enas_lightning.spaces.cost import count_madds, count_params
 from enas_lightning.spaces.macro.network import MacroNetwork
@@ -30,14 +31,8 @@ def load_cfg_arch(cfg: Config):
 def run_inspect(cfg: Config, output_dir: Path) -> dict:
     arch = load_cfg_arch(cfg)
     s, f = cfg.search_space, cfg.final
-    # the image geometry of the configured dataset, without loading it
-    shape = {
-        "digits": (1, 8),
-        "fake": (cfg.dataset.channels, cfg.dataset.image_size or 16),
-        "image_folder": (cfg.dataset.channels, cfg.dataset.image_size),
-    }.get(cfg.dataset.name, (3, 32))
-    c, hw = shape
-    classes = cfg.dataset.num_classes if cfg.dataset.name == "fake" else 10
+    # the classes and image shape of the configured dataset, without loading its images
+    classes, (c, hw, _) = data_shape(cfg.dataset)
     if s.name == "micro":
         net = MicroNetwork(
             arch,
