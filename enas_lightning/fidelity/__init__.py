@@ -1,0 +1,1 @@
+"""``task=fidelity``: rank correlations, bootstrap intervals and the scatter plot."""

@@ -1,0 +1,119 @@
+"""Rank correlations, percentile bootstrap intervals and the top-1 regret (numpy only).
+
+Kendall's tau is tau-b (ties in either variable counted as scipy's ``kendalltau`` counts them)
+and Spearman's rho is Pearson's correlation of average ranks (scipy's ``spearmanr``). Both are
+``nan`` when either variable is constant, as in scipy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def average_ranks(x: ArrayLike) -> np.ndarray:
+    """Ranks ``[n]`` from 1, tied values sharing the mean of their ranks (scipy's ``rankdata``)."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=float)
+    sorted_x = x[order]
+    # the first position of each run of equal values, and the run's end
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + 1 + e) / 2  # mean of the ranks s+1 .. e
+    return ranks
+
+
+def kendall_tau_b(x: ArrayLike, y: ArrayLike) -> float:
+    """Kendall's tau-b of two equally long sequences ``[n]``.
+
+    ``(concordant - discordant) / sqrt((n0 - ties_x) * (n0 - ties_y))`` over all ``n0`` pairs,
+    where ``ties_x`` counts pairs tied in ``x`` (whether or not they tie in ``y`` too).
+    O(n^2), fine for the few dozen architectures a fidelity run retrains.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    n0 = len(i)
+    untied_x, untied_y = n0 - np.sum(dx == 0), n0 - np.sum(dy == 0)
+    if untied_x == 0 or untied_y == 0:
+        return float("nan")
+    return float(np.sum(dx * dy) / np.sqrt(float(untied_x) * float(untied_y)))
+
+
+def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman's rho: Pearson's correlation of the average ranks of ``x`` and ``y`` ``[n]``."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if len(rx) != len(ry):
+        raise ValueError(f"x and y differ in length: {len(rx)} and {len(ry)}")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt(np.sum(rx**2) * np.sum(ry**2))
+    if denom == 0:
+        return float("nan")
+    return float(np.sum(rx * ry) / denom)
+
+
+def top1_regret(shared: ArrayLike, standalone: ArrayLike) -> float:
+    """Best standalone accuracy minus that of the architecture with the best shared score.
+
+    Architectures tied for the best shared score count with their mean standalone accuracy
+    (the expected regret when the tie is broken at random).
+    """
+    shared, standalone = np.asarray(shared, dtype=float), np.asarray(standalone, dtype=float)
+    picked = standalone[shared == shared.max()]
+    return float(standalone.max() - picked.mean())
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its percentile bootstrap interval.
+
+    ``valid`` counts the resamples where the statistic was defined (a resample that drew one
+    architecture over and over has constant scores and no rank correlation).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    valid: int
+
+    def to_dict(self) -> dict[str, float | int | list[float]]:
+        return {
+            "estimate": self.estimate,
+            "ci": [self.low, self.high],
+            "bootstrap_valid": self.valid,
+        }
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    x: ArrayLike,
+    y: ArrayLike,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``statistic(x, y)``, resampling the pairs (architectures).
+
+    Each of ``samples`` resamples draws ``n`` indices with replacement (seeded); the interval is
+    the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the defined (finite)
+    resampled values. ``nan`` bounds when no resample was defined or ``samples`` is 0.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    estimate = statistic(x, y)
+    rng = np.random.default_rng(seed)
+    values = np.array(
+        [statistic(x[idx], y[idx]) for idx in rng.integers(0, len(x), (samples, len(x)))]
+    )
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return Interval(estimate, float("nan"), float("nan"), 0)
+    alpha = 1 - confidence
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return Interval(estimate, float(low), float(high), int(len(values)))
