@@ -1,7 +1,8 @@
 """The Hydra application: ``python -m enas_lightning [group=option ...] [key=value ...]``.
 
 ``main(cfg)`` dispatches on ``task`` and returns the metric a sweeper optimises (the derived
-architecture's validation accuracy for search and pipeline, test accuracy for final).
+architecture's validation accuracy for search and pipeline, test accuracy for final,
+Kendall's tau for fidelity).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def run(cfg: DictConfig) -> float | None:
         from enas_lightning.tasks.final import run_final
 
         return run_final(cfg, out)
+    if cfg.task == "fidelity":
+        from enas_lightning.tasks.fidelity import run_fidelity
+
+        return run_fidelity(cfg, out)
     from enas_lightning.tasks.pipeline import run_pipeline
 
     return run_pipeline(cfg, out)

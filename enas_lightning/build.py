@@ -27,7 +27,7 @@ from enas_lightning.spaces.micro.supernet import MicroSupernet
 SPACES = ("micro", "macro")
 CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
-TASKS = ("search", "final", "pipeline", "inspect")
+TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 

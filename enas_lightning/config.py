@@ -102,6 +102,24 @@ class FinalConfig:
 
 
 @dataclass
+class FidelityConfig:
+    """``task=fidelity``: how well shared-weight scores rank architectures once retrained.
+
+    K architectures from a finished search's checkpoint (alternately from its trained
+    controller and from a uniform one) are scored on the shared weights and trained standalone
+    for ``epochs`` with the search run's final-training settings (``final.*`` on the command
+    line overrides them; see ``docs/fidelity.md``).
+    """
+
+    run: str | None = None  # a finished task=search run directory, a pipeline run or its search/
+    num_archs: int = 12  # K: even indices from the trained controller, odd ones uniform
+    epochs: int = 10  # standalone training budget per architecture (replaces final.epochs)
+    bootstrap: int = 2000  # bootstrap resamples of the architectures for the intervals
+    confidence: float = 0.95  # level of the percentile bootstrap intervals
+    seed: int = 0  # sampling, standalone training and bootstrap
+
+
+@dataclass
 class DatasetConfig:
     """Where images come from; see :mod:`enas_lightning.data.datasets`."""
 
@@ -154,7 +172,7 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    task: str = "search"  # search | final | pipeline | inspect
+    task: str = "search"  # search | final | pipeline | inspect | fidelity
     seed: int = 0
     arch: str | None = None  # JSON file or the authors' integer string (final, inspect)
     ckpt_path: str | None = None  # resume from this checkpoint
@@ -167,6 +185,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
 
 def register_configs() -> None:

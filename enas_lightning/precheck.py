@@ -110,7 +110,7 @@ def check_checkpoint(cfg: Any, run_dir: Path) -> None:
     check_fingerprint(state, cfg)
 
 
-def check(cfg: Any, run_dir: Path) -> None:
+def check(cfg: Any, run_dir: Path, argv: tuple[str, ...] | list[str] = ()) -> None:
     """Every check that can fail on user input, for ``cfg.task``."""
     from enas_lightning.build import validate, validate_data
 
@@ -138,6 +138,10 @@ def check(cfg: Any, run_dir: Path) -> None:
         data_shape(cfg.dataset)  # a missing image folder is reported before Hydra writes
     if task in ("search", "pipeline"):
         check_checkpoint(cfg, run_dir)
+    if task == "fidelity":
+        from enas_lightning.tasks.fidelity import prepare
+
+        prepare(cfg, list(argv), run_dir)
     if task in ("search", "pipeline", "final"):
         stage = "final" if task == "final" else "search"
         splits = load_splits_cached(cfg.dataset, holdout=stage == "search")
@@ -148,4 +152,4 @@ def precheck(argv: list[str]) -> None:
     """Compose and check; raises :class:`ENASError` with a one-line message."""
     cfg = compose(argv)
     run_dir = Path(str(cfg.hydra.run.dir))
-    check(cfg, run_dir)
+    check(cfg, run_dir, argv)
