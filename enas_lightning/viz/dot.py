@@ -2,8 +2,10 @@
 
 Building a :class:`graphviz.Digraph` needs only the ``graphviz`` Python package; turning it into
 PNG/SVG needs the ``dot`` program. :func:`render` therefore always writes the DOT source (which any
-Graphviz install, or an online viewer, can render later) and renders images only when ``dot`` is
-on ``PATH``, so a training run never fails because a system package is missing.
+Graphviz install, or an online viewer, can render later), renders the images with ``dot`` when it
+is on ``PATH``, and otherwise draws them with matplotlib (:mod:`enas_lightning.viz.render`, a
+simpler layered layout), so every run has pictures and none fails because a system package is
+missing.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ _NODE_ATTR = {
 }
 _EDGE_ATTR = {"fontsize": "16", "fontname": "times"}
 
-# Set once the "dot is missing" hint has been logged, so long runs do not repeat it every epoch.
+# Set once the "dot is missing" note has been logged, so long runs do not repeat it every epoch.
 _missing_dot_logged = False
 
 
@@ -166,10 +168,22 @@ def arch_dot(arch: MicroArch | MacroArch | MicroCell, **kw: Any) -> graphviz.Dig
     raise TypeError(f"arch_dot: expected MicroArch, MacroArch or MicroCell, got {type(arch)}")
 
 
+def _fallback(dot: graphviz.Digraph, stem: Path, formats: Iterable[str]) -> list[Path]:
+    """The pictures drawn by matplotlib; [] (and a warning) if that fails."""
+    from enas_lightning.viz.render import render_dot_source
+
+    try:
+        return render_dot_source(dot.source, stem, formats)
+    except Exception as e:  # a picture must never stop a training run
+        log.warning("drawing %s with matplotlib failed (%s); kept %s.dot", stem, e, stem)
+        return []
+
+
 def render(
     dot: graphviz.Digraph, stem: str | Path, formats: Iterable[str] = ("png", "svg")
 ) -> list[Path]:
-    """Write ``{stem}.dot`` and, when the ``dot`` program exists, ``{stem}.{fmt}`` per format.
+    """Write ``{stem}.dot`` and ``{stem}.{fmt}`` per format: by Graphviz's ``dot`` when it is on
+    ``PATH``, else by matplotlib (:func:`enas_lightning.viz.render.render_dot_source`).
 
     Returns the paths written. Never raises because Graphviz is missing or fails: the DOT source
     is the artefact that matters, images are a convenience.
@@ -185,11 +199,11 @@ def render(
         if not _missing_dot_logged:
             _missing_dot_logged = True
             log.info(
-                "Graphviz 'dot' not found: writing .dot files only, PNG/SVG skipped "
-                "(install with `apt-get install graphviz`, `brew install graphviz` or "
-                "`conda install graphviz`)"
+                "Graphviz 'dot' not found: drawing architecture pictures with matplotlib "
+                "(Graphviz lays them out better: `apt-get install graphviz`, "
+                "`brew install graphviz` or `conda install graphviz`)"
             )
-        return written
+        return written + _fallback(dot, stem, formats)
     for fmt in formats:
         out = Path(f"{stem}.{fmt}")
         try:
