@@ -237,6 +237,9 @@ def build_trainer(
     logger: Any,
     **overrides: Any,
 ) -> pl.Trainer:
+    from enas_lightning.console import quiet_lightning
+
+    quiet_lightning()  # no advertising tip, no TPU/HPU census in the output
     t = cfg.trainer
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)

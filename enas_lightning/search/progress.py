@@ -1,10 +1,15 @@
-"""A rich progress bar for the search: the epoch bar plus a bar for the controller phase.
+"""What the search shows while it runs: a rich progress bar and one line per epoch.
 
 One search epoch is one stream of steps (child minibatches, then controller updates; see
-``search/loader.py``), so Lightning's epoch bar counts both. The child's loss and accuracy and the
-controller's reward, baseline and entropy appear next to it (``prog_bar=True`` in the module);
-this bar adds a second line, ``controller``, that counts the controller updates of the epoch
-(total ``controller.train_steps``) and stays empty in epochs without a controller phase.
+``search/loader.py``), so Lightning's epoch bar counts both. Three numbers appear next to it, the
+child's ``loss`` and ``acc`` and the controller's mean ``reward`` (more wrap into a tall column
+of truncated names in a narrow terminal or a log file); this bar adds a second line,
+``controller``, that counts the controller updates of the epoch (total
+``controller.train_steps``) and stays empty in epochs without a controller phase.
+
+:class:`EpochLine` prints and logs (``app.log``) one line at the end of every epoch with the
+rest: epoch/total, child loss and accuracy, mean reward, baseline, entropy, learning rate,
+seconds, and the controller's greedy architecture in the authors' integer format.
 
 The numbers next to the bar are read every ``trainer.log_every_n_steps`` child steps (and after
 every controller update), not after every child step: reading a logged tensor makes the host
@@ -15,6 +20,8 @@ after every step); this bar takes them from the callback metrics when it reads.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -22,10 +29,18 @@ from pytorch_lightning.callbacks import RichProgressBar
 
 from enas_lightning.search.loader import CONTROLLER
 
+log = logging.getLogger("enas_lightning.search")
+
+# The numbers next to the bar: shown name -> logged metrics, the first one logged wins.
+BAR_METRICS = {
+    "loss": ("child/loss_step", "child/loss_epoch"),
+    "acc": ("child/acc_step", "child/acc_epoch"),
+    "reward": ("ctrl/reward_step", "ctrl/reward_epoch", "ctrl/reward"),
+}
+
 
 class SearchProgressBar(RichProgressBar):
     controller_description = "controller"
-    child_metrics = ("child/loss", "child/acc")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -74,17 +89,67 @@ class SearchProgressBar(RichProgressBar):
         self._update(self.controller_progress_bar_id, int(batch[1]) + 1)
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        logged = trainer.callback_metrics
-        for key in self.child_metrics:
-            for name in (f"{key}_step", f"{key}_epoch"):
-                if name in logged:
-                    metrics[name] = float(logged[name])
+        """The three numbers of :data:`BAR_METRICS` (none of Lightning's others, no ``v_num``)."""
+        logged = {**trainer.callback_metrics, **trainer.progress_bar_metrics}
+        metrics: dict[str, Any] = {}
+        for shown, names in BAR_METRICS.items():
+            name = next((n for n in names if n in logged), None)
+            if name is not None:
+                metrics[shown] = float(logged[name])
         return metrics
 
     def _update_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._metrics_due:
             super()._update_metrics(trainer, pl_module)
+
+
+def _number(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(float(value), fmt)
+
+
+class EpochLine(pl.Callback):
+    """One line per search epoch, printed and logged (rank 0; see the module docstring).
+
+    It reads the epoch's summary, ``SearchModule.history[-1]``, and the child's epoch means that
+    Lightning has aggregated by the time epoch-end hooks run: one host read per epoch.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.lines: list[str] = []  # every line written, for tests and callers
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.monotonic()  # a resumed run may start inside an epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
+        module.summarize_epoch()  # idempotent; the module's own hook runs after callbacks'
+        if not trainer.is_global_zero or not module.history:
+            return
+        self.write(self.line(trainer, module, module.history[-1], time.monotonic() - self.start))
+
+    def write(self, line: str) -> None:
+        self.lines.append(line)
+        log.info(line)
+
+    @staticmethod
+    def line(trainer: pl.Trainer, module: Any, summary: dict[str, Any], seconds: float) -> str:
+        logged = trainer.callback_metrics
+        loss = logged.get("child/loss_epoch")
+        acc = logged.get("child/acc_epoch")
+        greedy = summary.get("greedy_arch")
+        arc = " ".join(map(str, greedy.to_ints(tuple(module.controller.ops)))) if greedy else "-"
+        return (
+            f"epoch {summary['epoch'] + 1}/{trainer.max_epochs}"
+            f" | child loss {_number(loss, '.4f')} acc {_number(acc, '.4f')}"
+            f" | reward {_number(summary.get('reward'), '.4f')}"
+            f" baseline {_number(summary.get('baseline'), '.4f')}"
+            f" entropy {_number(summary.get('entropy'), '.3f')}"
+            f" | lr {_number(summary.get('lr'), '.3g')} | {seconds:.1f} s"
+            f" | greedy: {arc}"
+        )
 
 
 def search_progress_bar(enabled: bool) -> list[pl.Callback]:

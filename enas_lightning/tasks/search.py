@@ -23,6 +23,7 @@ from enas_lightning.precheck import load_splits_cached
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.module import Derivation, SearchModule
+from enas_lightning.search.progress import EpochLine
 from enas_lightning.tasks.common import resolve_ckpt, seed_everything
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def run_search(
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
         SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
+        EpochLine(),
         last_checkpoint(output_dir / "checkpoints"),
         interrupt,
         *extra_callbacks,
