@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
