@@ -84,6 +84,7 @@ def train_final(
     trainer_kwargs: dict[str, Any] | None = None,
     logger: Any = None,
     ckpt_path: str | None = None,
+    export: bool = True,
 ) -> dict[str, Any]:
     """Train ``arch`` from scratch on the whole training split and evaluate it on the test split.
 
@@ -98,6 +99,8 @@ def train_final(
         trainer_kwargs: extra or overriding ``pl.Trainer`` arguments (tests, the app).
         logger: a Lightning logger, or ``None`` for none.
         ckpt_path: resume from this checkpoint.
+        export: write ``export/`` (``task=fidelity`` trains many architectures for their
+            accuracy only and skips the export, which can take longer than a short training).
 
     Returns:
         The metrics (also written to ``metrics.json`` on global rank 0): ``test_acc`` (at the
@@ -161,6 +164,7 @@ def train_final(
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if trainer.is_global_zero and export:
         example = splits.test_x[:2] if len(splits.test_x) else torch.zeros(2, c, h, w)
         export_network(
             net,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -339,8 +340,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------------------- task
 def continue_command(output_dir: Path) -> str:
-    args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
-    return " ".join(["python -m enas_lightning", *args, f"hydra.run.dir={output_dir}"])
+    """This command line, continued in ``output_dir`` (``resume=true``: see rundir.py)."""
+    args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "resume="))]
+    return " ".join(
+        ["python -m enas_lightning", *args, f"hydra.run.dir={output_dir}", "resume=true"]
+    )
 
 
 def summarize(rows: list[dict[str, Any]], fcfg: DictConfig) -> dict[str, Any]:
@@ -437,7 +441,12 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
         print(f"architecture {i + 1}/{k} ({source}): shared-weight acc {shared[i]:.4f}", flush=True)
         try:
             metrics = train_final(
-                fcfg, arch, arch_dir, logger=False, ckpt_path=str(last) if last.is_file() else None
+                fcfg,
+                arch,
+                arch_dir,
+                logger=False,
+                ckpt_path=str(last) if last.is_file() else None,
+                export=False,
             )
         except Interrupted:
             raise Interrupted(
@@ -457,6 +466,8 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
         )
         rows.sort(key=lambda r: r["index"])
         write_rows(csv_path, rows)
+        # the row is the result; the checkpoints only served a resume of this architecture
+        shutil.rmtree(arch_dir / "checkpoints", ignore_errors=True)
 
     summary = summarize(rows, fcfg)
     summary["search_run"] = str(found.search_dir.resolve())
