@@ -210,3 +210,58 @@ def test_fidelity_settings_are_checked(override: str, setting: str, make_cfg) ->
 
     with pytest.raises(ConfigError, match=f"^{setting}="):
         check_fidelity(make_cfg(["task=fidelity", override]))
+
+
+def fake_run(root: Path, task: str, finished: bool = True) -> Path:
+    """A run directory with just the files find_search_run looks at."""
+    (root / ".hydra").mkdir(parents=True)
+    (root / ".hydra" / "config.yaml").write_text(f"task: {task}\n")
+    search = root / "search" if task == "pipeline" else root
+    (search / "checkpoints").mkdir(parents=True)
+    (search / "checkpoints" / "last.ckpt").write_bytes(b"")
+    if finished:
+        (search / "best_arch.json").write_text("{}")
+    return root
+
+
+def test_find_search_run_layouts(tmp_path: Path) -> None:
+    from enas_lightning.errors import ConfigError
+    from enas_lightning.tasks.fidelity import find_search_run
+
+    search = fake_run(tmp_path / "s", "search")
+    assert find_search_run(str(search)).ckpt == search / "checkpoints" / "last.ckpt"
+    pipe = fake_run(tmp_path / "p", "pipeline")
+    for given in (pipe, pipe / "search"):  # the pipeline run or its search/ subfolder
+        found = find_search_run(str(given))
+        assert found.search_dir == pipe / "search"
+        assert found.config_file == pipe / ".hydra" / "config.yaml"
+    final = fake_run(tmp_path / "f", "final")
+    with pytest.raises(ConfigError, match="task=final"):
+        find_search_run(str(final))
+    unfinished = fake_run(tmp_path / "u", "search", finished=False)
+    with pytest.raises(ConfigError, match="did not finish"):
+        find_search_run(str(unfinished))
+    with pytest.raises(ConfigError, match="^fidelity.run=None"):
+        find_search_run(None)
+
+
+def test_summary_logged_with_scatter_image(tmp_path: Path, make_cfg) -> None:
+    """The correlations as scalars and the scatter plot as an image reach TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from enas_lightning.fidelity.plot import plot_fidelity
+    from enas_lightning.tasks.fidelity import log_summary
+
+    cfg = make_cfg(["logger=tensorboard"])
+    png = plot_fidelity(SHARED, STANDALONE, ["controller", "uniform"] * 5, tmp_path / "s.png")
+    summary = {
+        "kendall_tau": {"estimate": 0.5},
+        "spearman_rho": {"estimate": 0.6},
+        "top1_regret": 0.03,
+        "num_archs": 10,
+    }
+    log_summary(cfg, tmp_path, summary, png)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert events.Tags()["images"] == ["fidelity/scatter"]
+    assert events.Scalars("fidelity/kendall_tau")[0].value == pytest.approx(0.5)
