@@ -85,6 +85,7 @@ def validate(cfg: Config) -> None:
     ):
         section, key = name.split(".")
         _positive(name, getattr(getattr(cfg, section), key))
+    _positive("search.warmup_epochs", cfg.search.warmup_epochs, 0)
     for name in ("search_space.dropout_keep", "final.dropout_keep", "final.drop_path_keep"):
         section, key = name.split(".")
         value = getattr(getattr(cfg, section), key)
@@ -261,6 +262,9 @@ def build_trainer(
         num_sanity_val_steps=0,
         # every checkpoint (last.ckpt, SLURM's hpc_ckpt) is written atomically
         plugins=[AtomicCheckpointIO()],
+        # a search epoch's step stream is longer when a controller phase is due (train_every,
+        # warm-up): Lightning takes the length of a loader once per load, so load it per epoch
+        reload_dataloaders_every_n_epochs=1 if stage == "search" else 0,
     )
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)

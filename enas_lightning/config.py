@@ -73,6 +73,9 @@ class SearchConfig:
     batch_size: int = 160  # child minibatch and reward minibatch (per rank)
     eval_batch_size: int = 500  # derivation batches
     derive_samples: int = 100  # K sampled candidates scored at the end (+ the greedy one)
+    # supernet warm-up: for the first N epochs the children are sampled uniformly (as
+    # controller=random does) and the controller phase does not run (no update, baseline kept)
+    warmup_epochs: int = 0
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child steps in a row

@@ -88,6 +88,35 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
             raise AssertionError(f"resume from {name} ({what}): {e}") from e
 
 
+def test_resume_across_the_end_of_the_warmup(tmp_path):
+    """``search.warmup_epochs=1``: resumes in the warm-up epoch, right after it (its end-of-epoch
+    checkpoint) and in the first controller phase all end in the uninterrupted run's state."""
+    from enas_lightning.tasks.search import run_search
+
+    ref, snaps, part = tmp_path / "ref", tmp_path / "snaps", tmp_path / "part"
+    run_search(tiny_cfg(ref, **{"search.warmup_epochs": 1}), ref, (SaveEveryBatch(snaps),))
+    history = torch.load(ref / "checkpoints/last.ckpt", weights_only=False)["enas"]["history"]
+    assert [h["warmup"] for h in history] == [True, False]
+    assert "reward" not in history[0] and "reward" in history[1]  # the controller ran after it
+    assert not rows(ref, 0) and rows(ref, 1)
+    # 4 child steps in epoch 0 (no controller phase), then 4 child + 2 controller steps
+    assert sorted(p.name for p in snaps.glob("e0_*")) == [f"e0_b{i}.ckpt" for i in range(4)]
+    run_search(tiny_cfg(part, **{"search.warmup_epochs": 1, "search.epochs": 1}), part)
+    resumes = {
+        "e0_b1 (in the warm-up)": snaps / "e0_b1.ckpt",
+        "end of the warm-up epoch": part / "checkpoints/last.ckpt",
+        "e1_b4 (first controller phase)": snaps / "e1_b4.ckpt",
+    }
+    for what, ckpt in resumes.items():
+        out = tmp_path / what.split()[0]
+        cfg = tiny_cfg(out, **{"search.warmup_epochs": 1, "ckpt_path": str(ckpt)})
+        run_search(cfg, out)
+        try:
+            assert_same_training_state(ref / "checkpoints/last.ckpt", out / "checkpoints/last.ckpt")
+        except AssertionError as e:
+            raise AssertionError(f"resume from {what}: {e}") from e
+
+
 def test_atomic_checkpoint_io_keeps_old_file_on_failure(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"

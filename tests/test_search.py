@@ -202,6 +202,66 @@ def test_each_sample_is_judged_against_the_baseline_after_its_own_update(
     assert float(module.baseline) == pytest.approx(b, rel=1e-5)
 
 
+def test_controller_phase_every_other_epoch_runs_after_a_shorter_epoch(make_cfg, tmp_path) -> None:
+    """An epoch without a controller phase is shorter; the next one still gets its phase
+    (Lightning takes a loader's length once per load, so the search reloads it per epoch)."""
+    cfg = make_cfg(["search.child_batches=2", "controller.train_every=2"])
+    module = make_module(cfg)
+    trainer = fit(module, cfg, tmp_path, epochs=2)
+    assert len(module.epoch_samples) == cfg.controller.train_steps * cfg.controller.num_aggregate
+    assert ["reward" in h for h in module.history] == [False, True]
+    assert trainer.global_step > 0 and float(module.baseline) != 0.0
+
+
+def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(
+    make_cfg, tmp_path
+) -> None:
+    cfg = make_cfg(["search.warmup_epochs=2"])
+    module = make_module(cfg)
+    ctrl = {k: v.clone() for k, v in module.controller.state_dict().items()}
+    trainer = fit(module, cfg, tmp_path, epochs=2)
+    for k, v in module.controller.state_dict().items():
+        assert torch.equal(v, ctrl[k]), k
+    assert all(p.grad is None for p in module.controller.parameters())
+    assert float(module.baseline) == 0.0 and module.epoch_samples == []
+    assert not trainer.optimizers[1].state  # Adam never stepped
+    assert [(h["epoch"], h["warmup"]) for h in module.history] == [(0, True), (1, True)]
+    assert all("reward" not in h for h in module.history)  # no controller phase ran
+    # the children were the uniform distribution's draws (controller=random's), not the
+    # controller's own, from the same per-epoch generator
+    ops = tuple(cfg.search_space.ops)
+    children = [a.to_ints(ops) for a in module.child_archs(1)]
+    gen = module.generator(0, 1, -1)
+    uniform = module.controller.sample_archs(len(children), gen, uniform=True)
+    gen = module.generator(0, 1, -1)
+    own = module.controller.sample_archs(len(children), gen)
+    assert children == [a.to_ints(ops) for a in uniform]
+    assert children != [a.to_ints(ops) for a in own]
+
+
+def test_uniform_sampling_is_uniform_whatever_the_controller_learned(make_cfg) -> None:
+    """``sample_archs(uniform=True)`` ignores the learned logits (and the op bias), and leaves
+    the controller as it was."""
+    cfg = make_cfg()
+    controller = build_controller(cfg)
+    with torch.no_grad():
+        controller.b_soft.fill_(0.0)
+        controller.b_soft[0, 0] = 50.0  # the first op at its largest (bounded) logit
+    gen = torch.Generator().manual_seed(0)
+    learned = controller.sample_archs(200, gen)
+    uniform = controller.sample_archs(200, gen, uniform=True)
+    assert not controller.uniform
+
+    def op_share(archs) -> torch.Tensor:
+        ops = torch.tensor([a.to_ints(tuple(cfg.search_space.ops)) for a in archs])
+        ops = ops.view(len(archs), 2, -1, 4)[..., 1::2]  # op decisions of both cells
+        return torch.bincount(ops.flatten(), minlength=5).float() / ops.numel()
+
+    assert op_share(learned)[0] > 0.27  # about 0.3 with the logits bounded by 1.1 / 2.5
+    share = op_share(uniform)
+    assert torch.allclose(share, torch.full((5,), 0.2), atol=0.03), share
+
+
 def test_real_supernet_child_phase_runs_with_sparse_gradients(make_cfg, tmp_path) -> None:
     """Each child leaves most supernet weights without a gradient, so their optimizer state
     appears one step at a time; the child optimizer must take that (a fused SGD did not)."""

@@ -152,7 +152,20 @@ class Controller(nn.Module):
 
     @torch.no_grad()
     def sample_archs(
-        self, n: int, generator: torch.Generator | None = None, greedy: bool = False
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+        uniform: bool = False,
     ) -> list:
-        """Sample ``n`` architectures as records, without building a graph."""
-        return self.to_archs(self(n, greedy=greedy, generator=generator).arcs)
+        """Sample ``n`` architectures as records, without building a graph.
+
+        ``uniform``: sample from the uniform distribution over the space (every decision
+        uniform, as ``controller=random`` samples) whatever the controller has learned; the
+        supernet warm-up and the derivation's random reference use it.
+        """
+        was, self.uniform = self.uniform, self.uniform or uniform
+        try:
+            return self.to_archs(self(n, greedy=greedy, generator=generator).arcs)
+        finally:
+            self.uniform = was

@@ -27,6 +27,8 @@ class SearchEpoch:
         controller_steps: updates per controller phase (0 = never, e.g. random search).
         train_every: a controller phase after every ``train_every`` epochs.
         child_batches: cap on child minibatches per epoch (0 = the whole split).
+        warmup_epochs: no controller phase in the first ``warmup_epochs`` epochs.
+        epoch: the epoch the stream starts at (its length depends on it).
     """
 
     def __init__(
@@ -35,19 +37,27 @@ class SearchEpoch:
         controller_steps: int,
         train_every: int = 1,
         child_batches: int = 0,
+        warmup_epochs: int = 0,
+        epoch: int = 0,
     ) -> None:
         self.child = child
         self.controller_steps = controller_steps
         self.train_every = max(1, train_every)
         self.child_batches = min(len(child), child_batches) if child_batches > 0 else len(child)
-        self.epoch = 0
+        self.warmup_epochs = warmup_epochs
+        self.epoch = epoch
+        child.set_epoch(epoch)
         self.consumed = 0  # steps of the current epoch finished; set by the training module
         self._restored_epoch: int | None = None
         self.sampler = self  # Lightning calls loader.sampler.set_epoch(epoch)
 
+    def warmup(self, epoch: int | None = None) -> bool:
+        """Whether ``epoch`` (default: the current one) is a supernet warm-up epoch."""
+        return (self.epoch if epoch is None else epoch) < self.warmup_epochs
+
     def controller_due(self, epoch: int | None = None) -> bool:
         e = self.epoch if epoch is None else epoch
-        return self.controller_steps > 0 and (e + 1) % self.train_every == 0
+        return self.controller_steps > 0 and not self.warmup(e) and (e + 1) % self.train_every == 0
 
     def host_reads_due(self, step: int, every: int) -> bool:
         """Whether the host may read device values after step ``step`` of the epoch.

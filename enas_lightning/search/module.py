@@ -4,7 +4,9 @@ Manual optimisation interleaves the two players. One epoch is one stream of step
 (:class:`~enas_lightning.search.loader.SearchEpoch`): first the child phase, one shared-weight
 SGD step per training minibatch, each on a child sampled from the frozen controller; then, when
 due, the controller phase, ``train_steps`` REINFORCE updates of ``num_aggregate`` sampled
-children each, rewarded by their accuracy on one validation minibatch.
+children each, rewarded by their accuracy on one validation minibatch. In the first
+``search.warmup_epochs`` epochs (a supernet warm-up) the children are sampled uniformly and no
+controller phase runs.
 
 Randomness is counter-based: every step seeds its own generators from
 ``(seed, rank, epoch, step)``. A resumed run therefore draws exactly the numbers the
@@ -199,7 +201,16 @@ class SearchModule(pl.LightningModule):
             setting="search.batch_size",
         )
         steps = self.cfg.controller.train_steps if self.learns else 0
-        self.loader = SearchEpoch(child, steps, self.cfg.controller.train_every, s.child_batches)
+        # called again every epoch (the stream's length depends on the epoch), so it starts at
+        # the current one
+        self.loader = SearchEpoch(
+            child,
+            steps,
+            self.cfg.controller.train_every,
+            s.child_batches,
+            warmup_epochs=s.warmup_epochs,
+            epoch=self.current_epoch,
+        )
         return self.loader
 
     def generator(self, *keys: int) -> torch.Generator:
@@ -225,12 +236,14 @@ class SearchModule(pl.LightningModule):
 
         The controller is frozen during the child phase, so sampling them all up front is the
         same as sampling one per step, and costs one host-device transfer per epoch instead of
-        one per step. Seeded per (rank, epoch): a resumed epoch gets the same children.
+        one per step. Seeded per (rank, epoch): a resumed epoch gets the same children. In a
+        warm-up epoch (``search.warmup_epochs``) they are sampled uniformly.
         """
         if self._child_archs is None or self._child_archs[0] != epoch:
             assert self.loader is not None
             gen = self.generator(self.global_rank, epoch, -1)
-            archs = self.controller.sample_archs(self.loader.child_batches, gen)
+            uniform = self.loader.warmup(epoch)
+            archs = self.controller.sample_archs(self.loader.child_batches, gen, uniform=uniform)
             self._child_archs = (epoch, archs)
         return self._child_archs[1]
 
@@ -440,6 +453,8 @@ class SearchModule(pl.LightningModule):
             return
         summary: dict[str, Any] = {
             "epoch": self.current_epoch,
+            # uniform children and no controller phase (search.warmup_epochs)
+            "warmup": self.current_epoch < self.cfg.search.warmup_epochs,
             "baseline": float(self.baseline),
             "lr": self.optimizers()[0].param_groups[0]["lr"],
         }
