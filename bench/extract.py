@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from enas_lightning.arch.macro import MacroArch
+from enas_lightning.arch.macro import STEM, MacroArch
 from enas_lightning.arch.micro import MicroArch, MicroCell
-from enas_lightning.spaces.macro.supernet import MacroSupernet, needed_later
+from enas_lightning.spaces.macro.supernet import MacroSupernet, needed_later, source_key
 from enas_lightning.spaces.micro.supernet import MicroSupernet, SearchCell
 
 
@@ -81,26 +81,27 @@ class MacroChild(nn.Module):
             net.branches[i][net.op_index[layer.op]] for i, layer in enumerate(arch.layers)
         )
         self.skips = [tuple(layer.skips) for layer in arch.layers]
-        self.bns = net.bns
+        self.merges = net.merges
         self.reductions = net.reductions
         self.need = [sorted(needed_later(arch, after)) for after in net.reductions]
         self.reduce = nn.ModuleList(
-            nn.ModuleDict({str(j): net.reduce[r][j] for j in need})
+            nn.ModuleDict({source_key(j): net.reduce[r][source_key(j)] for j in need})
             for r, need in enumerate(self.need)
         )
         self.classifier = net.classifier
 
     def forward(self, x: Tensor) -> Tensor:
-        outputs: dict[int, Tensor] = {}
         prev = self.stem(x)
+        outputs: dict[int, Tensor] = {STEM: prev}
         for i, (branch, skips) in enumerate(zip(self.branches, self.skips, strict=True)):
             out = branch(prev)
-            for j in skips:
-                out = out + outputs[j]
-            prev = outputs[i] = self.bns[i](out)
+            if i > 0:
+                blocks = [j + 1 for j in skips] + [i]
+                out = self.merges[i - 1](out, [outputs[j] for j in skips], blocks)
+            prev = outputs[i] = out
             if i in self.reductions:
                 r = self.reductions.index(i)
-                outputs = {j: self.reduce[r][str(j)](outputs[j]) for j in self.need[r]}
+                outputs = {j: self.reduce[r][source_key(j)](outputs[j]) for j in self.need[r]}
                 prev = outputs.get(i, prev)
         return self.classifier(prev)
 

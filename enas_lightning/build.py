@@ -19,7 +19,7 @@ from enas_lightning.config import Config
 from enas_lightning.controller import Controller, MacroController, MicroController
 from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
 from enas_lightning.errors import ConfigError
-from enas_lightning.spaces.macro.ops import MACRO_OPS
+from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge
 from enas_lightning.spaces.macro.supernet import MacroSupernet
 from enas_lightning.spaces.micro.ops import MICRO_OPS
 from enas_lightning.spaces.micro.supernet import MicroSupernet
@@ -98,6 +98,8 @@ def validate(cfg: Config) -> None:
                 optim.momentum,
                 f"> 0 with {name}.nesterov=true (or set it false)",
             )
+    check_skip_merge(s.skip_merge, "search_space.skip_merge")
+    check_skip_merge(cfg.final.skip_merge, "final.skip_merge")
     if not 0 < cfg.controller.skip_target < 1:
         raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
     if cfg.task != "inspect":  # inspect builds and counts a network on the CPU: no devices
@@ -180,6 +182,7 @@ def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
         channels=s.channels,
         ops=tuple(s.ops),
         dropout_keep=s.dropout_keep,
+        skip_merge=s.skip_merge,
     )
 
 

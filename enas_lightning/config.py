@@ -26,6 +26,9 @@ class SearchSpaceConfig:
     ops: list[str] = field(default_factory=lambda: list(AUTHORS_MICRO_OPS))
     dropout_keep: float = 0.9  # keep probability before the classifier
     aux_weight: float = 0.4  # micro: aux head loss weight during search (0 = no aux head)
+    # macro: how a layer merges its skips in the supernet: sum (the authors' search layer:
+    # BN of the sum) | concat (channel concat, ReLU, 1x1 conv, BN; the authors' final layer)
+    skip_merge: str = "sum"
 
 
 @dataclass
@@ -95,6 +98,7 @@ class FinalConfig:
     dropout_keep: float = 0.8
     drop_path_keep: float = 0.6
     aux_weight: float = 0.4  # 0 = no aux head
+    skip_merge: str = "concat"  # macro: concat (the authors' final layer) | sum; see search_space
     cutout: int = 16  # side of the cutout square in final training (0 = off)
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     compile: bool = False  # torch.compile the network

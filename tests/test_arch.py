@@ -19,6 +19,8 @@ from enas_lightning.arch import (
     parse_ints,
     save_arch,
 )
+from enas_lightning.arch.macro import STEM
+from enas_lightning.arch.published import AUTHORS_MACRO_FINAL
 from enas_lightning.errors import ArchError, ENASError
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
@@ -69,14 +71,62 @@ def test_macro_arc_round_trip() -> None:
 
 
 def test_macro_decodes_skips_by_hand() -> None:
-    # layer 0: op 1; layer 1: op 0, skip from 0; layer 2: op 5, skip from 1 only
-    arch = MacroArch.from_ints([1, 0, 1, 5, 0, 1])
+    # layer 0: op 1; layer 1: op 0, bit 0 = the stem; layer 2: op 5, bit 1 = layer 0 only;
+    # layer 3: op 2, bits 0 and 2 = the stem and layer 1
+    arch = MacroArch.from_ints([1, 0, 1, 5, 0, 1, 2, 1, 0, 1])
     assert arch.layers == (
         MacroLayer("sep_conv_3x3", ()),
-        MacroLayer("conv_3x3", (0,)),
-        MacroLayer("max_pool_3x3", (1,)),
+        MacroLayer("conv_3x3", (STEM,)),
+        MacroLayer("max_pool_3x3", (0,)),
+        MacroLayer("conv_5x5", (STEM, 1)),
     )
-    assert arch.skip_rate == pytest.approx(2 / 3)
+    assert arch.skip_rate == pytest.approx(4 / 6)
+    assert str(arch).splitlines()[3].endswith("skips from [stem, 1]")
+
+
+def authors_skip_sources(ints: list[int], layers: int) -> list[list[str]]:
+    """Per layer, the names of the outputs that melodyguan/enas general_child.py feeds to the
+    layer's skip merge, by the code's own bookkeeping (``_model``: ``layers = [stem]``, each
+    layer's output appended after it is built; ``_fixed_layer``/``_enas_layer``: skip bit ``i``
+    takes ``prev_layers[i]``, the layer's input is ``prev_layers[-1]``)."""
+    prev_layers, start, out = ["stem"], 0, []
+    for layer_id in range(layers):
+        skip = ints[start + 1 : start + 1 + layer_id]
+        out.append([prev_layers[i] for i in range(layer_id) if skip[i] == 1])
+        assert prev_layers[-1] == ("stem" if layer_id == 0 else f"layer {layer_id - 1}")
+        prev_layers.append(f"layer {layer_id}")
+        start += 1 + layer_id
+    return out
+
+
+def test_published_macro_arc_decodes_to_the_authors_skips(tmp_path: Path) -> None:
+    ints = parse_ints(AUTHORS_MACRO_FINAL)
+    arch = load_arch(AUTHORS_MACRO_FINAL, "macro", AUTHORS_MACRO_OPS, size=24)
+    ours = [["stem" if j == STEM else f"layer {j}" for j in layer.skips] for layer in arch.layers]
+    assert ours == authors_skip_sources(ints, 24)
+    # by hand from the script's lines: layer 2 is "0 1 0", layer 5 "3 1 1 0 1 0", layer 3
+    # "2 0 0 1" (its last bit is layer 1, not layer 2 = its own input)
+    assert arch.layers[2] == MacroLayer("conv_3x3", (STEM,))
+    assert arch.layers[5] == MacroLayer("sep_conv_5x5", (STEM, 0, 2))
+    assert arch.layers[3] == MacroLayer("conv_5x5", (1,))
+    from_stem = [i for i, layer in enumerate(arch.layers) if STEM in layer.skips]
+    assert from_stem == [2, 5, 11, 14, 20, 22, 23]
+    # no layer takes a skip from its own input
+    assert all(i - 1 not in layer.skips for i, layer in enumerate(arch.layers))
+    assert sum(len(layer.skips) for layer in arch.layers) == sum(
+        sum(ints[i * (i + 1) // 2 + 1 : i * (i + 1) // 2 + 1 + i]) for i in range(24)
+    )
+    # round trips: integers, JSON file, and the JSON's readable layers alone
+    assert " ".join(map(str, arch.to_ints())) == AUTHORS_MACRO_FINAL
+    save_arch(arch, tmp_path / "a.json", AUTHORS_MACRO_OPS)
+    d = json.loads((tmp_path / "a.json").read_text())
+    assert d["layers"][5]["skips"] == [-1, 0, 2]
+    assert load_arch(tmp_path / "a.json", "macro", AUTHORS_MACRO_OPS) == arch
+    d.pop("ints")
+    assert MacroArch.from_dict(d) == arch
+    # "stem" is accepted in a hand-written JSON for -1
+    d["layers"][5]["skips"] = ["stem", 0, 2]
+    assert MacroArch.from_dict(d) == arch
 
 
 def test_parse_ints_formats() -> None:
@@ -197,12 +247,19 @@ def with_value(ints: list[int], pos: int, value: int) -> str:
         ("micro", AUTHORS_MICRO_OPS, AUTHORS_MICRO_ARC.replace("4", "x", 1), "'x'"),
         ("macro", AUTHORS_MACRO_OPS, MACRO_ARC + " 1.5", "'1.5'"),
         ("micro", AUTHORS_MICRO_OPS, "0 1 ²", "'²'"),
-        # skip bit not 0/1: position 2 is layer 1's skip bit for layer 0
+        # skip bit not 0/1: position 2 is layer 1's skip bit 0 (the stem), position 5 layer 2's
+        # bit 1 (layer 0)
         (
             "macro",
             AUTHORS_MACRO_OPS,
             with_value(macro_arc(), 2, 2),
-            "layer 1: skip bit for layer 0",
+            "layer 1: skip bit 0 (from the stem) is 2",
+        ),
+        (
+            "macro",
+            AUTHORS_MACRO_OPS,
+            with_value(macro_arc(), 5, -1),
+            "layer 2: skip bit 1 (from layer 0) is -1",
         ),
     ],
 )
@@ -289,8 +346,28 @@ def test_rejects_bad_micro_json(tmp_path: Path, payload: dict, where: str) -> No
             "layer 0: skip from layer 0",
         ),
         (
+            {"space": "macro", "layers": [{"op": "conv_3x3", "skips": [-1]}]},
+            "layer 0: skip from the stem is not allowed",
+        ),
+        (
             {"space": "macro", "layers": [{"op": "conv_3x3"}, {"op": "conv_3x3", "skips": [1]}]},
             "layer 1: skip from layer 1",
+        ),
+        # layer 1's input is layer 0: not a skip (the authors' bits never select it)
+        (
+            {"space": "macro", "layers": [{"op": "conv_3x3"}, {"op": "conv_3x3", "skips": [0]}]},
+            "layer 1: skip from layer 0 is not allowed: the stem (-1); layer 0 is the layer's",
+        ),
+        (
+            {
+                "space": "macro",
+                "layers": [{"op": "conv_3x3"}] * 3 + [{"op": "conv_3x3", "skips": [-2]}],
+            },
+            "layer 3: skip from layer -2 is not allowed: the stem (-1) or layers 0..1",
+        ),
+        (
+            {"space": "macro", "layers": [{"op": "conv_3x3"}, {"op": "conv_3x3", "skips": ["x"]}]},
+            "skips from -1 (the stem) or earlier layers",
         ),
         ({"space": "macro", "layers": [{"op": "conv_9x9"}]}, "layer 0: op 'conv_9x9'"),
         (
@@ -324,5 +401,7 @@ def test_records_reject_direct_construction_errors() -> None:
         MicroArch(cell, cell).validate()
     with pytest.raises(ArchError, match="reduction cell has 2"):
         MicroArch(cell, MicroCell(cell.nodes * 2)).validate()
-    with pytest.raises(ArchError, match="layer 1: skips"):
-        MacroArch((MacroLayer("conv_3x3"), MacroLayer("conv_3x3", (0, 0)))).validate()
+    with pytest.raises(ArchError, match="layer 2: skips"):
+        MacroArch(
+            (MacroLayer("conv_3x3"), MacroLayer("conv_3x3"), MacroLayer("conv_3x3", (0, 0)))
+        ).validate()

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from enas_lightning.arch.macro import STEM
 from enas_lightning.controller import MacroController, MicroController
 from enas_lightning.search.module import SearchModule
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
@@ -64,13 +65,19 @@ def test_macro_samples_are_valid() -> None:
     s = ctrl(200, generator=gen())
     assert s.arcs.shape == (200, 6, 7)
     assert ((s.arcs[:, :, 0] >= 0) & (s.arcs[:, :, 0] < MACRO_K)).all()
-    # skip bits only to earlier layers: column 1 + j of layer i is 0 unless j < i
-    upper = torch.ones(6, 6, dtype=torch.bool).triu()  # j >= i
+    # layer i has i skip bits: column 1 + b of layer i is 0 unless b < i
+    upper = torch.ones(6, 6, dtype=torch.bool).triu()  # b >= i
     assert (s.arcs[:, :, 1:][:, upper] == 0).all()
     assert set(s.arcs[:, :, 1:].unique().tolist()) == {0, 1}
-    for arch in ctrl.to_archs(s.arcs):
+    archs = ctrl.to_archs(s.arcs)
+    for arc, arch in zip(s.arcs.tolist(), archs, strict=True):
         arch.validate(AUTHORS_MACRO_OPS, num_layers=6)
-    assert torch.equal(ctrl.from_archs(ctrl.to_archs(s.arcs)), s.arcs)
+        # the authors' bits: b = 0 the stem, b >= 1 layer b - 1; the same integers as their codec
+        for i, layer in enumerate(arch.layers):
+            assert layer.skips == tuple(b - 1 for b in range(i) if arc[i][1 + b])
+        assert arch.to_ints() == [x for i, row in enumerate(arc) for x in row[: 1 + i]]
+    assert any(STEM in layer.skips for arch in archs for layer in arch.layers)
+    assert torch.equal(ctrl.from_archs(archs), s.arcs)
 
 
 # --- log-probabilities -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
+from enas_lightning.arch.macro import STEM
 
 # The authors' published cells (melodyguan/enas scripts/cifar10_micro_final.sh and
 # scripts/cifar10_macro_final.sh, the `fixed_arc` strings).
@@ -16,7 +17,7 @@ from enas_lightning.arch.published import AUTHORS_MACRO_FINAL as AUTHORS_MACRO  
 from enas_lightning.arch.published import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
 from enas_lightning.ops import FactorizedReduce, SepConvUnit, drop_path
 from enas_lightning.spaces.cost import count_madds, count_params
-from enas_lightning.spaces.macro.network import MacroNetwork
+from enas_lightning.spaces.macro.network import MacroNetwork, reduction_after
 from enas_lightning.spaces.micro.network import FinalCell, MicroNetwork
 
 # A DARTS-inspired cell in this space's ops (dil_conv -> sep_conv, skip -> identity, 5th node
@@ -205,6 +206,124 @@ def test_macro_pools_pool() -> None:
     a, m = avg.ops[0](x), mx.ops[0](x)
     assert not torch.allclose(a, m)
     assert (m >= a - 1e-6).all()  # max >= mean of the same window
+
+
+def macro_final_params_by_hand(arch: MacroArch, c: int, merge: str, classes: int) -> int:
+    """MacroNetwork's parameters by hand (BN: a weight and a bias per channel).
+
+    stem 3x3 conv + BN; op at ``c`` channels: ReLU-1x1 conv-BN then ReLU-k x k conv-BN (conv:
+    ``k^2 c^2``; separable: depthwise ``k^2 c`` + pointwise ``c^2``); layer ``i >= 1``'s merge:
+    BN (sum) or a 1x1 conv from ``(n_skips + 1) c`` channels + BN (concat); at each reduction,
+    per output still read, a factorized reduction ``c -> 2c`` (two 1x1 convs to ``c``, BN of
+    ``2c``); linear classifier with bias.
+    """
+    reductions = reduction_after(arch.num_layers)
+    n, ch = 27 * c + 2 * c, c
+    for i, layer in enumerate(arch.layers):
+        k = int(layer.op[-1])
+        conv = k * k * ch + ch * ch if layer.op.startswith("sep") else k * k * ch * ch
+        n += ch * ch + 2 * ch + conv + 2 * ch
+        if i > 0:
+            n += 2 * ch + ((len(layer.skips) + 1) * ch * ch if merge == "concat" else 0)
+        if i in reductions:
+            read = {i} | {j for later in arch.layers[i + 1 :] for j in later.skips if j <= i}
+            n += len(read) * (2 * ch * ch + 4 * ch)
+            ch *= 2
+    return n + ch * classes + classes
+
+
+# 6 layers, reductions after layers 1 and 3; stem skips across the first reduction (layers 2
+# and 4) and across both (layer 4)
+MACRO_6 = MacroArch(
+    (
+        MacroLayer("conv_3x3"),
+        MacroLayer("sep_conv_3x3"),
+        MacroLayer("conv_5x5", (STEM,)),
+        MacroLayer("conv_3x3", (0, 1)),
+        MacroLayer("sep_conv_5x5", (STEM, 2)),
+        MacroLayer("conv_3x3", (1,)),
+    )
+)
+
+
+@pytest.mark.parametrize("merge", ["sum", "concat"])
+def test_macro_merges_build_and_count_as_documented(merge: str) -> None:
+    torch.manual_seed(0)
+    net = MacroNetwork(MACRO_6, 10, channels=4, skip_merge=merge)
+    assert count_params(net) == macro_final_params_by_hand(MACRO_6, 4, merge, 10)
+    # by hand at C = 4: stem 116; ops 176 + 84 + 1696 + 672 + 976 + 2624 = 6228; merges' BNs
+    # 8 + 16 + 16 + 32 + 32 = 104; reductions 3 x 48 (stem, 0, 1) + 4 x 160 (stem, 1, 2, 3);
+    # linear 170. concat adds 1x1 weights 1 x 16 + 2 x 64 + 3 x 64 + 3 x 256 + 2 x 256 = 1616
+    assert count_params(net) == {"sum": 7402, "concat": 7402 + 1616}[merge]
+    assert sorted(net.reduce) == ["1_0", "1_1", "1_stem", "3_1", "3_2", "3_3", "3_stem"]
+    out = net(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert_all_grads(net)
+
+
+def test_macro_final_layer_follows_the_authors() -> None:
+    """``_fixed_layer``: ops are ReLU-conv-BN; layer 0 is its op alone (no merge, no extra BN);
+    concat merges ReLU the concatenation, 1x1 conv, BN; the head pools without a ReLU."""
+    net = MacroNetwork(MACRO_6, 10, channels=4)
+    assert net.skip_merge == "concat" and len(net.merges) == 5
+    for unit in net.ops[0]:
+        assert [type(m) for m in unit] == [nn.ReLU, nn.Conv2d, nn.BatchNorm2d]
+    assert net.merges[3].conv.in_channels == 3 * 16  # layer 4: stem, layer 2 and its op
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, value: torch.Tensor) -> None:  # a hook returning None keeps the output
+        seen[name] = value
+
+    net.ops[0].register_forward_hook(lambda m, i, o: keep("layer0", o))
+    net.ops[1].register_forward_hook(lambda m, i, o: keep("layer1_in", i[0]))
+    net.merges[-1].register_forward_hook(lambda m, i, o: keep("layer5", o))
+    logits = net.eval()(torch.randn(2, 3, 8, 8))
+    # layer 1's input is layer 0's op output itself
+    assert torch.equal(seen["layer1_in"], seen["layer0"])
+    # the head pools layer 5's output as it is (it has negative values a ReLU would zero)
+    assert (seen["layer5"] < 0).any()
+    torch.testing.assert_close(logits, net.classifier.linear(seen["layer5"].mean(dim=(2, 3))))
+
+
+def authors_macro_final_params(arc: list[int], layers: int, c: int, separable: bool) -> int:
+    """The trained parameters of melodyguan/enas ``general_child.py`` with ``fixed_arc`` (and
+    ``whole_channels``), an independent count of its ``create_weight`` and ``batch_norm``
+    variables: stem 3x3 conv + BN; ``_fixed_layer``: 1x1 conv + BN, k x k conv + BN where ops
+    0-3 are all plain convs (``separable=True`` counts ops 1 and 3 as depthwise + pointwise, as
+    this project builds them), and for ``layer_id > 0`` the ``skip`` 1x1 conv from
+    ``(sum(skip) + 1) * out_filters`` channels + BN; at each pool layer every entry of
+    ``layers`` (the stem and every layer so far, read later or not) gets a factorized reduction
+    to the doubled ``out_filters``; ``fc`` without bias."""
+    pool_layers = (layers // 3 - 1, 2 * (layers // 3) - 1)
+    n, pos, entries = 27 * c + 2 * c, 0, 1
+    for layer_id in range(layers):
+        op, skip = arc[pos], arc[pos + 1 : pos + 1 + layer_id]
+        pos += 1 + layer_id
+        k = (3, 3, 5, 5)[op]
+        n += c * c + 2 * c
+        n += (k * k * c + c * c if separable and op in (1, 3) else k * k * c * c) + 2 * c
+        if layer_id > 0:
+            n += (sum(skip) + 1) * c * c + 2 * c
+        entries += 1
+        if layer_id in pool_layers:
+            n += entries * (2 * c * c + 4 * c)
+            c *= 2
+    return n + c * 10
+
+
+def test_published_macro_arc_params_against_the_authors_code() -> None:
+    arc = ints(AUTHORS_MACRO)
+    arch = MacroArch.from_ints(arc)
+    concat = count_params(MacroNetwork(arch, 10, channels=96))
+    summed = count_params(MacroNetwork(arch, 10, channels=96, skip_merge="sum"))
+    assert concat == macro_final_params_by_hand(arch, 96, "concat", 10) == 30_947_434
+    assert summed == macro_final_params_by_hand(arch, 96, "sum", 10) == 19_796_074
+    # the authors' code builds 42,559,392 (plain convs for the separable ops). With the ops
+    # separable the counts agree up to our classifier's bias: every output the authors reduce
+    # is read later in this arc, so reducing only the read ones changes nothing here
+    assert authors_macro_final_params(arc, 24, 96, separable=False) == 42_559_392
+    assert authors_macro_final_params(arc, 24, 96, separable=True) == concat - 10
 
 
 # --- cost and parity with the paper -----------------------------------------------------------

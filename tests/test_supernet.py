@@ -8,8 +8,11 @@ import torch
 from torch import nn
 
 from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
+from enas_lightning.arch.macro import STEM
 from enas_lightning.controller import MacroController, MicroController
+from enas_lightning.errors import ConfigError
 from enas_lightning.ops import FactorizedReduce, SamePool, SepConvUnit
+from enas_lightning.spaces.cost import count_params
 from enas_lightning.spaces.macro.network import MacroNetwork
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.macro.supernet import MacroSupernet
@@ -138,29 +141,86 @@ def test_macro_child_gets_gradients_only_on_its_branches(seed: int) -> None:
             chosen = AUTHORS_MACRO_OPS.index(layer.op)
             for o, branch in enumerate(net.branches[i]):
                 assert has_grad(branch) == (o == chosen), (i, o)
-        # reductions after layers 1 and 3: an earlier output is reduced iff a later layer reads it
+        # reductions after layers 1 and 3: an earlier output (the stem's included) is reduced
+        # iff a later layer reads it
         for r, after in enumerate(net.reductions):
-            for j, fr in enumerate(net.reduce[r]):
+            assert list(net.reduce[r]) == ["stem"] + [str(j) for j in range(after + 1)]
+            for key, fr in net.reduce[r].items():
+                j = STEM if key == "stem" else int(key)
                 read = j == after or any(j in later.skips for later in arch.layers[after + 1 :])
                 assert has_grad(fr) == read, (after, j)
+        # sum merge: layer i >= 1 has one BN, always used; layer 0 has no merge
+        assert len(net.merges) == layers - 1
+        assert all(has_grad(m) for m in net.merges)
 
 
 def test_macro_reductions_of_unread_outputs_get_no_gradient() -> None:
-    # layer 0's output is read only by layer 1: its reduction after layer 1 is not needed;
-    # layer 5 reads layer 0 across both reductions
+    # layer 4 reads the stem across the first reduction, layer 5 reads layer 1 across both;
+    # layer 0 is read by layer 3 (across the first only), layer 2 by nobody but layer 3
     layers = (
         MacroLayer("conv_3x3"),
-        MacroLayer("sep_conv_3x3", (0,)),
+        MacroLayer("sep_conv_3x3", (STEM,)),
         MacroLayer("conv_5x5"),
-        MacroLayer("max_pool_3x3", (1,)),
-        MacroLayer("avg_pool_3x3"),
-        MacroLayer("sep_conv_5x5", (2,)),
+        MacroLayer("max_pool_3x3", (0,)),
+        MacroLayer("avg_pool_3x3", (STEM,)),
+        MacroLayer("sep_conv_5x5", (1,)),
     )
     net = macro_net(6)
     backward(net, MacroArch(layers))
     assert net.reductions == (1, 3)
-    assert [has_grad(m) for m in net.reduce[0]] == [False, True]
-    assert [has_grad(m) for m in net.reduce[1]] == [False, False, True, True]
+    # after layer 1: stem, 0, 1 (layer 2's input)
+    assert [has_grad(m) for m in net.reduce[0].values()] == [True, True, True]
+    # after layer 3: stem (layer 4), 0 no, 1 (layer 5), 2 no, 3 (layer 4's input)
+    assert [has_grad(m) for m in net.reduce[1].values()] == [True, False, True, False, True]
+
+
+def macro_params_by_hand(layers: int, c: int, merge: str, classes: int) -> int:
+    """The parameters of a supernet whose only op is conv_3x3, by hand.
+
+    stem 3x3 conv + BN; per layer 1x1 conv-BN-ReLU then 3x3 conv-BN-ReLU; layer ``i >= 1``'s
+    merge: BN (sum) or a 1x1 conv from ``(i + 1) c`` channels + BN (concat); per reduction after
+    layer ``a``, ``a + 2`` factorized reductions (stem, layers 0..a), each two 1x1 convs to
+    ``c / 2`` + BN; linear classifier with bias. BN has a weight and a bias per channel.
+    """
+    bn = 2 * c
+    n = 3 * 9 * c + bn
+    n += layers * (c * c + bn + 9 * c * c + bn)
+    for i in range(1, layers):
+        n += bn + ((i + 1) * c * c if merge == "concat" else 0)
+    d = layers // 3
+    for after in (d - 1, 2 * d - 1):
+        n += (after + 2) * (2 * c * (c // 2) + bn)
+    return n + c * classes + classes
+
+
+@pytest.mark.parametrize("merge", ["sum", "concat"])
+def test_macro_supernet_merges_build_and_count(merge: str) -> None:
+    torch.manual_seed(0)
+    net = MacroSupernet(3, 3, layers=6, channels=C, ops=("conv_3x3",), skip_merge=merge)
+    assert count_params(net) == macro_params_by_hand(6, C, merge, 3)
+    # C = 4, 6 layers: stem 116, layers 6 x 176, merges 5 x 8, 8 reductions x 24, linear 15;
+    # concat adds (2 + 3 + 4 + 5 + 6) x 16 weights
+    assert count_params(net) == {"sum": 1419, "concat": 1419 + 320}[merge]
+    ops = ("conv_3x3",) * 6
+    skips = ((), (STEM,), (), (STEM, 1), (0,), (2, 3))
+    arch = MacroArch(tuple(MacroLayer(op, s) for op, s in zip(ops, skips, strict=True)))
+    backward(net, arch)
+    if merge == "concat":
+        # layer i's 1x1 weight: block b = source + 1 of a chosen skip and block i of the op
+        for i, layer in enumerate(arch.layers[1:], start=1):
+            w = net.merges[i - 1].conv.weight.grad
+            used = {j + 1 for j in layer.skips} | {i}
+            for b in range(i + 1):
+                block = w[:, b * C : (b + 1) * C]
+                assert (block.abs().sum() > 0) == (b in used), (i, b)
+
+
+def test_macro_skip_merge_is_checked() -> None:
+    with pytest.raises(ConfigError, match="search_space.skip_merge='mean' is not allowed: one of"):
+        MacroSupernet(3, 3, layers=3, channels=C, ops=AUTHORS_MACRO_OPS, skip_merge="mean")
+    arch = macro_archs(1, 0, layers=3)[0]
+    with pytest.raises(ConfigError, match="final.skip_merge='cat' is not allowed: one of concat"):
+        MacroNetwork(arch, 3, 3, channels=C, skip_merge="cat")
 
 
 # --- supernet vs standalone network --------------------------------------------------------------
@@ -179,12 +239,10 @@ def macro_op_name(m: nn.Module) -> str:
     second = m[1]
     if isinstance(second, SamePool):
         return f"{second.kind}_pool_{second.kernel}x{second.kernel}"
-    conv = second[0]
-    if isinstance(conv, nn.Sequential):  # depthwise then pointwise
-        k = conv[0].kernel_size[0]
-        return f"sep_conv_{k}x{k}"
-    k = conv.kernel_size[0]
-    return f"conv_{k}x{k}"
+    # search: conv-BN-ReLU, final: ReLU-conv-BN; separable: depthwise then pointwise
+    convs = [c for c in second.modules() if isinstance(c, nn.Conv2d)]
+    k = convs[0].kernel_size[0]
+    return f"sep_conv_{k}x{k}" if len(convs) == 2 else f"conv_{k}x{k}"
 
 
 def run_ops(net: nn.Module, modules: dict[nn.Module, str], x: torch.Tensor, *args) -> list[str]:
@@ -245,9 +303,9 @@ def test_macro_standalone_and_supernet_agree(seed: int) -> None:
     # the same reductions are needed: the standalone builds exactly those that get gradients
     backward(sup, arch)
     used = {
-        f"{after}_{j}"
+        f"{after}_{key}"
         for r, after in enumerate(sup.reductions)
-        for j, m in enumerate(sup.reduce[r])
+        for key, m in sup.reduce[r].items()
         if has_grad(m)
     }
     assert used == set(net.reduce.keys())

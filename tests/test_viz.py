@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from enas_lightning.arch import MacroArch, MicroArch, MicroCell, MicroNode, parse_ints
+from enas_lightning.arch.macro import STEM
 from enas_lightning.errors import ArchError
 from enas_lightning.viz import (
     arch_dot,
@@ -133,9 +134,15 @@ def test_macro_arch_dot_structure(layers: int) -> None:
     skips = [e for e in edges if e[2].get("style") == "dashed"]
     assert len(chain) == layers - 1
     assert len(skips) == sum(len(layer.skips) for layer in arch.layers)
-    assert sorted((int(t[5:]), int(h[5:])) for t, h, _ in skips) == sorted(
-        (j, i) for i, layer in enumerate(arch.layers) for j in layer.skips
+    # a skip from the stem is drawn from the stem node; none from a layer's own input
+    assert sorted((t, h) for t, h, _ in skips) == sorted(
+        ("stem" if j == STEM else f"layer{j}", f"layer{i}")
+        for i, layer in enumerate(arch.layers)
+        for j in layer.skips
     )
+    assert all(t != f"layer{int(h[5:]) - 1}" for t, h, _ in skips)
+    if layers >= 3:  # every third bit is set, bit 0 of layer 3 (the stem) among them
+        assert ("stem", "layer3") in {(t, h) for t, h, _ in skips}
     assert ("stem", "layer0") in {(t, h) for t, h, _ in edges}
     assert (f"layer{layers - 1}", "classifier") in {(t, h) for t, h, _ in edges}
     for i, layer in enumerate(arch.layers):

@@ -32,6 +32,14 @@ def parse_ints(text: str) -> list[int]:
     return out
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, false where the OS rejects the name (a 300-integer arc is too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def arch_from_dict(d: dict[str, Any], space: str) -> MicroArch | MacroArch:
     found = d.get("space", space)
     if found != space:
@@ -56,8 +64,8 @@ def load_arch(
         raise ArchError(f"search_space={space!r}: allowed micro, macro")
     text = str(value)
     path = Path(text)
-    if text.endswith(".json") or path.is_file():
-        if not path.is_file():
+    if text.endswith(".json") or _is_file(path):
+        if not _is_file(path):
             raise ArchError(f"arch={text!r}: no such file")
         try:
             d = json.loads(path.read_text())

@@ -1,8 +1,13 @@
 """Macro (whole network) architectures.
 
-Layer i applies one op to the previous layer's output and adds skips from any subset of the
-earlier layers 0 .. i-1. The authors' integer format: per layer i, the op integer followed by i
-skip bits (one per earlier layer), so L layers take L(L+1)/2 integers (78 for 12, 300 for 24).
+Layer i applies one op to its input (layer i-1's output; the stem's for layer 0) and takes skips
+from any subset of the earlier outputs other than that input: the stem and layers 0 .. i-2.
+
+The authors' integer format (``general_child._model``): per layer i, the op integer followed by
+i skip bits, so L layers take L(L+1)/2 integers (78 for 12, 300 for 24). Their list of earlier
+outputs starts with the stem, so skip bit b of layer i selects the stem for b = 0 and layer
+b - 1 for b >= 1; layer i's own input (layer i-1) is never a skip. In the readable record a
+skip is the index of its source layer, :data:`STEM` (-1) for the stem.
 """
 
 from __future__ import annotations
@@ -14,10 +19,33 @@ from typing import Any, ClassVar
 from enas_lightning.errors import ArchError
 from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS
 
+STEM = -1
+"""The skip source index of the stem's output."""
+
+
+def source_name(j: int) -> str:
+    """``"the stem"`` for :data:`STEM`, ``"layer j"`` otherwise (for messages)."""
+    return "the stem" if j == STEM else f"layer {j}"
+
+
+def skip_sources(i: int) -> range:
+    """The skip sources layer ``i`` may use: the stem and layers ``0 .. i-2`` (none for layer 0)."""
+    return range(STEM, i - 1) if i > 0 else range(0)
+
+
+def bit_source(b: int) -> int:
+    """The source of skip bit ``b`` in the authors' encoding: the stem for 0, layer b-1 after."""
+    return b - 1
+
+
+def source_bit(j: int) -> int:
+    """The skip bit of source ``j`` (:data:`STEM` or a layer): the inverse of :func:`bit_source`."""
+    return j + 1
+
 
 @dataclass(frozen=True)
 class MacroLayer:
-    """One layer: its op and the sorted indices of the earlier layers it takes skips from."""
+    """One layer: its op and the sorted sources of its skips (:data:`STEM` = -1, or a layer)."""
 
     op: str
     skips: tuple[int, ...] = ()
@@ -34,7 +62,7 @@ class MacroArch:
 
     @property
     def skip_rate(self) -> float:
-        """Fraction of the possible skips that are used."""
+        """Fraction of the possible skips that are used (layer i has i possible sources)."""
         possible = self.num_layers * (self.num_layers - 1) // 2
         return sum(len(layer.skips) for layer in self.layers) / max(possible, 1)
 
@@ -50,12 +78,15 @@ class MacroArch:
                 raise ArchError(
                     f"layer {i}: op {layer.op!r} is not in the search space's ops ({', '.join(ops)})"
                 )
+            allowed = skip_sources(i)
             for j in layer.skips:
-                if not 0 <= j < i:
-                    raise ArchError(
-                        f"layer {i}: skip from layer {j} points at itself or a later layer; "
-                        f"allowed 0..{i - 1}"
-                    )
+                if j not in allowed:
+                    if i == 0:
+                        what = "none (layer 0 reads the stem and has no skips)"
+                    else:
+                        later = f" or layers 0..{i - 2}" if i > 1 else ""
+                        what = f"the stem ({STEM}){later}; layer {i - 1} is the layer's input"
+                    raise ArchError(f"layer {i}: skip from {source_name(j)} is not allowed: {what}")
             if list(layer.skips) != sorted(set(layer.skips)):
                 raise ArchError(f"layer {i}: skips {list(layer.skips)} must be sorted and unique")
 
@@ -65,7 +96,7 @@ class MacroArch:
             if layer.op not in ops:
                 raise ArchError(f"op {layer.op!r} has no integer in the vocabulary {ops}")
             out.append(ops.index(layer.op))
-            out += [int(j in layer.skips) for j in range(i)]
+            out += [int(bit_source(b) in layer.skips) for b in range(i)]
         return out
 
     @classmethod
@@ -96,10 +127,13 @@ class MacroArch:
                     f"({', '.join(ops)})"
                 )
             bits = ints[pos + 1 : pos + 1 + i]
-            for j, b in enumerate(bits):
+            for k, b in enumerate(bits):
                 if b not in (0, 1):
-                    raise ArchError(f"layer {i}: skip bit for layer {j} is {b}; allowed 0 or 1")
-            out.append(MacroLayer(ops[o], tuple(j for j, b in enumerate(bits) if b)))
+                    raise ArchError(
+                        f"layer {i}: skip bit {k} (from {source_name(bit_source(k))}) is {b}; "
+                        "allowed 0 or 1"
+                    )
+            out.append(MacroLayer(ops[o], tuple(bit_source(k) for k, b in enumerate(bits) if b)))
             pos += 1 + i
         arch = cls(tuple(out))
         arch.validate(ops)
@@ -123,16 +157,20 @@ class MacroArch:
             # a string such as "01" would otherwise iterate into skips (0, 1)
             if isinstance(x, dict) and not isinstance(x.get("skips", []), list):
                 raise ArchError(
-                    f"layer {i}: 'skips' must be a list of layer indices, got {x['skips']!r}"
+                    f"layer {i}: 'skips' must be a list of sources (-1 or 'stem', or layer "
+                    f"indices), got {x['skips']!r}"
                 )
         try:
             layers = tuple(
-                MacroLayer(str(x["op"]), tuple(int(j) for j in x.get("skips", ())))
+                MacroLayer(
+                    str(x["op"]), tuple(STEM if j == "stem" else int(j) for j in x.get("skips", ()))
+                )
                 for x in d["layers"]
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ArchError(
-                f"macro arch JSON needs 'layers': [{{'op': name, 'skips': [...]}}, ...] ({e})"
+                f"macro arch JSON needs 'layers': [{{'op': name, 'skips': [...]}}, ...] with "
+                f"skips from -1 (the stem) or earlier layers ({e})"
             ) from None
         arch = cls(layers)
         arch.validate()
@@ -140,6 +178,7 @@ class MacroArch:
 
     def __str__(self) -> str:
         return "\n".join(
-            f"layer {i:2d}: {layer.op:<14s} skips from {list(layer.skips)}"
+            f"layer {i:2d}: {layer.op:<14s} skips from "
+            f"[{', '.join('stem' if j == STEM else str(j) for j in layer.skips)}]"
             for i, layer in enumerate(self.layers)
         )

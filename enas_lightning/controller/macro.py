@@ -1,9 +1,13 @@
-"""The macro controller: per layer an op, then a yes/no skip from every earlier layer.
+"""The macro controller: per layer an op, then a yes/no decision per possible skip source.
 
-Follows the authors' ``general_controller.py``: op logits ``c * tanh(W h)`` (no bias); the skip
-decisions use attention over one anchor per earlier layer, ``q_j = v . tanh(W1 a_j + W2 h)``, and
-an independent two-way choice per earlier layer from the logits ``[-q_j, q_j]`` (scaled by
-``c * tanh``); the next input is the mean of the chosen anchors.
+Follows the authors' ``general_controller.py`` (``_build_sampler``): op logits ``c * tanh(W h)``
+(no bias); anchor ``a_j`` is the LSTM output after layer j's op step; layer k >= 1 makes k skip
+decisions with attention over the anchors ``a_0 .. a_{k-1}``, ``q_b = v . tanh(W1 a_b + W2 h)``,
+an independent two-way choice per bit from the logits ``[-q_b, q_b]`` (scaled by ``c * tanh``);
+the next input is the mean of the chosen anchors. Skip bit b selects what the child builds from
+it (``general_child._model``): the stem for b = 0, layer b - 1 for b >= 1, i.e. layer b's input.
+So the anchor of bit b is layer b's state (the layer that reads that source), as in the authors'
+code; layer k-1, whose output is layer k's own input, has no bit.
 
 The skip penalty pulls the skip probability towards ``skip_target``:
 ``KL(Bernoulli(p_j) || Bernoulli(skip_target))`` summed over the earlier layers ``j`` and averaged
@@ -16,12 +20,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enas_lightning.arch.macro import MacroArch, MacroLayer
+from enas_lightning.arch.macro import MacroArch, MacroLayer, bit_source, source_bit
 from enas_lightning.controller.base import Controller, Sample
 
 
 class MacroController(Controller):
-    """Samples ``[n, L, L + 1]`` decisions: column 0 the op, column ``1 + j`` the skip from j."""
+    """Samples ``[n, L, L + 1]`` decisions: column 0 the op, column ``1 + b`` skip bit ``b``.
+
+    Bit ``b`` of layer ``i`` (``b < i``) is the authors' bit: a skip from the stem (b = 0) or from
+    layer ``b - 1``; :meth:`to_archs` turns it into the record's source ``b - 1`` (-1: the stem).
+    """
 
     space = "macro"
 
@@ -101,7 +109,9 @@ class MacroController(Controller):
             archs.append(
                 MacroArch(
                     tuple(
-                        MacroLayer(self.ops[row[0]], tuple(j for j in range(i) if row[1 + j]))
+                        MacroLayer(
+                            self.ops[row[0]], tuple(bit_source(b) for b in range(i) if row[1 + b])
+                        )
                         for i, row in enumerate(a)
                     )
                 )
@@ -115,5 +125,5 @@ class MacroController(Controller):
             for i, layer in enumerate(a.layers):
                 out[k, i, 0] = self.ops.index(layer.op)
                 for j in layer.skips:
-                    out[k, i, 1 + j] = 1
+                    out[k, i, 1 + source_bit(j)] = 1
         return out.to(self.g_emb.device)

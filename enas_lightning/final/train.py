@@ -58,7 +58,12 @@ def build_final_network(
                 f"{arch.num_layers}, the layer count of the macro architecture",
             )
         return MacroNetwork(
-            arch, splits.num_classes, c, channels=f.channels, dropout_keep=f.dropout_keep
+            arch,
+            splits.num_classes,
+            c,
+            channels=f.channels,
+            dropout_keep=f.dropout_keep,
+            skip_merge=f.skip_merge,
         )
     raise ConfigError("search_space.name", space, "micro or macro")
 

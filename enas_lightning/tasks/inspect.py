@@ -46,9 +46,9 @@ def run_inspect(cfg: Config, output_dir: Path) -> dict:
         dot = arch_dot(arch)
         where = f"{f.layers} layers (+2 reduction cells), {f.channels} channels"
     else:
-        net = MacroNetwork(arch, classes, c, channels=f.channels)
+        net = MacroNetwork(arch, classes, c, channels=f.channels, skip_merge=f.skip_merge)
         dot = arch_dot(arch, reductions=reduction_layers(arch.num_layers))
-        where = f"{arch.num_layers} layers, {f.channels} channels"
+        where = f"{arch.num_layers} layers, {f.channels} channels, skips {f.skip_merge}"
     params = count_params(net)
     madds = count_madds(net, (c, hw, hw))
     ops = tuple(s.ops)

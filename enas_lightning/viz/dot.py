@@ -20,6 +20,7 @@ from typing import Any
 import graphviz
 
 from enas_lightning.arch import MacroArch, MicroArch, MicroCell
+from enas_lightning.arch.macro import STEM
 from enas_lightning.errors import ArchError
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ def macro_arch_dot(
     """The whole network, top to bottom: stem, one node per layer, classifier.
 
     Layers are labelled ``index: op`` and coloured by op family. Solid edges chain layer i-1 to
-    layer i; dashed edges are the skips from earlier layers. ``reductions`` lists the layers after
+    layer i; dashed edges are the skips, from the stem or from layers before layer i-1 (the
+    authors' skip bits: see :mod:`enas_lightning.arch.macro`). ``reductions`` lists the layers after
     which the resolution halves: those layers get a double border and their outgoing chain edge is
     labelled.
     """
@@ -153,7 +155,8 @@ def macro_arch_dot(
     for i, layer in enumerate(arch.layers):
         for j in layer.skips:
             # constraint=false keeps the chain straight; skips curve alongside it
-            g.edge(f"layer{j}", f"layer{i}", style="dashed", color="gray40", constraint="false")
+            src = "stem" if j == STEM else f"layer{j}"
+            g.edge(src, f"layer{i}", style="dashed", color="gray40", constraint="false")
     return g
 
 

@@ -1,30 +1,34 @@
 """The standalone (final-mode) network of the macro space: one architecture, its own weights.
 
+As the authors' ``general_child.py`` with a ``fixed_arc`` (``_model``, ``_fixed_layer``):
+
 * stem: 3x3 conv to ``channels`` + BN; ``[B, in_channels, H, W] -> [B, C, H, W]``;
-* layer ``i``: ``out = op(prev)`` with ``prev`` the previous layer's output (the stem's for layer
-  0), then ``out = BN(out + sum of the outputs of the layer's skip sources)``;
+* layer ``i``: ``out = op(prev)`` with ``prev`` its input (layer i-1's output, the stem's for
+  layer 0; ops in ReLU-conv-BN order); a layer ``i >= 1`` then merges ``out`` with the outputs
+  of its skip sources (the stem and layers 0 .. i-2) by ``skip_merge``: ``concat`` (the
+  authors' final layer: channel concatenation of the skips and ``out``, ReLU, 1x1 conv back to
+  the layer's channels, BN; also when no skip is chosen) or ``sum`` (the authors' search layer:
+  ``BN(out + sum of skips)``); layer 0 has no merge;
 * after layers ``L//3 - 1`` and ``2*(L//3) - 1`` every earlier output still needed (the next
-  layer's input or a later skip source) is factorized-reduced: resolution halves and channels
-  double (final mode);
-* head: ReLU, global average pool, dropout, linear (:class:`~enas_lightning.ops.Classifier`).
+  layer's input or a later skip source, the stem's included) is factorized-reduced: resolution
+  halves and channels double;
+* head: global average pool (no ReLU, as the authors'), dropout, linear
+  (:class:`~enas_lightning.ops.Classifier`).
 
-Skips are **summed**, as in the reference search code, not concatenated and mixed by a 1x1 conv
-as in the paper (and the reference final code). Summing is the same in search and in the final
-network and keeps every layer's shape fixed whatever skips are chosen; a concat + 1x1 conv
-would need a mixing weight per (layer, source) combination. Unlike the reference final code,
-separable convs are separable and pools pool (see :mod:`enas_lightning.spaces.macro.ops`).
-
-Only the ops and reductions the architecture uses are built, so every parameter gets a gradient.
+Unlike the reference final code, separable convs are separable and pools pool (see
+:mod:`enas_lightning.spaces.macro.ops`), and only the ops and reductions the architecture uses
+are built (the reference reduces every earlier output), so every parameter gets a gradient.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from enas_lightning.arch.macro import MacroArch
+from enas_lightning.arch.macro import STEM, MacroArch
 from enas_lightning.errors import ConfigError
 from enas_lightning.ops import Classifier, FactorizedReduce
-from enas_lightning.spaces.macro.ops import MACRO_OPS
+from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
+from enas_lightning.spaces.macro.supernet import source_key
 
 
 def reduction_after(num_layers: int) -> tuple[int, ...]:
@@ -47,49 +51,55 @@ class MacroNetwork(nn.Module):
         in_channels: int = 3,
         channels: int = 96,
         dropout_keep: float = 1.0,
+        skip_merge: str = "concat",
     ) -> None:
         super().__init__()
         arch.validate(MACRO_OPS.names())
         if channels < 2 or channels % 2:
             raise ConfigError("model.channels", channels, "an even number >= 2")
+        check_skip_merge(skip_merge, "final.skip_merge")
         self.arch = arch
+        self.skip_merge = skip_merge
         self.reductions = reduction_after(arch.num_layers)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
         )
         self.ops = nn.ModuleList()
-        self.bns = nn.ModuleList()
-        # reduce[f"{i}_{j}"]: the reduction after layer i of layer j's output (j <= i)
+        # merges[i - 1]: layer i's merge of its len(skips) skips and its op's output
+        self.merges = nn.ModuleList()
+        # reduce[f"{i}_{source_key(j)}"]: the reduction after layer i of source j's output
         self.reduce = nn.ModuleDict()
         c = channels
         for i, layer in enumerate(arch.layers):
             self.ops.append(MACRO_OPS.build(layer.op, c, 1, search=False))
-            self.bns.append(nn.BatchNorm2d(c))
+            if i > 0:
+                self.merges.append(build_merge(skip_merge, c, len(layer.skips) + 1, search=False))
             if i in self.reductions:
-                for j in range(i + 1):
+                for j in range(STEM, i + 1):
                     if self._used_after(j, i):
-                        self.reduce[f"{i}_{j}"] = FactorizedReduce(c, 2 * c)
+                        self.reduce[f"{i}_{source_key(j)}"] = FactorizedReduce(c, 2 * c)
                 c *= 2
         self.out_channels = c
-        self.classifier = Classifier(c, num_classes, dropout_keep)
+        self.classifier = Classifier(c, num_classes, dropout_keep, relu=False)
 
     def _used_after(self, j: int, i: int) -> bool:
-        """Whether layer ``j``'s output is read by a layer after layer ``i``."""
+        """Whether source ``j``'s output is read by a layer after layer ``i``."""
         return j == i or any(j in layer.skips for layer in self.arch.layers[i + 1 :])
 
     def forward(self, x: Tensor) -> Tensor:
         prev = self.stem(x)
-        outs: list[Tensor | None] = []  # per layer, at the current resolution (None: not needed)
+        # source -> output at the current resolution (dropped once no later layer reads it)
+        outs: dict[int, Tensor] = {STEM: prev}
         for i, layer in enumerate(self.arch.layers):
             out = self.ops[i](prev)
-            for j in layer.skips:
-                out = out + outs[j]
-            out = self.bns[i](out)
-            outs.append(out)
+            if i > 0:
+                out = self.merges[i - 1](out, [outs[j] for j in layer.skips])
+            prev = outs[i] = out
             if i in self.reductions:
-                outs = [
-                    self.reduce[f"{i}_{j}"](o) if f"{i}_{j}" in self.reduce else None
-                    for j, o in enumerate(outs)
-                ]
-            prev = outs[i]
+                outs = {
+                    j: self.reduce[f"{i}_{source_key(j)}"](o)
+                    for j, o in outs.items()
+                    if f"{i}_{source_key(j)}" in self.reduce
+                }
+                prev = outs[i]
         return self.classifier(prev)

@@ -1,20 +1,24 @@
 """The macro supernet: every layer holds all candidate ops, a child runs one per layer.
 
-Search-mode semantics of the authors' ``general_child.py``, without its defects: stem 3x3 conv +
-BN; layer i applies its op to layer i-1's output, adds the outputs of its chosen skip sources and
-batch-normalises the sum (we sum skips as the reference search code does, in search and final
-alike: shape-stable and parameter-free; the paper's concat + 1x1 conv would need a weight block
-per source). After layers ``L//3 - 1`` and ``2*(L//3) - 1`` every earlier output still needed is
-factorized-reduced (channels stay fixed in search; the final network doubles them).
+Search-mode semantics of the authors' ``general_child.py`` (``_model``, ``_enas_layer``), without
+its defects: stem 3x3 conv + BN; layer i applies its op to its input (layer i-1's output, the
+stem's for layer 0); a layer i >= 1 then merges the op's output with its chosen skip sources (the
+stem and layers 0 .. i-2, never its own input) by ``skip_merge``: ``sum`` (the authors' search
+layer: BN of the sum, also when no skip is chosen) or ``concat`` (ReLU, 1x1 conv, BN of the
+channel concatenation, with one shared 1x1 weight block per possible source). Layer 0 has no
+merge: its output is its op's. After layers ``L//3 - 1`` and ``2*(L//3) - 1`` every earlier
+output still needed (the stem's included) is factorized-reduced; channels stay fixed in search
+(the final network doubles them). Head: global average pool (no ReLU, as the authors'),
+dropout, linear.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from enas_lightning.arch.macro import MacroArch
+from enas_lightning.arch.macro import STEM, MacroArch
 from enas_lightning.ops import Classifier, FactorizedReduce, batch_norm
-from enas_lightning.spaces.macro.ops import MACRO_OPS
+from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
 
 
 def reduction_layers(layers: int) -> tuple[int, int]:
@@ -23,8 +27,13 @@ def reduction_layers(layers: int) -> tuple[int, int]:
     return d - 1, 2 * d - 1
 
 
+def source_key(j: int) -> str:
+    """Module key of skip source ``j``: ``"stem"`` or the layer index."""
+    return "stem" if j == STEM else str(j)
+
+
 def needed_later(arch: MacroArch, after: int) -> set[int]:
-    """Outputs (layer indices <= ``after``) that a later layer reads."""
+    """Outputs (:data:`STEM` or layer indices <= ``after``) that a later layer reads."""
     need = {after} if after + 1 < arch.num_layers else set()
     for layer in arch.layers[after + 1 :]:
         need.update(j for j in layer.skips if j <= after)
@@ -42,12 +51,15 @@ class MacroSupernet(nn.Module):
         channels: int = 36,
         ops: tuple[str, ...] = ("conv_3x3",),
         dropout_keep: float = 0.9,
+        skip_merge: str = "sum",
     ) -> None:
         super().__init__()
         MACRO_OPS.check(tuple(ops))
+        check_skip_merge(skip_merge, "search_space.skip_merge")
         self.ops = tuple(ops)
         self.op_index = {name: k for k, name in enumerate(self.ops)}
         self.layers = layers
+        self.skip_merge = skip_merge
         self.reductions = reduction_layers(layers)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), batch_norm(channels, True)
@@ -56,25 +68,35 @@ class MacroSupernet(nn.Module):
             nn.ModuleList(MACRO_OPS.build(op, channels, 1, search=True) for op in self.ops)
             for _ in range(layers)
         )
-        self.bns = nn.ModuleList(batch_norm(channels, True) for _ in range(layers))
-        # reduce[r][j]: factorized reduction of layer j's output at the r-th reduction
+        # merges[i - 1]: layer i's merge, i + 1 possible inputs (i skip sources and the op)
+        self.merges = nn.ModuleList(
+            build_merge(skip_merge, channels, i + 1, search=True) for i in range(1, layers)
+        )
+        # reduce[r][source_key(j)]: factorized reduction of source j's output at the r-th reduction
         self.reduce = nn.ModuleList(
-            nn.ModuleList(FactorizedReduce(channels, channels, True) for _ in range(after + 1))
+            nn.ModuleDict(
+                {
+                    source_key(j): FactorizedReduce(channels, channels, True)
+                    for j in range(STEM, after + 1)
+                }
+            )
             for after in self.reductions
         )
-        self.classifier = Classifier(channels, num_classes, dropout_keep)
+        self.classifier = Classifier(channels, num_classes, dropout_keep, relu=False)
 
     def forward(self, x: Tensor, arch: MacroArch) -> Tensor:
-        outputs: dict[int, Tensor] = {}
         prev = self.stem(x)
+        outputs: dict[int, Tensor] = {STEM: prev}  # source -> output at the current resolution
         for i, layer in enumerate(arch.layers):
             out = self.branches[i][self.op_index[layer.op]](prev)
-            for j in layer.skips:
-                out = out + outputs[j]
-            prev = outputs[i] = self.bns[i](out)
+            if i > 0:
+                skips = [outputs[j] for j in layer.skips]
+                # concat: block b = j + 1 of source j (skip bit b), block i of the op's output
+                out = self.merges[i - 1](out, skips, [j + 1 for j in layer.skips] + [i])
+            prev = outputs[i] = out
             if i in self.reductions:
                 r = self.reductions.index(i)
                 need = needed_later(arch, i)
-                outputs = {j: self.reduce[r][j](outputs[j]) for j in need}
+                outputs = {j: self.reduce[r][source_key(j)](outputs[j]) for j in need}
                 prev = outputs.get(i, prev)
         return self.classifier(prev)
