@@ -195,17 +195,24 @@ def test_render_with_dot(tmp_path: Path, kind: str) -> None:
 
 
 def test_render_without_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Without the dot program the PNG is drawn by matplotlib (viz/mpl_dag.py; tests/test_render.py)."""
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     monkeypatch.setattr(viz_dot, "_missing_dot_logged", False)
     g = micro_arch_dot(micro())
     with caplog.at_level(logging.INFO, logger=viz_dot.__name__):
         paths = render(g, tmp_path / "arch")
         paths2 = render(macro_arch_dot(macro()), tmp_path / "macro", formats=("png",))
-    assert paths == [tmp_path / "arch.dot"]
-    assert paths2 == [tmp_path / "macro.dot"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.dot", "macro.dot"]
+    assert paths == [tmp_path / "arch.dot", tmp_path / "arch.png"]
+    assert paths2 == [tmp_path / "macro.dot", tmp_path / "macro.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "arch.dot",
+        "arch.png",
+        "macro.dot",
+        "macro.png",
+    ]
     assert (tmp_path / "arch.dot").read_text() == g.source
-    hints = [r for r in caplog.records if "PNG/SVG skipped" in r.getMessage()]
+    assert (tmp_path / "arch.png").read_bytes().startswith(PNG_SIGNATURE)
+    hints = [r for r in caplog.records if "pictures with matplotlib" in r.getMessage()]
     assert len(hints) == 1  # logged once, not per call
     assert "apt-get install graphviz" in hints[0].getMessage()
 

@@ -3,7 +3,7 @@
 Building a :class:`graphviz.Digraph` needs only the ``graphviz`` Python package; turning it into
 PNG/SVG needs the ``dot`` program. :func:`render` therefore always writes the DOT source (which any
 Graphviz install, or an online viewer, can render later), renders the images with ``dot`` when it
-is on ``PATH``, and otherwise draws them with matplotlib (:mod:`enas_lightning.viz.render`, a
+is on ``PATH``, and otherwise draws them with matplotlib (:mod:`enas_lightning.viz.mpl_dag`, a
 simpler layered layout), so every run has pictures and none fails because a system package is
 missing.
 """
@@ -173,7 +173,7 @@ def arch_dot(arch: MicroArch | MacroArch | MicroCell, **kw: Any) -> graphviz.Dig
 
 def _fallback(dot: graphviz.Digraph, stem: Path, formats: Iterable[str]) -> list[Path]:
     """The pictures drawn by matplotlib; [] (and a warning) if that fails."""
-    from enas_lightning.viz.render import render_dot_source
+    from enas_lightning.viz.mpl_dag import render_dot_source
 
     try:
         return render_dot_source(dot.source, stem, formats)
@@ -186,7 +186,7 @@ def render(
     dot: graphviz.Digraph, stem: str | Path, formats: Iterable[str] = ("png", "svg")
 ) -> list[Path]:
     """Write ``{stem}.dot`` and ``{stem}.{fmt}`` per format: by Graphviz's ``dot`` when it is on
-    ``PATH``, else by matplotlib (:func:`enas_lightning.viz.render.render_dot_source`).
+    ``PATH``, else by matplotlib (:func:`enas_lightning.viz.mpl_dag.render_dot_source`).
 
     Returns the paths written. Never raises because Graphviz is missing or fails: the DOT source
     is the artefact that matters, images are a convenience.
