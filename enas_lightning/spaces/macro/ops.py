@@ -97,7 +97,9 @@ class SkipConcat(nn.Module):
     The final network builds one block per chosen skip plus one for the op's output. The
     supernet's layer ``i`` builds ``i + 1``: block ``b < i`` for skip bit ``b`` (the stem, then
     layers ``0 .. i-2``) and block ``i`` for the op's output; a child uses the blocks of its
-    inputs (``blocks``), so a source's weights are shared by every child that reads it.
+    inputs (``blocks``), so a source's weights are shared by every child that reads it. The
+    blocks a child does not use get zero gradients, not none, so weight decay and momentum still
+    move them (an unused op's weights get no update at all).
     """
 
     def __init__(self, channels: int, inputs: int, search: bool) -> None:
