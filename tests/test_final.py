@@ -27,7 +27,7 @@ from enas_lightning.errors import ConfigError
 from enas_lightning.final import FinalModule, build_final_network, train_final
 from enas_lightning.final.train import final_checkpoints
 
-# 3 macro layers: conv3, sep3 <- skip 0, conv5 <- skips 0 and 1.
+# 3 macro layers: conv3, sep3 <- skip from the stem (bit 0), conv5 <- the stem and layer 0.
 MACRO_3 = "0 1 1 2 1 1"
 MACRO_OPS = ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5"]
 METRIC_KEYS = {
