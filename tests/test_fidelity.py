@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +95,13 @@ def test_bootstrap_skips_undefined_resamples() -> None:
 
 # --------------------------------------------------------------------------- end to end
 SEARCH = tiny({"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 1})
-# final training as small as the tiny search, 1 epoch
+# final training as small as the tiny search; 3 epochs, so that a kill after the first
+# epoch's checkpoint lands in the middle of the training (two epochs to go)
 FIDELITY = [
     "task=fidelity",
     "trainer=cpu",
     "trainer.enable_progress_bar=false",
-    "fidelity.epochs=1",
+    "fidelity.epochs=3",
     "fidelity.bootstrap=200",
     "final.layers=3",
     "final.channels=4",
@@ -116,10 +121,31 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def kill_when(args: list[str], env: dict[str, str], appears: Path, timeout: float = 600) -> str:
+    """Start ``python -m enas_lightning args``; SIGTERM it once ``appears`` exists; its stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enas_lightning", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not appears.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"finished before {appears} appeared: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    return err
+
+
 @pytest.mark.slow
 def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
-    """A tiny search, fidelity with K=2, then K=4 in the same directory: the first two
-    architectures are kept (not retrained), two are added, and every output is written."""
+    """A tiny search; fidelity with K=2; then K=4 in the same directory, killed during the
+    third architecture's training; the rerun keeps the first two rows (not retrained), resumes
+    the third from its checkpoint, trains the fourth and writes every output."""
     run = tmp_path / "search"
     cli([*SEARCH, f"hydra.run.dir={run}"], cli_env)
     out = tmp_path / "fidelity"
@@ -132,16 +158,23 @@ def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
     assert "Kendall tau" in first.stdout and "Spearman rho" in first.stdout
     metrics_mtime = (out / "archs" / "000" / "metrics.json").stat().st_mtime_ns
 
-    # a rerun in the same directory continues it (resume=true, as for search and final)
-    second = cli([*args, "fidelity.num_archs=4", "resume=true"], cli_env)
+    # a rerun in the same directory continues it (resume=true, as for search and final);
+    # killed once the third architecture finished its first epoch
+    k4 = [*args, "fidelity.num_archs=4", "resume=true"]
+    err = kill_when(k4, cli_env, out / "archs" / "002" / "checkpoints" / "last.ckpt")
+    assert "interrupted during architecture 3 of 4" in err and "resume=true" in err
+    assert read_csv(out / "fidelity.csv") == rows2
+
+    third = cli(k4, cli_env)
     rows4 = read_csv(out / "fidelity.csv")
     assert rows4[:2] == rows2  # kept as saved, shared and standalone accuracy included
     assert [r["source"] for r in rows4] == ["controller", "uniform"] * 2
     assert len({r["arch"] for r in rows4}) == 4
-    assert "keeping 2 finished architectures" in second.stdout
-    trained = [n for n in range(1, 5) if f"architecture {n}/4 " in second.stdout]
+    assert "keeping 2 finished architectures" in third.stdout
+    trained = [n for n in range(1, 5) if f"architecture {n}/4 " in third.stdout]
     assert trained == [3, 4]
     assert (out / "archs" / "000" / "metrics.json").stat().st_mtime_ns == metrics_mtime
+    assert json.loads((out / "archs" / "002" / "metrics.json").read_text())["epochs"] == 3
     for r in rows4:
         assert 0 <= float(r["shared_acc"]) <= 1 and 0 <= float(r["standalone_acc"]) <= 1
         assert int(r["params"]) > 0 and float(r["seconds"]) > 0
@@ -155,16 +188,16 @@ def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
     assert summary["top1_regret"] == pytest.approx(top1_regret(shared, standalone), abs=1e-5)
     tau = summary["kendall_tau"]["estimate"]
     assert tau == pytest.approx(kendall_tau_b(shared, standalone), abs=1e-9) or np.isnan(tau)
-    assert summary["config"]["final"]["epochs"] == 1 and summary["config"]["final"]["layers"] == 3
+    assert summary["config"]["final"]["epochs"] == 3 and summary["config"]["final"]["layers"] == 3
     assert (out / "fidelity_scatter.png").stat().st_size > 0
-    assert str(out / "fidelity.json") in second.stdout.splitlines()[-1]
-    assert not (out / "archs" / "000" / "checkpoints").exists()
+    assert str(out / "fidelity.json") in third.stdout.splitlines()[-1]
+    assert not (out / "archs" / "002" / "checkpoints").exists()
 
     # other settings are refused in one line, before anything is written
-    refused = enas([*args, "resume=true", "fidelity.epochs=2"], REPO, cli_env, 300)
+    refused = enas([*k4, "fidelity.epochs=4"], REPO, cli_env, 300)
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0
-    assert "fidelity.epochs=2 is not allowed" in refused.stderr
+    assert "fidelity.epochs=4 is not allowed" in refused.stderr
     assert read_csv(out / "fidelity.csv") == rows4
 
 
