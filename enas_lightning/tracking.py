@@ -178,12 +178,19 @@ def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, o
     pictures = render(arch_dot(derivation.best), output_dir / "best_arch")
     if not logger:
         return
+    # best: the derived architecture; greedy; the means of the controller's samples and of the
+    # uniformly sampled reference (all with the shared weights)
+    summary = derivation.summary()
     metrics = {
-        "derive/best_val_acc": float(derivation.best_acc),
-        "derive/random_mean_val_acc": float(derivation.random_mean_acc),
+        f"derive/{name}_val_acc": float(summary[key])
+        for name, key in (
+            ("best", "val_acc"),
+            ("greedy", "greedy_val_acc"),
+            ("controller_mean", "controller_mean_val_acc"),
+            ("uniform_mean", "uniform_mean_val_acc"),
+        )
+        if summary[key] is not None
     }
-    if derivation.greedy_acc is not None:
-        metrics["derive/greedy_val_acc"] = float(derivation.greedy_acc)
     try:
         logger.log_metrics(metrics)
         logger.save()

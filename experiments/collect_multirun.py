@@ -4,8 +4,10 @@
 
 Every job directory (``<multirun_dir>/<job number>``, or any directory below that holds
 ``.hydra/overrides.yaml``) becomes one row: the job's overrides (from ``.hydra/overrides.yaml``),
-the derived architectures' validation accuracies (``val_acc``, ``greedy_val_acc``,
-``random_mean_val_acc`` from ``best_arch.json``; empty when the job did not finish) and its wall
+the derivation's validation accuracies with the shared weights from ``best_arch.json`` (empty
+when the job did not finish): ``val_acc`` (the derived, best candidate), ``greedy_val_acc``,
+``controller_mean_val_acc`` (the mean of the controller's samples) and ``uniform_mean_val_acc``
+(the mean of as many uniformly sampled architectures: the random reference), and its wall
 time in seconds (from the modification times of ``.hydra/config.yaml``, written when the job
 starts, and ``best_arch.json``, written when it ends). Writes into ``--out`` (default: the
 multirun directory):
@@ -26,7 +28,7 @@ from typing import Any
 
 import yaml
 
-METRICS = ("val_acc", "greedy_val_acc", "random_mean_val_acc")
+METRICS = ("val_acc", "greedy_val_acc", "controller_mean_val_acc", "uniform_mean_val_acc")
 
 
 def job_dirs(root: Path) -> list[Path]:
@@ -126,7 +128,7 @@ def plot(rows: list[dict[str, Any]], varying: list[str], path: Path) -> None:
     ]
     width = 0.8 / len(METRICS)
     for j, m in enumerate(METRICS):
-        xs = [i + (j - 1) * width for i in range(len(rows))]
+        xs = [i + (j - (len(METRICS) - 1) / 2) * width for i in range(len(rows))]
         ys = [r[m] if r[m] is not None else 0.0 for r in rows]
         ax.bar(xs, ys, width=width, label=m)
     ax.set_xticks(range(len(rows)))

@@ -42,7 +42,7 @@ def cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.
 )
 def test_search_writes_best_arch_and_candidates(space, extra, tmp_path, cli_env) -> None:
     out = tmp_path / "run"
-    cli([*TINY, f"search_space={space}", *extra, f"hydra.run.dir={out}"], cli_env)
+    proc = cli([*TINY, f"search_space={space}", *extra, f"hydra.run.dir={out}"], cli_env)
     ops = AUTHORS_MICRO_OPS if space == "micro" else AUTHORS_MACRO_OPS
     arch = load_arch(out / "best_arch.json", space, ops)
     if space == "micro":
@@ -51,12 +51,18 @@ def test_search_writes_best_arch_and_candidates(space, extra, tmp_path, cli_env)
         assert arch.num_layers == 3
     with (out / "arch_candidates.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 + 1  # K sampled + the greedy one
-    assert sum(r["kind"] == "greedy" for r in rows) == 1
+    # K controller samples + the greedy one, and K uniformly sampled references
+    sources = [r["source"] for r in rows]
+    assert [sources.count(s) for s in ("greedy", "controller", "uniform")] == [1, 4, 4]
     accs = [float(r["val_acc"]) for r in rows]
     assert accs == sorted(accs, reverse=True)
-    # the best row is the saved architecture
-    assert rows[0]["arc"] == " ".join(map(str, arch.to_ints(ops)))
+    # the best row not from the uniform reference is the saved architecture
+    best = next(r for r in rows if r["source"] != "uniform")
+    assert best["arc"] == " ".join(map(str, arch.to_ints(ops)))
+    # the four labelled rows, printed
+    for label in ("best ", "greedy ", "controller mean ", "uniform mean "):
+        assert f"  {label}" in proc.stdout, proc.stdout[-2000:]
+    assert "random (mean)" not in proc.stdout
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
 

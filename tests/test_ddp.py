@@ -78,6 +78,30 @@ def test_controller_update_aggregates_all_ranks_archs(ddp_run):
     assert r0["archs_per_update"] == r1["archs_per_update"] == 2 * NUM_AGGREGATE
 
 
+def test_baseline_takes_every_ranks_rewards_in_rank_order(ddp_run):
+    """One moving-average update per sampled architecture, rank 0's then rank 1's, per update;
+    the result bit-identical on both ranks (with the controller weights, checked above)."""
+    _, (r0, r1) = ddp_run
+    assert r0["history_baselines"] == r1["history_baselines"]
+    assert torch.equal(r0["module"]["baseline"], r1["module"]["baseline"])
+    updates0, updates1 = r0["last_epoch_rewards"], r1["last_epoch_rewards"]
+    assert len(updates0) == len(updates1) == 2  # controller.train_steps
+    assert all(len(u) == NUM_AGGREGATE for u in updates0 + updates1)
+    assert updates0 != updates1  # each rank rewarded its own architectures
+
+    def replay(first: list[list[float]], second: list[list[float]]) -> float:
+        b = r0["history_baselines"][-2]  # the baseline at the end of the previous epoch
+        for a, c in zip(first, second, strict=True):
+            for r in a + c:
+                b -= 0.01 * (b - r)  # controller.baseline_decay = 0.99
+        return b
+
+    final = float(r0["module"]["baseline"])
+    assert final == r0["history_baselines"][-1]
+    assert final == pytest.approx(replay(updates0, updates1), rel=1e-6)
+    assert final != pytest.approx(replay(updates1, updates0), rel=1e-6)  # the order matters
+
+
 def test_ranks_train_different_children(ddp_run):
     _, (r0, r1) = ddp_run
     a0, a1 = r0["epoch0_child_arcs"], r1["epoch0_child_arcs"]
@@ -90,6 +114,7 @@ def test_ranks_derive_the_same_architecture(ddp_run):
     cwd, (r0, r1) = ddp_run
     assert r0["derived"] == r1["derived"]
     assert r0["derived_accs"] == r1["derived_accs"]
+    assert r0["uniform_accs"] == r1["uniform_accs"] and len(r0["uniform_accs"]) == 4
     (run,) = (cwd / "outputs" / "search").iterdir()
     assert (run / "best_arch.json").is_file()
 

@@ -213,9 +213,7 @@ def test_controller_phase_every_other_epoch_runs_after_a_shorter_epoch(make_cfg,
     assert trainer.global_step > 0 and float(module.baseline) != 0.0
 
 
-def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(
-    make_cfg, tmp_path
-) -> None:
+def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg, tmp_path) -> None:
     cfg = make_cfg(["search.warmup_epochs=2"])
     module = make_module(cfg)
     ctrl = {k: v.clone() for k, v in module.controller.state_dict().items()}
@@ -260,6 +258,67 @@ def test_uniform_sampling_is_uniform_whatever_the_controller_learned(make_cfg) -
     assert op_share(learned)[0] > 0.27  # about 0.3 with the logits bounded by 1.1 / 2.5
     share = op_share(uniform)
     assert torch.allclose(share, torch.full((5,), 0.2), atol=0.03), share
+
+
+@pytest.mark.parametrize("controller", ["enas", "random"])
+def test_derivation_scores_a_uniform_reference_on_the_same_weights(
+    controller, make_cfg, tmp_path
+) -> None:
+    """K uniformly sampled architectures (their own seeded draw, also under controller=random)
+    are scored like the candidates, and every output labels which is which."""
+    import csv
+    import json
+
+    from enas_lightning.build import build_supernet
+    from enas_lightning.tasks.search import write_derivation
+
+    k = 3
+    cfg = make_cfg(
+        [f"controller={controller}", "search.child_batches=2", f"search.derive_samples={k}"]
+    )
+    splits = load_splits(cfg.dataset, holdout=True)
+    data = DeviceSplits(splits, pad=cfg.dataset.pad, flip=cfg.dataset.flip)
+    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    fit(module, cfg, tmp_path)
+    d = module.derive()
+    learns = controller == "enas"
+    assert len(d.candidates) == k + learns and len(d.uniform) == len(d.uniform_accuracies) == k
+    # the same scoring function on the same shared weights
+    for arch, acc in zip(d.uniform, d.uniform_accuracies, strict=True):
+        assert acc == module.accuracy(arch)
+    for arch, acc in zip(d.candidates, d.accuracies, strict=True):
+        assert acc == module.accuracy(arch)
+    ops = tuple(cfg.search_space.ops)
+    ints = [a.to_ints(ops) for a in d.uniform]
+    gen = module.generator(10**6 + 1, module.current_epoch)
+    assert ints == [a.to_ints(ops) for a in module.controller.sample_archs(k, gen, uniform=True)]
+    assert ints != [a.to_ints(ops) for a in d.candidates[learns:]]  # not the candidates' draw
+    assert d.uniform_mean_acc == pytest.approx(sum(d.uniform_accuracies) / k)
+    assert d.controller_mean_acc == pytest.approx(sum(d.accuracies[learns:]) / k)
+    assert d.best_acc == max(d.accuracies) and d.best in d.candidates  # never a uniform one
+    assert (d.greedy_acc is not None) == learns
+    # labelled outputs: the printed rows, best_arch.json, arch_candidates.csv
+    report = "\n".join(d.report())
+    for label in ("best ", "greedy ", "controller mean ", "uniform mean ", "shared-weight"):
+        assert label in report
+    assert "random (mean)" not in report
+    write_derivation(d, tmp_path, ops)
+    saved = json.loads((tmp_path / "best_arch.json").read_text())
+    assert saved["val_acc"] == d.best_acc
+    assert saved["uniform_mean_val_acc"] == pytest.approx(d.uniform_mean_acc)
+    assert saved["controller_mean_val_acc"] == pytest.approx(d.controller_mean_acc)
+    assert saved["greedy_val_acc"] == d.greedy_acc and saved["uniform_samples"] == k
+    assert "random_mean_val_acc" not in saved and "supernet was trained on" in saved["note"]
+    with (tmp_path / "arch_candidates.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    sources = [r["source"] for r in rows]
+    assert sorted(sources) == sorted(["greedy"] * learns + ["controller"] * k + ["uniform"] * k)
+    by_source = {
+        s: sorted(float(r["val_acc"]) for r in rows if r["source"] == s) for s in set(sources)
+    }
+    assert by_source["uniform"] == pytest.approx(sorted(d.uniform_accuracies), abs=1e-6)
+    derived = next(r for r in rows if r["source"] != "uniform")
+    assert derived["arc"] == " ".join(map(str, d.best.to_ints(ops)))
 
 
 def test_real_supernet_child_phase_runs_with_sparse_gradients(make_cfg, tmp_path) -> None:

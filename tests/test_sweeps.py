@@ -92,7 +92,8 @@ def test_collect_multirun_table_and_plot(multirun_dir: Path, tmp_path: Path) -> 
     assert [float(r["controller.lr"]) for r in rows] == [pytest.approx(1e-3), pytest.approx(3.5e-3)]
     for r in rows:
         assert 0.0 <= float(r["val_acc"]) <= 1.0
-        assert float(r["random_mean_val_acc"]) >= 0.0
+        assert float(r["controller_mean_val_acc"]) >= 0.0
+        assert float(r["uniform_mean_val_acc"]) >= 0.0
         assert float(r["wall_s"]) > 0
         assert "dataset=fake" in r["overrides"]
     md = (out / "results.md").read_text().splitlines()

@@ -11,7 +11,10 @@ relaunches inherit it and the config stays free of debug switches) and a search 
       "archs_per_update": archs rewarded by the last controller update, summed over ranks,
       "epoch0_child_arcs": this rank's child architectures of epoch 0 (integer arcs, one a step),
       "derived": the derived best architecture (integer arc), "derived_accs": all candidates'
-        accuracies,
+        accuracies, "uniform_accs": the uniform reference's accuracies,
+      "last_epoch_rewards": this rank's rewards of the last epoch's controller phase, one list
+        of num_aggregate per update,
+      "history_baselines": the baseline at the end of every epoch,
     }
 
 ``tests/test_ddp.py`` compares the files of two CPU ranks bit for bit.
@@ -52,11 +55,22 @@ class RankStateDump(pl.Callback):
             "epoch0_child_arcs": self.epoch0_arcs,
             "derived": derivation.best.to_ints(ops),
             "derived_accs": list(derivation.accuracies),
+            "uniform_accs": list(derivation.uniform_accuracies),
+            "last_epoch_rewards": rewards_per_update(module.epoch_samples),
+            "history_baselines": [h["baseline"] for h in module.history],
         }
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"rank{trainer.global_rank}_state.pt"
         torch.save(state, path)
         return path
+
+
+def rewards_per_update(samples: list[dict[str, Any]]) -> list[list[float]]:
+    """The rewards of ``module.epoch_samples``, grouped by controller update, in order."""
+    out: dict[int, list[float]] = {}
+    for s in samples:
+        out.setdefault(s["update"], []).append(s["reward"])
+    return [out[k] for k in sorted(out)]
 
 
 def rank_state_dump() -> RankStateDump | None:

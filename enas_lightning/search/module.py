@@ -90,13 +90,30 @@ def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
             )
 
 
+# what a derivation reminds its reader of wherever it prints or saves its accuracies
+SHARED_WEIGHT_CAVEAT = (
+    "shared-weight accuracies favour the architectures the supernet was trained on; "
+    "only retraining (task=final) shows real quality"
+)
+
+
 @dataclass
 class Derivation:
-    """The result of scoring sampled candidates on the validation split."""
+    """The result of scoring candidates with the shared weights on the validation split.
+
+    ``candidates`` are the controller's (its greedy architecture first, if it has one, then K
+    samples); the derived architecture is the best of them. ``uniform`` are K architectures
+    sampled uniformly from the space (a separate seeded draw, even for ``controller=random``)
+    and scored the same way: the random reference the controller has to beat. The best of K
+    grows with K whatever the controller learned; compare means: greedy and the controller's
+    mean against the uniform mean.
+    """
 
     candidates: list[Any]  # architecture records
     accuracies: list[float]
     greedy_index: int | None  # index of the controller's argmax architecture, if any
+    uniform: list[Any] = field(default_factory=list)
+    uniform_accuracies: list[float] = field(default_factory=list)
     best_index: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,9 +132,53 @@ class Derivation:
         return None if self.greedy_index is None else self.accuracies[self.greedy_index]
 
     @property
-    def random_mean_acc(self) -> float:
+    def controller_mean_acc(self) -> float:
+        """Mean over the controller's samples (the greedy architecture left out)."""
         accs = [a for i, a in enumerate(self.accuracies) if i != self.greedy_index]
         return float(np.mean(accs))
+
+    @property
+    def uniform_mean_acc(self) -> float | None:
+        """Mean over the uniformly sampled reference architectures (``None`` without any)."""
+        return float(np.mean(self.uniform_accuracies)) if self.uniform_accuracies else None
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The four accuracies under the names ``best_arch.json`` and the loggers use."""
+        return {
+            "val_acc": self.best_acc,  # the derived (best) architecture's
+            "greedy_val_acc": self.greedy_acc,
+            "controller_mean_val_acc": self.controller_mean_acc,
+            "uniform_mean_val_acc": self.uniform_mean_acc,
+            "candidates": len(self.candidates),
+            "uniform_samples": len(self.uniform),
+        }
+
+    def rows(self) -> list[tuple[str, Any, float]]:
+        """``(source, architecture, accuracy)`` of every scored architecture; ``source`` is
+        ``greedy``, ``controller`` (the controller's samples) or ``uniform``."""
+        out = [
+            ("greedy" if i == self.greedy_index else "controller", arch, acc)
+            for i, (arch, acc) in enumerate(zip(self.candidates, self.accuracies, strict=True))
+        ]
+        return out + [
+            ("uniform", a, acc)
+            for a, acc in zip(self.uniform, self.uniform_accuracies, strict=True)
+        ]
+
+    def report(self) -> list[str]:
+        """The four labelled rows and the caveat, as printed at the end of a search."""
+        k = len(self.candidates) - (self.greedy_index is not None)
+        greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
+        uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
+        return [
+            f"  best            val acc {self.best_acc:.4f}  (the derived architecture: best of "
+            f"the controller's {len(self.candidates)} candidates)",
+            f"  greedy          val acc {greedy}  (the controller's most likely architecture)",
+            f"  controller mean val acc {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
+            f"  uniform mean    val acc {uniform}  (mean of {len(self.uniform)} uniformly "
+            "sampled architectures: the random reference)",
+            f"  ({SHARED_WEIGHT_CAVEAT})",
+        ]
 
 
 class SearchModule(pl.LightningModule):
@@ -491,11 +552,13 @@ class SearchModule(pl.LightningModule):
 
     @torch.no_grad()
     def derive(self) -> Derivation:
-        """Sample K candidates (plus the greedy one), score them, keep the best.
+        """Sample K candidates (plus the greedy one), score them, keep the best; score K
+        uniformly sampled architectures the same way as the random reference.
 
-        Every rank samples the same candidates (a shared seed), scores its share of them on the
-        whole validation split, and the scores are summed across ranks, so every rank derives the
-        same architecture.
+        The reference has its own seed (for ``controller=random`` the candidates are uniform
+        too, but another draw). Every rank samples the same architectures (shared seeds),
+        scores its share of them on the whole validation split, and the scores are summed
+        across ranks, so every rank derives the same architecture.
         """
         self.data.to(self.device, channels_last=self.cfg.search.channels_last)
         k = self.cfg.search.derive_samples
@@ -505,14 +568,19 @@ class SearchModule(pl.LightningModule):
         if self.learns:
             candidates = [self.controller.sample_archs(1, greedy=True)[0], *candidates]
             greedy_index = 0
+        gen = self.generator(10**6 + 1, self.current_epoch)
+        uniform = self.controller.sample_archs(k, gen, uniform=True)
+        scored = [*candidates, *uniform]
         world = self.trainer.world_size if self._trainer is not None else 1
         rank = self.global_rank if self._trainer is not None else 0
-        scores = torch.zeros(len(candidates), device=self.device)
-        for i in range(rank, len(candidates), world):
-            scores[i] = self.accuracy(candidates[i])
+        scores = torch.zeros(len(scored), device=self.device)
+        for i in range(rank, len(scored), world):
+            scores[i] = self.accuracy(scored[i])
         if world > 1:
             scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
-        self.derivation = Derivation(candidates, scores.tolist(), greedy_index)
+        accs = scores.tolist()
+        n = len(candidates)
+        self.derivation = Derivation(candidates, accs[:n], greedy_index, uniform, accs[n:])
         return self.derivation
 
     # ----------------------------------------------------------------- checkpoints

@@ -14,6 +14,8 @@ from enas_lightning.config import Config
 from enas_lightning.tasks.final import run_final_arch
 from enas_lightning.tasks.search import run_search
 
+DERIVATION_KEYS = ("greedy_val_acc", "controller_mean_val_acc", "uniform_mean_val_acc")
+
 
 def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
     start = time.time()
@@ -21,8 +23,13 @@ def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
     # every rank holds the same derived record, so no rank waits for rank 0's file
     metrics = run_final_arch(cfg, arch, output_dir / "final", in_pipeline=True)
     if metrics:
+        # rank 0 wrote it before the final training, whose collectives every rank has passed
+        path = Path(arch_path)
+        derived = json.loads(path.read_text()) if path.is_file() else {}
         summary = {
-            "search_val_acc": val_acc,
+            "search_val_acc": val_acc,  # the derived architecture's, with the shared weights
+            # the random reference and the controller's own: see Derivation
+            **{f"search_{k}": derived.get(k) for k in DERIVATION_KEYS},
             "arch": str(arch_path),
             "test_acc": metrics["test_acc"],
             "best_test_acc": metrics["best_test_acc"],

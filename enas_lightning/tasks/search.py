@@ -22,7 +22,7 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.precheck import load_splits_cached
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
-from enas_lightning.search.module import Derivation, SearchModule
+from enas_lightning.search.module import SHARED_WEIGHT_CAVEAT, Derivation, SearchModule
 from enas_lightning.search.progress import EpochLine
 from enas_lightning.tasks.common import resolve_ckpt, seed_everything
 
@@ -30,25 +30,22 @@ log = logging.getLogger(__name__)
 
 
 def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> Path:
-    """``best_arch.json`` and ``arch_candidates.csv`` in ``output_dir``."""
+    """``best_arch.json`` and ``arch_candidates.csv`` in ``output_dir``.
+
+    ``best_arch.json``: the derived architecture, its accuracy (``val_acc``), the greedy one's,
+    the means of the controller's samples and of the uniform reference, and the caveat.
+    ``arch_candidates.csv``: every scored architecture, best first, with its ``source``
+    (``greedy``, ``controller`` or ``uniform``); the derived one is the first row not from
+    ``uniform``.
+    """
     path = output_dir / "best_arch.json"
-    save_arch(
-        d.best,
-        path,
-        ops,
-        val_acc=d.best_acc,
-        greedy_val_acc=d.greedy_acc,
-        random_mean_val_acc=d.random_mean_acc,
-        candidates=len(d.candidates),
-    )
+    save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
     with (output_dir / "arch_candidates.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "kind", "arc", "val_acc"])
-        order = sorted(range(len(d.candidates)), key=lambda i: -d.accuracies[i])
-        for r, i in enumerate(order):
-            kind = "greedy" if i == d.greedy_index else "sampled"
-            arc = " ".join(map(str, d.candidates[i].to_ints(ops)))
-            w.writerow([r + 1, kind, arc, f"{d.accuracies[i]:.6f}"])
+        w.writerow(["rank", "source", "arc", "val_acc"])
+        rows = sorted(d.rows(), key=lambda row: -row[2])  # stable: ties keep the source order
+        for r, (source, arch, acc) in enumerate(rows):
+            w.writerow([r + 1, source, " ".join(map(str, arch.to_ints(ops))), f"{acc:.6f}"])
     return path
 
 
@@ -96,13 +93,10 @@ def run_search(
         from enas_lightning.tracking import log_derivation
 
         log_derivation(logger, derivation, path, output_dir, ops)
-        greedy = derivation.greedy_acc
         lines = [
-            f"search finished in {time.time() - start:.0f} s; derived from "
-            f"{len(derivation.candidates)} candidates on {len(splits.val_y)} validation images:",
-            f"  best          val acc {derivation.best_acc:.4f}",
-            f"  greedy        val acc {greedy:.4f}" if greedy is not None else "  greedy        -",
-            f"  random (mean) val acc {derivation.random_mean_acc:.4f}",
+            f"search finished in {time.time() - start:.0f} s; derivation on "
+            f"{len(splits.val_y)} validation images:",
+            *derivation.report(),
             f"best architecture: {path}",
             str(derivation.best),
         ]
