@@ -79,6 +79,14 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "unknown trainer": (["trainer=tpu"], "trainer='tpu'"),
         "unknown op": (["search_space.ops=[sep_conv_3x3,conv_9x9]"], "conv_9x9"),
         "nodes < 1": (["search_space.num_nodes=0"], "search_space.num_nodes=0"),
+        "unknown skip merge in search": (
+            ["search_space=macro", "search_space.skip_merge=mean"],
+            "search_space.skip_merge='mean' is not allowed: one of concat, sum",
+        ),
+        "unknown skip merge in final": (
+            ["final.skip_merge=cat"],
+            "final.skip_merge='cat' is not allowed: one of concat, sum",
+        ),
         "too few layers": (["search_space.layers=2"], "search_space.layers=2"),
         "fake images too small": (["dataset.image_size=2"], "dataset.image_size"),
         "image folder too small": (
