@@ -19,6 +19,7 @@ from enas_lightning.config import Config
 from enas_lightning.controller import Controller, MacroController, MicroController
 from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
 from enas_lightning.errors import ConfigError
+from enas_lightning.optim import CLIP_MODES
 from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge
 from enas_lightning.spaces.macro.supernet import MacroSupernet
 from enas_lightning.spaces.micro.ops import MICRO_OPS
@@ -92,6 +93,9 @@ def validate(cfg: Config) -> None:
         if not 0 < value <= 1:
             raise ConfigError(name, value, "a keep probability in (0, 1]")
     for name, optim in (("search.optim", cfg.search.optim), ("final.optim", cfg.final.optim)):
+        _choice(f"{name}.grad_clip_mode", optim.grad_clip_mode, CLIP_MODES)
+        if optim.l2_reg < 0:
+            raise ConfigError(f"{name}.l2_reg", optim.l2_reg, ">= 0 (0 = no weight decay)")
         if optim.nesterov and optim.momentum <= 0:
             raise ConfigError(
                 f"{name}.momentum",

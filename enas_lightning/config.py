@@ -64,8 +64,14 @@ class ChildOptimConfig:
     t_mul: int = 2  # each period is t_mul times longer
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 1e-4
+    # The authors' convention (utils.get_train_ops): loss += l2_reg * sum(w**2) over every
+    # trained weight, a gradient of 2 * l2_reg * w; the optimizer gets weight_decay = 2 * l2_reg
+    # (torch's weight_decay=l2_reg would be half their strength). Values are the scripts' l2_reg.
+    l2_reg: float = 1e-4
     grad_clip: float = 5.0  # gradient-norm bound (0 = off)
+    # norm: each tensor's gradient clipped to norm grad_clip on its own (the authors'
+    # clip_mode="norm"); global: the norm of all gradients together; none: no clipping
+    grad_clip_mode: str = "norm"
 
 
 @dataclass
@@ -83,6 +89,9 @@ class SearchConfig:
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child steps in a row
     channels_last: bool = False  # supernet and images in channels-last memory format (GPUs)
+    # dropout on while rewards are scored, as the authors' micro search (false: off, a less
+    # noisy reward)
+    reward_dropout: bool = True
     optim: ChildOptimConfig = field(default_factory=ChildOptimConfig)
 
 
@@ -98,13 +107,15 @@ class FinalConfig:
     dropout_keep: float = 0.8
     drop_path_keep: float = 0.6
     aux_weight: float = 0.4  # 0 = no aux head
+    # micro: the authors' "layer_base", one more ReLU-1x1 conv-BN on each cell's later input
+    layer_base: bool = True
     skip_merge: str = "concat"  # macro: concat (the authors' final layer) | sum; see search_space
     cutout: int = 16  # side of the cutout square in final training (0 = off)
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     compile: bool = False  # torch.compile the network
     channels_last: bool = False
     optim: ChildOptimConfig = field(
-        default_factory=lambda: ChildOptimConfig(lr_min=1e-4, weight_decay=2e-4)
+        default_factory=lambda: ChildOptimConfig(lr_min=1e-4, l2_reg=2e-4)
     )
 
 

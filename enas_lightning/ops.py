@@ -110,20 +110,27 @@ class SepConvUnit(nn.Sequential):
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing half the pixels.
 
-    Two stride-2 paths on the ReLU'd input, the second shifted by one pixel, each a 1x1 conv to
-    half the output channels; concatenated and batch-normalised.
+    Two stride-2 paths, the second shifted by one pixel, each a 1x1 conv to half the output
+    channels; concatenated and batch-normalised.
     ``[B, C_in, H, W] -> [B, C_out, ceil(H/2), ceil(W/2)]``.
+
+    ``relu``: a ReLU on the input first. The authors' ``_factorized_reduction`` has none of its
+    own; their micro code puts one before it only where it calibrates a cell input, so the
+    micro space passes ``relu=True`` there and ``relu=False`` for the reduction before a search
+    reduction cell, a stride-2 identity and a reduction cell's unused inputs.
     """
 
-    def __init__(self, c_in: int, c_out: int, search: bool = False) -> None:
+    def __init__(self, c_in: int, c_out: int, search: bool = False, relu: bool = True) -> None:
         super().__init__()
+        self.relu = relu
         half = c_out // 2
         self.path1 = nn.Conv2d(c_in, half, 1, bias=False)
         self.path2 = nn.Conv2d(c_in, c_out - half, 1, bias=False)
         self.bn = batch_norm(c_out, search)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = torch.relu(x)
+        if self.relu:
+            x = torch.relu(x)
         a = self.path1(x[:, :, ::2, ::2])
         # shift by one pixel (pad bottom/right with zeros) so the second path sees the odd pixels
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))

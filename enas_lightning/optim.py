@@ -58,12 +58,45 @@ def ensure_momentum_buffers(sgd: torch.optim.SGD) -> None:
                 state["momentum_buffer"] = torch.empty_like(p).copy_(buf)
 
 
+CLIP_MODES = ("norm", "global", "none")
+
+
+def clip_gradients_(grads: list[torch.Tensor], bound: float, mode: str) -> torch.Tensor:
+    """Clip ``grads`` in place; return their total norm before clipping (a 0-dim tensor).
+
+    ``mode`` (``ChildOptimConfig.grad_clip_mode``): ``"norm"`` scales each tensor whose norm
+    exceeds ``bound`` down to norm ``bound`` on its own (TF's ``clip_by_norm``, the authors'
+    ``clip_mode="norm"``); ``"global"`` scales all tensors by one factor so that their joint
+    norm is at most ``bound`` (``clip_by_global_norm``); ``"none"`` (or ``bound <= 0``) leaves
+    them. The factors stay on the device (no host-device wait): the caller can still skip a
+    non-finite step from the returned total norm.
+    """
+    if mode not in CLIP_MODES:
+        raise ValueError(f"grad_clip_mode {mode!r}: one of {', '.join(CLIP_MODES)}")
+    if not grads:
+        return torch.zeros(())
+    norms = torch.stack(torch._foreach_norm(grads))  # [n]: each tensor's L2 norm
+    total = torch.linalg.vector_norm(norms)
+    if mode == "none" or bound <= 0:
+        return total
+    if mode == "norm":
+        # bound / max(norm, bound): 1 for a small gradient, bound / norm for a large one
+        scales = bound / norms.clamp(min=bound)
+        torch._foreach_mul_(grads, list(scales.unbind()))
+    else:
+        # as torch's clip_grad_norm_: one factor, capped at 1
+        torch._foreach_mul_(grads, (bound / (total + 1e-6)).clamp(max=1.0))
+    return total
+
+
 def sgd_with_sgdr(
     params: Iterable[torch.nn.Parameter], o: Any, **step: bool
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts]:
     """The child optimiser of the paper: SGD (Nesterov momentum, weight decay) and SGDR.
 
-    ``o`` is a :class:`~enas_lightning.config.ChildOptimConfig`. SGDR is epoch-granular (the
+    ``o`` is a :class:`~enas_lightning.config.ChildOptimConfig`. Its ``l2_reg`` is the authors'
+    loss term ``l2_reg * sum(w**2)``, whose gradient ``2 * l2_reg * w`` is torch's
+    ``weight_decay = 2 * l2_reg``. SGDR is epoch-granular (the
     caller steps it once per epoch): ``lr = lr_min + (lr_max - lr_min)(1 + cos(pi t / T_i)) / 2``
     with ``T_i`` starting at ``t0`` and multiplied by ``t_mul`` at each restart. ``step`` picks
     the update kernels (``fused=True`` / ``foreach=True``).
@@ -73,7 +106,8 @@ def sgd_with_sgdr(
         lr=o.lr_max,
         momentum=o.momentum,
         nesterov=o.nesterov,
-        weight_decay=o.weight_decay,
+        # the gradient of the authors' loss term l2_reg * sum(w**2)
+        weight_decay=2.0 * o.l2_reg,
         **step,
     )
     sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(

@@ -173,7 +173,8 @@ def test_export_runs_without_enas_lightning(
 
 
 class Spy(Callback):
-    """Records the network's training inputs and ``drop_path_progress`` per epoch."""
+    """Records the network's training inputs and its ``drop_path_progress`` at each training
+    forward pass."""
 
     def __init__(self) -> None:
         self.inputs: list[torch.Tensor] = []
@@ -183,11 +184,9 @@ class Spy(Callback):
         def hook(m: torch.nn.Module, args: tuple) -> None:
             if m.training:
                 self.inputs.append(args[0].detach().clone())
+                self.progress.append(m.drop_path_progress)
 
         pl_module.network.register_forward_pre_hook(hook)
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *_: Any) -> None:
-        self.progress.append(pl_module.network.drop_path_progress)
 
 
 def test_cutout_and_drop_path_progress_reach_training(tmp_path: Path) -> None:
@@ -195,9 +194,9 @@ def test_cutout_and_drop_path_progress_reach_training(tmp_path: Path) -> None:
     cfg.dataset.pad, cfg.dataset.flip = 0, False  # only cutout makes zeros
     module = make_module(cfg)
     spy = Spy()
-    fit(module, tmp_path, epochs=2, callbacks=[spy], limit_train_batches=1, limit_val_batches=0)
-    # drop path grows with the epoch: epoch / final.epochs
-    assert spy.progress == [0.0, 0.25]
+    fit(module, tmp_path, epochs=2, callbacks=[spy], limit_train_batches=2, limit_val_batches=0)
+    # drop path grows with every step, as the reference: (step + 1) / (final.epochs * 2 batches)
+    assert spy.progress == [1 / 8, 2 / 8, 3 / 8, 4 / 8]
     x = spy.inputs[0]  # [16, 3, 8, 8]
     assert x.shape == (16, 3, 8, 8)
     for img in x:
@@ -286,3 +285,30 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     c = first.network.state_dict()
     assert any(not torch.equal(a[k], c[k]) for k in a)
     assert isinstance(load_arch(AUTHORS_MICRO, "micro", tuple(cfg.search_space.ops)), MicroArch)
+
+
+@pytest.mark.parametrize("mode", ["norm", "global", "none"])
+def test_final_clipping_follows_grad_clip_mode(mode: str) -> None:
+    """Each weight's gradient is clipped to norm 5 on its own (norm, the default), all
+    together (global), or not at all (none)."""
+    cfg = make_cfg(aux_weight=0.0)
+    cfg.final.optim.grad_clip_mode = mode
+    module = make_module(cfg)
+    params = list(module.network.parameters())
+    torch.manual_seed(0)
+    for k, p in enumerate(params):  # every other gradient far above the bound, the rest small
+        g = torch.randn_like(p)
+        p.grad = g * (50.0 if k % 2 == 0 else 0.01) / g.norm()
+    before = [p.grad.clone() for p in params]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    module.configure_gradient_clipping(optimizer)
+    norms = [float(p.grad.norm()) for p in params]
+    if mode == "norm":
+        assert norms[0::2] == pytest.approx([5.0] * len(norms[0::2]), rel=1e-5)
+        assert all(torch.equal(p.grad, b) for p, b in zip(params[1::2], before[1::2], strict=True))
+    elif mode == "global":
+        total = float(torch.cat([p.grad.flatten() for p in params]).norm())
+        assert total == pytest.approx(5.0, rel=1e-5)
+        assert max(norms) < 5.0
+    else:
+        assert all(torch.equal(p.grad, b) for p, b in zip(params, before, strict=True))

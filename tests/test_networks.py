@@ -357,3 +357,109 @@ def test_parity_with_paper(capsys: pytest.CaptureFixture[str]) -> None:
             print(f"  {k:<28s} {v / 1e6:8.3f}M")
     # paper: 4.6M for the published micro cell (aux head included here)
     assert abs(counts["micro authors (aux)"] - 4.6e6) / 4.6e6 < 0.10
+
+
+def authors_micro_final_params(arc: list[int], layers: int, channels: int) -> dict[str, int]:
+    """The trained parameter count of the authors' fixed-architecture micro network.
+
+    An independent count that walks ``micro_child.py`` (melodyguan/enas) with ``fixed_arc`` set
+    and adds up the shapes of its ``create_weight`` calls and its ``batch_norm`` variables:
+    ``_model`` (stem, ``layers + 2`` calls of ``_fixed_layer``, ``fc``), ``_maybe_calibrate_size``
+    (``pool_x``: ``_factorized_reduction`` when the resolutions differ, else a 1x1 conv when the
+    channels differ; ``pool_y``: a 1x1 conv when the channels differ), ``layer_base`` (a 1x1
+    conv, always), ``_fixed_conv`` (two depthwise + pointwise units), the pools' and the
+    identity's 1x1 conv when the channels differ (never, after calibration), the stride-2
+    identity's ``_factorized_reduction`` and ``_fixed_combine``'s reduction of loose ends of a
+    larger resolution. BatchNorm counts ``offset`` and ``scale`` (the moving statistics are not
+    trainable); convolutions and ``fc`` have no bias. ``"model"`` is what their
+    ``_build_train`` prints as "Model has ... params": it excludes the aux head
+    (``"aux_head" not in var.name``), which is counted on its own under ``"aux_head"``.
+    """
+    n = {"model": 0, "aux_head": 0}
+
+    def add(k: int, c_in: int, c_out: int) -> None:
+        n["model"] += k * k * c_in * c_out
+
+    def bn(c: int) -> None:
+        n["model"] += 2 * c  # offset, scale
+
+    def factorized_reduction(c_in: int, c_out: int) -> None:
+        add(1, c_in, c_out // 2)  # path1_conv
+        add(1, c_in, c_out // 2)  # path2_conv
+        bn(c_out)
+
+    normal, reduce = arc[:20], arc[20:]
+    add(3, 3, 3 * channels)  # stem_conv
+    bn(3 * channels)
+    prev = [(3 * channels, 32), (3 * channels, 32)]  # (channels, resolution) of the two inputs
+    pool_layers = (layers // 3, 2 * (layers // 3) + 1)
+    out_filters = channels
+    for layer_id in range(layers + 2):
+        stride = 1
+        cell = normal
+        if layer_id in pool_layers:
+            out_filters, stride, cell = 2 * out_filters, 2, reduce
+        (c0, hw0), (c1, hw1) = prev
+        if hw0 != hw1:  # calibrate/pool_x
+            factorized_reduction(c0, out_filters)
+        elif c0 != out_filters:
+            add(1, c0, out_filters)
+            bn(out_filters)
+        if c1 != out_filters:  # calibrate/pool_y
+            add(1, c1, out_filters)
+            bn(out_filters)
+        add(1, out_filters, out_filters)  # layer_base
+        bn(out_filters)
+        nodes = [(out_filters, hw1), (out_filters, hw1)]
+        used = [0] * 7
+        for node in range(5):
+            hw_out = 0
+            for slot in range(2):
+                x_id, x_op = cell[4 * node + 2 * slot], cell[4 * node + 2 * slot + 1]
+                used[x_id] += 1
+                c, hw = nodes[x_id]
+                s = stride if x_id in (0, 1) else 1
+                if x_op in (0, 1):  # _fixed_conv: sep_conv_0 (strided), sep_conv_1
+                    k = (3, 5)[x_op]
+                    add(k, c, 1)
+                    add(1, c, out_filters)
+                    bn(out_filters)
+                    add(k, out_filters, 1)
+                    add(1, out_filters, out_filters)
+                    bn(out_filters)
+                elif x_op == 4 and s > 1:
+                    factorized_reduction(c, out_filters)
+                if x_op in (2, 3, 4) and c != out_filters:
+                    add(1, c, out_filters)
+                    bn(out_filters)
+                hw_out = hw // s
+            nodes.append((out_filters, hw_out))
+        loose = [i for i in range(7) if used[i] == 0]
+        out_hw = min(nodes[i][1] for i in loose)
+        for i in loose:  # _fixed_combine
+            if nodes[i][1] > out_hw:
+                factorized_reduction(nodes[i][0], out_filters)
+        prev = [prev[1], (len(loose) * out_filters, out_hw)]
+        if layer_id == pool_layers[-1] + 1:  # aux_head: proj 1x1 -> 128, hw x hw -> 768, fc
+            c, hw = prev[1]
+            pooled = (hw - 5) // 3 + 1
+            n["aux_head"] = c * 128 + 2 * 128 + pooled * pooled * 128 * 768 + 2 * 768 + 768 * 10
+    n["model"] += prev[1][0] * 10  # fc
+    return n
+
+
+def test_published_micro_cell_matches_the_authors_code_count() -> None:
+    arc = ints(AUTHORS_MICRO)
+    authors = authors_micro_final_params(arc, layers=15, channels=36)
+    net = MicroNetwork(MicroArch.from_ints(arc), 10, layers=15, channels=36, aux_head=True)
+    assert net.aux is not None
+    # the one documented difference: our classifiers' linear layers have a bias (10 each)
+    bias = net.classifier.linear.bias.numel()
+    assert count_params(net) - count_params(net.aux) - bias == authors["model"]
+    assert count_params(net.aux) - net.aux.linear.bias.numel() == authors["aux_head"]
+    # without the authors' layer_base the network is smaller by one 1x1 conv + BN per cell
+    lean = MicroNetwork(MicroArch.from_ints(arc), 10, layers=15, channels=36, layer_base=False)
+    widths = [36] * 5 + [72] * 6 + [144] * 6  # each cell's C: 5 + 1 + 5 + 1 + 5 cells
+    assert count_params(net) - count_params(net.aux) - count_params(lean) == sum(
+        c * c + 2 * c for c in widths
+    )

@@ -95,7 +95,8 @@ def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
             f"search.optim.lr_max={lr}",
             "search.optim.momentum=0",
             "search.optim.nesterov=false",
-            "search.optim.weight_decay=0",
+            "search.optim.l2_reg=0",
+            "search.optim.grad_clip_mode=global",
         ]
     )
     module = make_module(cfg, scale=1e4)  # a huge loss scale: gradient norm far above 5
@@ -119,6 +120,66 @@ def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
         ]
     )
     assert delta.norm() > 100 * lr * 5.0
+
+
+def test_per_tensor_clipping_bounds_each_tensors_applied_update(make_cfg, tmp_path) -> None:
+    """grad_clip_mode=norm (the default, the authors' clip_mode="norm"): the weight's and the
+    bias's gradients are each clipped to norm 5, so each one's SGD update has norm lr * 5."""
+    lr = 0.1
+    cfg = make_cfg(
+        [
+            "controller=random",
+            "search.epochs=1",
+            "search.child_batches=1",
+            f"search.optim.lr_max={lr}",
+            "search.optim.momentum=0",
+            "search.optim.nesterov=false",
+            "search.optim.l2_reg=0",
+        ]
+    )
+    assert cfg.search.optim.grad_clip_mode == "norm"
+    module = make_module(cfg, scale=1e4)  # both gradients far above norm 5
+    before = [p.detach().clone() for p in module.supernet.parameters()]
+    fit(module, cfg, tmp_path)
+    for p, b in zip(module.supernet.parameters(), before, strict=True):
+        assert float((p.detach() - b).norm()) == pytest.approx(lr * 5.0, rel=1e-4)
+
+
+class DropoutSupernet(nn.Module):
+    """A stand-in whose prediction only dropout decides (equal logits, some dropped: the
+    argmax is the first kept class); records its own mode per call."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+        self.drop = nn.Dropout(0.5)
+        self.modes: list[bool] = []
+
+    def forward(self, x, arch):
+        self.modes.append(self.training)  # True would mean the aux head is computed too
+        return self.drop(torch.ones(len(x), self.classes, device=x.device))
+
+
+@pytest.mark.parametrize("reward_dropout", [True, False])
+def test_reward_scoring_dropout_follows_the_setting(make_cfg, reward_dropout: bool) -> None:
+    """As the authors' micro search (build_valid_rl runs the child with is_training=True):
+    dropout is on while rewards are scored unless search.reward_dropout=false; the supernet
+    itself stays in eval mode (no aux head) and is back in train mode afterwards."""
+    cfg = make_cfg([f"search.reward_dropout={str(reward_dropout).lower()}"])
+    module = make_module(cfg)
+    module.supernet = DropoutSupernet(module.data.splits.num_classes)
+    module._val_shard = torch.arange(len(module.data.val_y))
+    archs = module.controller.sample_archs(8, torch.Generator().manual_seed(0))
+
+    def score(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)  # dropout's masks
+        return module.reward_accuracy(archs, torch.Generator().manual_seed(0))
+
+    first, again, other = score(1), score(1), score(2)
+    assert torch.equal(first, again)  # seeded: the same masks
+    assert torch.equal(first, other) != reward_dropout  # other masks change the scores
+    assert module.supernet.modes == [False] * 24
+    assert module.supernet.training and module.supernet.drop.training
 
 
 def test_child_phase_leaves_the_controller_alone(make_cfg, tmp_path) -> None:

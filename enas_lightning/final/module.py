@@ -15,7 +15,7 @@ Design choices:
   on its position, so a run resumed from a checkpoint replays exactly the steps an uninterrupted
   run takes, bit for bit (given deterministic kernels).
 * Gradient clipping is done by :meth:`FinalModule.configure_gradient_clipping` with the module's
-  own ``cfg.optim.grad_clip`` (norm), not with the Trainer's ``gradient_clip_val``: the bound is a
+  own ``cfg.optim.grad_clip`` and ``grad_clip_mode`` (per tensor by default), not with the Trainer's ``gradient_clip_val``: the bound is a
   setting of the final config, it keeps working whatever Trainer the caller builds, and the
   project keeps ``gradient_clip_val`` out of its Trainer configs. Lightning calls the hook after
   the precision plugin has unscaled the gradients (16-mixed), so the bound is on true gradients.
@@ -24,6 +24,7 @@ Design choices:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -34,7 +35,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-from enas_lightning.optim import sgd_with_sgdr, step_kwargs
+from enas_lightning.optim import clip_gradients_, sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
 
 
@@ -158,21 +159,34 @@ class FinalModule(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Bound the global gradient norm by ``cfg.optim.grad_clip`` (0 = off).
+        """Clip the gradients to ``cfg.optim.grad_clip`` (0 = off) in the mode
+        ``cfg.optim.grad_clip_mode`` (``norm``: each tensor on its own; ``global``; ``none``).
 
+        Lightning calls this hook after the precision plugin has unscaled the gradients
+        (16-mixed), and the final optimizer is never fused under mixed precision
+        (:func:`~enas_lightning.optim.step_kwargs`), so clipping them here directly is safe.
         A Trainer ``gradient_clip_val`` (not used by this project) takes precedence if given.
         """
         bound = gradient_clip_val if gradient_clip_val else float(self.cfg.optim.grad_clip)
-        if bound > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=bound, gradient_clip_algorithm="norm")
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        clip_gradients_(grads, bound, str(self.cfg.optim.grad_clip_mode))
 
     # ------------------------------------------------------------------------------------------
     # Training
 
-    def on_train_epoch_start(self) -> None:
-        # Drop path grows linearly with training progress (the reference's drop_path schedule).
-        if hasattr(self.network, "drop_path_progress"):
-            self.network.drop_path_progress = self.current_epoch / max(1, int(self.cfg.epochs))
+    def set_drop_path_progress(self, batch_idx: int) -> None:
+        """Drop path grows linearly with training progress, step by step: the reference's
+        ``_apply_drop_path`` uses ``min(1, (global_step + 1) / num_train_steps)`` with
+        ``num_train_steps = epochs * batches per epoch``. A plain Python number (no device
+        tensor), a function of the step's position, so a resumed run sets the same values."""
+        if not hasattr(self.network, "drop_path_progress"):
+            return
+        per_epoch = self.trainer.num_training_batches
+        if not math.isfinite(per_epoch):  # a loader without a length
+            per_epoch = len(self._train_loader) if self._train_loader is not None else 1
+        steps = max(1, int(self.cfg.epochs) * int(per_epoch))
+        step = self.current_epoch * int(per_epoch) + batch_idx + 1
+        self.network.drop_path_progress = min(1.0, step / steps)
 
     def on_train_epoch_end(self) -> None:
         # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
@@ -189,6 +203,7 @@ class FinalModule(pl.LightningModule):
         """One SGD step on the augmented images of the index batch ``batch`` ``[B]``."""
         seed = step_seed(self.seed, self.global_rank, self.current_epoch, batch_idx)
         torch.manual_seed(seed)  # dropout and drop path: a function of the step's position
+        self.set_drop_path_progress(batch_idx)
         x, y = self.data.train_batch(batch, self._step_generator(seed))  # [B, C, H, W], [B]
         out = self(x)
         if isinstance(out, tuple):

@@ -49,6 +49,7 @@ def build_final_network(
             drop_path_keep=f.drop_path_keep,
             aux_head=f.aux_weight > 0,
             image_size=h,
+            layer_base=f.layer_base,
         )
     if space == "macro":
         if f.layers != arch.num_layers:

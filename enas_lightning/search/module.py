@@ -51,6 +51,7 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.errors import CheckpointError, NonFiniteError
 from enas_lightning.optim import (
+    clip_gradients_,
     ensure_momentum_buffers,
     fused_supported,
     sgd_with_sgdr,
@@ -356,20 +357,18 @@ class SearchModule(pl.LightningModule):
             self.check_nonfinite()
 
     def clip_child_gradients(self, sgd: torch.optim.Optimizer) -> Tensor:
-        """Clip the supernet's gradients to ``search.optim.grad_clip`` (0: no clipping).
+        """Clip the supernet's gradients to ``search.optim.grad_clip`` in the mode
+        ``search.optim.grad_clip_mode`` (``norm``: each tensor on its own, the default).
 
-        Returns the total gradient norm before clipping (a 0-dim device tensor). torch's clip
-        is called directly: Lightning's ``clip_gradients`` refuses fused optimizers under
+        Returns the total gradient norm before clipping (a 0-dim device tensor). The clip is
+        done here, not by Lightning's ``clip_gradients``: that refuses fused optimizers under
         mixed precision, and bf16-mixed has no loss scale to undo first. The clipped gradients
         are the ones ``step()`` applies (the reference computed clipped gradients and then
         applied the unclipped ones).
         """
-        params = [p for g in sgd.param_groups for p in g["params"] if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-        clip = self.cfg.search.optim.grad_clip
-        if clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
-        return norm
+        grads = [p.grad for g in sgd.param_groups for p in g["params"] if p.grad is not None]
+        o = self.cfg.search.optim
+        return clip_gradients_(grads, o.grad_clip, o.grad_clip_mode)
 
     def count_nonfinite(self, skip: Tensor) -> None:
         """Count a skipped step on the device (no host synchronisation)."""
@@ -402,10 +401,17 @@ class SearchModule(pl.LightningModule):
     def reward_accuracy(self, archs: list[Any], gen: torch.Generator) -> Tensor:
         """Accuracy ``[n]`` of each child on its own validation minibatch (no augmentation).
 
-        The supernet is in eval mode (no dropout) and its BatchNorm layers normalise with the
-        minibatch's statistics: running statistics shared by all children describe none of them.
+        BatchNorm normalises with the minibatch's statistics (search BatchNorm keeps none:
+        running statistics shared by all children describe none of them). With
+        ``search.reward_dropout`` (default, as the authors' micro search: ``build_valid_rl``
+        runs the child with ``is_training=True``) the dropout layers are on while scoring; the
+        supernet itself stays in eval mode so that no aux head is computed.
         """
         self.supernet.eval()
+        if self.cfg.search.reward_dropout:
+            for m in self.supernet.modules():
+                if isinstance(m, nn.Dropout):
+                    m.train()
         b = self.cfg.search.batch_size
         accs = []
         for arch in archs:

@@ -42,6 +42,7 @@ def run_inspect(cfg: Config, output_dir: Path) -> dict:
             channels=f.channels,
             aux_head=f.aux_weight > 0,
             image_size=hw,
+            layer_base=f.layer_base,
         )
         dot = arch_dot(arch)
         where = f"{f.layers} layers (+2 reduction cells), {f.channels} channels"

@@ -6,20 +6,22 @@ Follows the reference code's final mode (``micro_child.py`` ``_fixed_layer``):
 * ``layers + 2`` cells; cells ``layers // 3`` and ``2 * (layers // 3) + 1`` are reduction cells
   (resolution halves, channels double), the others normal cells;
 * each cell takes the outputs of the previous two cells (the stem output twice for the first
-  cell) and calibrates them to its channel count: the earlier one by factorized reduction when
-  its resolution is twice the later one's, else by ReLU-1x1 conv-BN when its channels differ; the
-  later one by ReLU-1x1 conv-BN when its channels differ;
+  cell) and calibrates them to its channel count: the earlier one by ReLU and factorized
+  reduction when its resolution is twice the later one's, else by ReLU-1x1 conv-BN when its
+  channels differ; the later one by ReLU-1x1 conv-BN when its channels differ;
+* then the later input always passes one more ReLU-1x1 conv-BN (the reference's "layer_base",
+  ``layer_base=False`` leaves it out);
 * in a reduction cell the ops applied to the two input nodes run at stride 2 (identity at stride
-  2 is a factorized reduction); node = op1 + op2;
+  2 is a factorized reduction, without a ReLU); node = op1 + op2;
 * the cell output is the concatenation of its loose ends (unused input nodes of a reduction cell
-  are factorized-reduced first), with no 1x1 conv after it: ``len(loose_ends) * C`` channels;
+  are factorized-reduced first, without a ReLU), with no 1x1 conv after it:
+  ``len(loose_ends) * C`` channels;
 * head: ReLU, global average pool, dropout, linear (:class:`~enas_lightning.ops.Classifier`).
 
 Differences from the reference, on purpose:
 
-* The reference also applies a second ReLU-1x1 conv-BN ("layer_base") to the later input after
-  calibrating it; it is redundant with the calibration and is not built here.
 * The aux head's weights are trained (the reference excluded them from the trained variables).
+* The classifier's linear layer has a bias (the reference's has none): 10 more parameters.
 
 Only the architecture's ops are built, so every parameter receives a gradient.
 """
@@ -57,6 +59,7 @@ class FinalCell(nn.Module):
         channels: int,
         reduction: bool,
         prev_prev_larger: bool,
+        layer_base: bool = True,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -65,7 +68,7 @@ class FinalCell(nn.Module):
         self.out_channels = len(self.loose_ends) * channels
         # calibration of the two inputs to [B, channels, H, W]
         if prev_prev_larger:
-            self.pre0: nn.Module = FactorizedReduce(c_prev_prev, channels)
+            self.pre0: nn.Module = FactorizedReduce(c_prev_prev, channels, relu=True)
         elif c_prev_prev != channels:
             self.pre0 = ReLUConvBN(c_prev_prev, channels, 1)
         else:
@@ -73,6 +76,8 @@ class FinalCell(nn.Module):
         self.pre1: nn.Module = (
             ReLUConvBN(c_prev, channels, 1) if c_prev != channels else nn.Identity()
         )
+        # the reference's "layer_base": one more ReLU-1x1 conv-BN on the calibrated later input
+        self.base: nn.Module = ReLUConvBN(channels, channels, 1) if layer_base else nn.Identity()
         # ops[j][slot]: only the ops the architecture uses
         self.ops = nn.ModuleList()
         self.drop = []  # drop_path applies to every op output except identity ops
@@ -86,7 +91,7 @@ class FinalCell(nn.Module):
         # unused input nodes of a reduction cell are still at the input resolution
         self.loose_reduce = nn.ModuleDict(
             {
-                str(i): FactorizedReduce(channels, channels)
+                str(i): FactorizedReduce(channels, channels, relu=False)
                 for i in self.loose_ends
                 if reduction and i < 2
             }
@@ -94,7 +99,7 @@ class FinalCell(nn.Module):
 
     def forward(self, s0: Tensor, s1: Tensor, drop_keep: float = 1.0) -> Tensor:
         """``drop_keep < 1`` drops paths (per sample) with this keep probability."""
-        states = [self.pre0(s0), self.pre1(s1)]
+        states = [self.pre0(s0), self.base(self.pre1(s1))]
         for (inputs, _), pair, drops in zip(self.nodes, self.ops, self.drop, strict=True):
             out = 0
             for i, op, drop in zip(inputs, pair, drops, strict=True):
@@ -155,7 +160,8 @@ class MicroNetwork(nn.Module):
     still runs.
 
     ``drop_path_progress`` (float in [0, 1], default 1.0) is the training progress that scales
-    drop path; the training loop sets it (epoch / total epochs). Cell ``l`` keeps a path with
+    drop path; the training loop sets it before every step (``(step + 1) / total steps``, the
+    reference's ``_apply_drop_path``). Cell ``l`` keeps a path with
     probability ``1 - (l + 1) / (layers + 2) * (1 - drop_path_keep) * drop_path_progress``.
     """
 
@@ -170,6 +176,7 @@ class MicroNetwork(nn.Module):
         drop_path_keep: float = 1.0,
         aux_head: bool = False,
         image_size: int = 32,
+        layer_base: bool = True,
     ) -> None:
         super().__init__()
         arch.validate(MICRO_OPS.names())
@@ -198,7 +205,13 @@ class MicroNetwork(nn.Module):
                 c *= 2
                 size = (size + 1) // 2
             cell = FinalCell(
-                arch.reduce if reduction else arch.normal, c_pp, c_p, c, reduction, prev_reduced
+                arch.reduce if reduction else arch.normal,
+                c_pp,
+                c_p,
+                c,
+                reduction,
+                prev_reduced,
+                layer_base,
             )
             self.cells.append(cell)
             c_pp, c_p, prev_reduced = c_p, cell.out_channels, reduction

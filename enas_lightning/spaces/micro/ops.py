@@ -39,7 +39,10 @@ def _pool(kind: str, kernel: int):
 
 
 def _identity(channels: int, stride: int, search: bool) -> nn.Module:
-    return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, search)
+    # the authors' stride-2 identity is their factorized reduction alone, without a ReLU
+    return (
+        nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, search, relu=False)
+    )
 
 
 for _k in (3, 5, 7):

@@ -31,7 +31,8 @@ class Calibrate(nn.Module):
     def __init__(self, c_in: int, c_out: int, reduce: bool, search: bool) -> None:
         super().__init__()
         if reduce:
-            self.op: nn.Module = FactorizedReduce(c_in, c_out, search)
+            # ReLU then factorized reduction (the authors' _maybe_calibrate_size)
+            self.op: nn.Module = FactorizedReduce(c_in, c_out, search, relu=True)
         elif c_in != c_out:
             self.op = ReLUConvBN(c_in, c_out, 1, 1, search)
         else:
@@ -134,7 +135,8 @@ class MicroSupernet(nn.Module):
                 c *= 2
                 # the previous output is reduced first; the reduction cell then sees
                 # [previous (full size), reduced previous] and runs at stride 1
-                self.pre_reduce[str(k)] = FactorizedReduce(c_p, c, search=True)
+                # no ReLU before it, as the authors' _model
+                self.pre_reduce[str(k)] = FactorizedReduce(c_p, c, search=True, relu=False)
                 c_pp, c_p, pp_larger = c_p, c, True
             self.cells.append(SearchCell(c_pp, c_p, c, pp_larger, num_nodes, self.ops))
             c_pp, c_p, pp_larger = c_p, c, False
