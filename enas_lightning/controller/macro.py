@@ -10,8 +10,8 @@ So the anchor of bit b is layer b's state (the layer that reads that source), as
 code; layer k-1, whose output is layer k's own input, has no bit.
 
 The skip penalty pulls the skip probability towards ``skip_target``:
-``KL(Bernoulli(p_j) || Bernoulli(skip_target))`` summed over the earlier layers ``j`` and averaged
-over the layers. ``p_j`` is the probability with which the skip is actually sampled (the
+``KL(Bernoulli(p_b) || Bernoulli(skip_target))`` summed over a layer's skip bits ``b`` and averaged
+over the layers. ``p_b`` is the probability with which the skip is actually sampled (the
 reference applied a sigmoid to the pre-softmax logit, which is not quite that probability).
 """
 
