@@ -377,6 +377,17 @@ def summarize(rows: list[dict[str, Any]], fcfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def strict_json(value: Any) -> Any:
+    """``nan`` (no correlation: a constant column) as ``null``, which every JSON reader takes."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def _fmt_interval(name: str, d: dict[str, Any], confidence: float) -> str:
     lo, hi = d["ci"]
     return f"{name} {d['estimate']:+.3f} ({confidence:.0%} CI {lo:+.3f} .. {hi:+.3f})"
@@ -474,7 +485,7 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     summary["checkpoint"] = str(found.ckpt.resolve())
     summary["wall_time_s"] = time.time() - start
     summary["config"] = OmegaConf.to_container(fcfg, resolve=True)
-    (output_dir / JSON_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+    (output_dir / JSON_NAME).write_text(json.dumps(strict_json(summary), indent=2) + "\n")
     conf = fcfg.fidelity.confidence
     tau_line = _fmt_interval("Kendall tau", summary["kendall_tau"], conf)
     rho_line = _fmt_interval("Spearman rho", summary["spearman_rho"], conf)
