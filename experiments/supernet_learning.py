@@ -70,7 +70,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant("no_clip", ("search.optim.grad_clip=0",), doc="no gradient clipping"),
         Variant("no_dropout", ("search_space.dropout_keep=1.0",), doc="dropout off"),
-        Variant("no_wd", ("search.optim.weight_decay=0",), doc="weight decay 0"),
+        Variant("no_wd", ("search.optim.l2_reg=0",), doc="weight decay 0"),
         Variant("channels_16", ("search_space.channels=16",), doc="16 channels"),
         Variant("nodes_2", ("search_space.num_nodes=2",), doc="2 nodes per cell"),
         Variant("batch_64", ("search.batch_size=64",), doc="batch 64"),
