@@ -298,6 +298,14 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
     assert children != [a.to_ints(ops) for a in own]
 
 
+def test_negative_warmup_is_refused(make_cfg) -> None:
+    from enas_lightning.build import validate
+    from enas_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"search.warmup_epochs=-1 is not allowed: at least 0"):
+        validate(make_cfg(["search.warmup_epochs=-1"]))
+
+
 def test_uniform_sampling_is_uniform_whatever_the_controller_learned(make_cfg) -> None:
     """``sample_archs(uniform=True)`` ignores the learned logits (and the op bias), and leaves
     the controller as it was."""
