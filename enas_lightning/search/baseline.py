@@ -36,10 +36,11 @@ def sequential_baseline(rewards: Tensor, baseline: Tensor, decay: float) -> Tens
         as ``rewards``.
     """
     n = rewards.shape[0]
-    pos = torch.arange(n, device=rewards.device)
+    # exponents made on the device and powers of a Python number: nothing is copied from the
+    # host, so the scan queues behind the rewards without waiting for them
+    pos = torch.arange(n, device=rewards.device, dtype=rewards.dtype)
     lag = pos[:, None] - pos[None, :]  # [n, n], i - j
-    d = torch.tensor(decay, dtype=rewards.dtype, device=rewards.device)
     # d^(i - j) below the diagonal and on it (0^0 = 1 in torch, so d = 0 works), 0 above
-    weights = torch.where(lag >= 0, d.pow(lag.clamp(min=0).to(rewards.dtype)), 0.0)
-    start = d.pow((pos + 1).to(rewards.dtype)) * baseline.to(rewards.dtype)  # [n], d^(i+1) b_0
-    return start + (1 - d) * (weights @ rewards)
+    weights = torch.where(lag >= 0, torch.pow(decay, lag.clamp(min=0)), 0.0)
+    start = torch.pow(decay, pos + 1) * baseline.to(rewards.dtype)  # [n], d^(i+1) b_0
+    return start + (1 - decay) * (weights @ rewards)
