@@ -315,3 +315,44 @@ def test_fidelity_macro(tmp_path: Path, cli_env) -> None:
     assert all(len(r["arch"].split()) == 1 + 2 + 3 for r in rows)  # op + skips per layer
     summary = json.loads((out / "fidelity.json").read_text())
     assert summary["config"]["final"]["layers"] == 3  # not the search run's final.layers (24)
+
+
+def test_fidelity_config_takes_the_search_runs_settings(tmp_path: Path, make_cfg) -> None:
+    """Final settings come from the search run; final.* on the command line and this
+    command's trainer override them; fidelity.epochs is the budget; other rows are refused."""
+    from omegaconf import OmegaConf
+
+    from enas_lightning.errors import ConfigError
+    from enas_lightning.tasks.fidelity import (
+        check_settings,
+        fidelity_config,
+        find_search_run,
+        row_settings,
+    )
+
+    run = fake_run(tmp_path / "run", "search")
+    searched = make_cfg(["final.batch_size=17", "final.channels=36", "search.derive_batches=2"])
+    OmegaConf.save(searched, run / ".hydra" / "config.yaml")
+    given = ["task=fidelity", f"fidelity.run={run}", "fidelity.epochs=3", "final.channels=8"]
+    cfg = make_cfg([*given, "trainer.num_threads=2", "fidelity.seed=5"])
+    fcfg = fidelity_config(cfg, given, tmp_path / "out")
+    assert fcfg.final.batch_size == 17  # the search run's
+    assert fcfg.final.channels == 8  # this command's final.*
+    assert fcfg.final.epochs == 3 and fcfg.seed == 5
+    assert fcfg.trainer.num_threads == 2  # not an override in `given`: this command's trainer
+    assert fcfg.search.derive_batches == 0  # the whole validation split
+    assert fcfg.task == "fidelity" and fcfg.output_dir == str(tmp_path / "out")
+
+    with pytest.raises(ConfigError, match="^final.epochs=5 .*fidelity.epochs"):
+        fidelity_config(make_cfg([*given, "final.epochs=5"]), [*given, "final.epochs=5"], tmp_path)
+
+    found = find_search_run(str(run))
+    mine = row_settings(fcfg, found)
+    check_settings(mine, mine, tmp_path, str(run))
+    lr = [*given, "final.optim.lr_max=0.2"]
+    other = row_settings(fidelity_config(make_cfg([*lr, "fidelity.seed=5"]), lr, tmp_path), found)
+    # the saved rows were made with lr_max 0.2; this command has the search run's 0.05
+    with pytest.raises(
+        ConfigError, match=r"^final.optim.lr_max=0.05 .*made with final.optim.lr_max=0.2"
+    ):
+        check_settings(other, mine, tmp_path, str(run))

@@ -128,7 +128,23 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
             Path(cfg.fidelity.run),
             f"its config does not load here: {' '.join(str(e).split())[:160]}",
         ) from None
-    for key in _override_keys(overrides):
+    given = _override_keys(overrides)
+    if "final.epochs" in given and cfg.final.epochs != cfg.fidelity.epochs:
+        raise ConfigError(
+            "final.epochs", cfg.final.epochs, "left out: fidelity.epochs sets the standalone budget"
+        )
+    layers = merged.search_space.layers
+    if (
+        merged.search_space.name == "macro"
+        and "final.layers" in given
+        and cfg.final.layers != layers
+    ):
+        raise ConfigError(
+            "final.layers",
+            cfg.final.layers,
+            f"{layers} (the layer count of the searched macro architectures) or left out",
+        )
+    for key in given:
         OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
     merged.task = "fidelity"
     merged.output_dir = str(output_dir)
@@ -140,7 +156,7 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
     merged.final.epochs = cfg.fidelity.epochs
     merged.search.derive_batches = 0  # scores on the whole validation split
     if merged.search_space.name == "macro":
-        merged.final.layers = merged.search_space.layers  # a macro architecture fixes its depth
+        merged.final.layers = layers  # a macro architecture fixes its depth
     return merged
 
 
@@ -172,6 +188,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _flat(prefix: str, node: Any) -> dict[str, Any]:
+    """``{"final.optim.lr_max": 0.05, ...}`` of a config node."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(f"{prefix}.{key}", value))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
 def row_settings(fcfg: DictConfig, found: SearchRun) -> dict[str, Any]:
     """Every setting a saved row depends on (``fidelity.num_archs`` only adds rows)."""
     dataset = OmegaConf.to_container(fcfg.dataset, resolve=True)
@@ -183,12 +210,14 @@ def row_settings(fcfg: DictConfig, found: SearchRun) -> dict[str, Any]:
         "fidelity.epochs": fcfg.fidelity.epochs,
         "search.eval_batch_size": fcfg.search.eval_batch_size,  # batch-statistics BN
         "trainer.precision": str(fcfg.trainer.precision),
-        **{f"final.{k}": v for k, v in OmegaConf.to_container(fcfg.final, resolve=True).items()},
-        **{f"dataset.{k}": v for k, v in dataset.items()},
+        **_flat("final", OmegaConf.to_container(fcfg.final, resolve=True)),
+        **_flat("dataset", dataset),
     }
 
 
-def check_settings(saved: dict[str, Any], mine: dict[str, Any], output_dir: Path) -> None:
+def check_settings(
+    saved: dict[str, Any], mine: dict[str, Any], output_dir: Path, run: str | None
+) -> None:
     """Refuse to add rows to ``output_dir`` made under other settings (one line)."""
     for key in sorted(set(saved) | set(mine)):
         if saved.get(key) != mine.get(key):
@@ -198,7 +227,7 @@ def check_settings(saved: dict[str, Any], mine: dict[str, Any], output_dir: Path
                 what = f"with {key}={saved.get(key)!r} (this run: {mine.get(key)!r})"
             raise ConfigError(
                 key,
-                mine.get(key) if key != "fidelity.run" else "<checkpoint>",
+                mine.get(key) if key != "fidelity.run" else run,
                 f"the rows saved in {output_dir} were made {what}; use the same settings or "
                 "another hydra.run.dir",
             )
@@ -221,7 +250,8 @@ def prepare(
     validate_data(fcfg, load_splits_cached(fcfg.dataset, holdout=False), "final")
     settings = output_dir / SETTINGS_NAME
     if settings.is_file():
-        check_settings(json.loads(settings.read_text()), row_settings(fcfg, found), output_dir)
+        saved = json.loads(settings.read_text())
+        check_settings(saved, row_settings(fcfg, found), output_dir, cfg.fidelity.run)
     return fcfg, found
 
 
