@@ -454,7 +454,9 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     candidates = sample_candidates(module.controller, uniform, k, fcfg.fidelity.seed)
 
     csv_path = output_dir / CSV_NAME
-    rows = [r for r in read_rows(csv_path) if r["index"] < k]
+    saved = read_rows(csv_path)
+    rows = [r for r in saved if r["index"] < k]
+    beyond = [r for r in saved if r["index"] >= k]  # a smaller num_archs keeps them on file
     for r in rows:
         source, arch = candidates[r["index"]]
         if r["arch"] != " ".join(map(str, arch.to_ints(ops))) or r["source"] != source:
@@ -506,7 +508,7 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
             }
         )
         rows.sort(key=lambda r: r["index"])
-        write_rows(csv_path, rows)
+        write_rows(csv_path, rows + beyond)
         # the row is the result; the checkpoints only served a resume of this architecture
         shutil.rmtree(arch_dir / "checkpoints", ignore_errors=True)
 
