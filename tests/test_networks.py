@@ -264,8 +264,10 @@ def test_macro_merges_build_and_count_as_documented(merge: str) -> None:
 
 def test_macro_final_layer_follows_the_authors() -> None:
     """``_fixed_layer``: ops are ReLU-conv-BN; layer 0 is its op alone (no merge, no extra BN);
-    concat merges ReLU the concatenation, 1x1 conv, BN; the head pools without a ReLU."""
+    concat merges ReLU the concatenation, 1x1 conv, BN; the head pools without a ReLU; and
+    ``_factorized_reduction`` has no ReLU of its own."""
     net = MacroNetwork(MACRO_6, 10, channels=4)
+    assert net.reduce and not any(fr.relu for fr in net.reduce.values())
     assert net.skip_merge == "concat" and len(net.merges) == 5
     for unit in net.ops[0]:
         assert [type(m) for m in unit] == [nn.ReLU, nn.Conv2d, nn.BatchNorm2d]

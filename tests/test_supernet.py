@@ -149,6 +149,7 @@ def test_macro_child_gets_gradients_only_on_its_branches(seed: int) -> None:
                 j = STEM if key == "stem" else int(key)
                 read = j == after or any(j in later.skips for later in arch.layers[after + 1 :])
                 assert has_grad(fr) == read, (after, j)
+        assert not any(fr.relu for per in net.reduce for fr in per.values())
         # sum merge: layer i >= 1 has one BN, always used; layer 0 has no merge
         assert len(net.merges) == layers - 1
         assert all(has_grad(m) for m in net.merges)

@@ -10,8 +10,8 @@ As the authors' ``general_child.py`` with a ``fixed_arc`` (``_model``, ``_fixed_
   the layer's channels, BN; also when no skip is chosen) or ``sum`` (the authors' search layer:
   ``BN(out + sum of skips)``); layer 0 has no merge;
 * after layers ``L//3 - 1`` and ``2*(L//3) - 1`` every earlier output still needed (the next
-  layer's input or a later skip source, the stem's included) is factorized-reduced: resolution
-  halves and channels double;
+  layer's input or a later skip source, the stem's included) is factorized-reduced (no ReLU
+  first, as the authors' ``_factorized_reduction``): resolution halves and channels double;
 * head: global average pool (no ReLU, as the authors'), dropout, linear
   (:class:`~enas_lightning.ops.Classifier`).
 
@@ -77,7 +77,7 @@ class MacroNetwork(nn.Module):
             if i in self.reductions:
                 for j in range(STEM, i + 1):
                     if self._used_after(j, i):
-                        self.reduce[f"{i}_{source_key(j)}"] = FactorizedReduce(c, 2 * c)
+                        self.reduce[f"{i}_{source_key(j)}"] = FactorizedReduce(c, 2 * c, relu=False)
                 c *= 2
         self.out_channels = c
         self.classifier = Classifier(c, num_classes, dropout_keep, relu=False)

@@ -7,7 +7,8 @@ stem and layers 0 .. i-2, never its own input) by ``skip_merge``: ``sum`` (the a
 layer: BN of the sum, also when no skip is chosen) or ``concat`` (ReLU, 1x1 conv, BN of the
 channel concatenation, with one shared 1x1 weight block per possible source). Layer 0 has no
 merge: its output is its op's. After layers ``L//3 - 1`` and ``2*(L//3) - 1`` every earlier
-output still needed (the stem's included) is factorized-reduced; channels stay fixed in search
+output still needed (the stem's included) is factorized-reduced (no ReLU first, as the
+authors' ``_factorized_reduction``); channels stay fixed in search
 (the final network doubles them). Head: global average pool (no ReLU, as the authors'),
 dropout, linear.
 """
@@ -76,7 +77,7 @@ class MacroSupernet(nn.Module):
         self.reduce = nn.ModuleList(
             nn.ModuleDict(
                 {
-                    source_key(j): FactorizedReduce(channels, channels, True)
+                    source_key(j): FactorizedReduce(channels, channels, True, relu=False)
                     for j in range(STEM, after + 1)
                 }
             )
