@@ -30,6 +30,9 @@ from omegaconf import DictConfig
 
 from enas_lightning.errors import ConfigError
 
+# Set to a process's rank (> 0 for every rank but the first) by Lightning's DDP relaunch,
+# torchrun, SLURM and submitit's local launcher.
+RANK_VARIABLES = ("LOCAL_RANK", "RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID")
 # What Hydra itself writes into a job directory before the task function runs.
 HYDRA_WRITES = (".hydra",)
 
@@ -38,9 +41,7 @@ def is_relaunched_rank(job_name: str = "") -> bool:
     """A process that joins a run started by rank 0 (DDP relaunch, SLURM/torchrun rank > 0)."""
     if job_name.startswith("train_ddp_process_"):
         return True
-    return any(
-        os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID")
-    )
+    return any(os.environ.get(k, "0") not in ("", "0") for k in RANK_VARIABLES)
 
 
 def continues_run(cfg: Any, run_dir: Path) -> bool:
