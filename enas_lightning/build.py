@@ -178,6 +178,7 @@ def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
             dropout_keep=s.dropout_keep,
             aux_head=s.aux_weight > 0,
             image_size=h,
+            weights_per_input=s.weights_per_input,
         )
     return MacroSupernet(
         splits.num_classes,

@@ -29,6 +29,10 @@ class SearchSpaceConfig:
     # macro: how a layer merges its skips in the supernet: sum (the authors' search layer:
     # BN of the sum) | concat (channel concat, ReLU, 1x1 conv, BN; the authors' final layer)
     skip_merge: str = "sum"
+    # micro: one copy of each op's weights per input index, as the authors' supernet (true), or
+    # one per (cell, node, slot, op) shared by every input (false: each copy trains more often;
+    # see experiments/RESULTS.md, "Why the shared weights learn slowly")
+    weights_per_input: bool = True
 
 
 @dataclass

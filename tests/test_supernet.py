@@ -310,3 +310,34 @@ def test_macro_standalone_and_supernet_agree(seed: int) -> None:
         if has_grad(m)
     }
     assert used == set(net.reduce.keys())
+
+
+def test_micro_weights_per_input_off_shares_one_copy_across_inputs() -> None:
+    """``weights_per_input=False``: node j's op on input 0 and on input 1 is the same tensor."""
+    torch.manual_seed(0)
+    shared = MicroSupernet(
+        3, 3, layers=3, channels=C, num_nodes=B, ops=AUTHORS_MICRO_OPS, weights_per_input=False
+    )
+    per_input = micro_net()
+    # one copy per (cell, node, slot, op) instead of j + 2 of them
+    cell_shared, cell_per = shared.cells[0], per_input.cells[0]
+    assert [len(slot) for node in cell_shared.ops for slot in node] == [1] * (2 * B)
+    assert [len(slot) for node in cell_per.ops for slot in node] == [
+        j + 2 for j in range(B) for _ in range(2)
+    ]
+    assert count_params(shared) < count_params(per_input)
+
+    def arch(first_input: int) -> MicroArch:
+        node = MicroNode((first_input, 1), ("sep_conv_3x3", "identity"))
+        rest = MicroNode((0, 1), ("identity", "identity"))
+        cell = MicroCell((node, *[rest] * (B - 1)))
+        return MicroArch(cell, cell)
+
+    sep = cell_shared.ops[0][0][0][AUTHORS_MICRO_OPS.index("sep_conv_3x3")]
+    grads = []
+    for first in (0, 1):  # the two children read different inputs through the same copy
+        shared.zero_grad(set_to_none=True)
+        out = shared(torch.randn(4, 3, 8, 8), arch(first))
+        (out[0] if isinstance(out, tuple) else out).sum().backward()
+        grads.append(sep[0][1].weight.grad)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)

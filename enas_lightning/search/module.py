@@ -72,6 +72,7 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         "search_space.num_nodes": s.num_nodes if s.name == "micro" else None,
         "search_space.ops": list(s.ops),
         "search_space.aux_weight>0": s.aux_weight > 0,
+        "search_space.weights_per_input": s.weights_per_input if s.name == "micro" else None,
         "controller.lstm_size": cfg.controller.lstm_size,
         "controller.lstm_layers": cfg.controller.lstm_layers,
     }

@@ -10,7 +10,9 @@ ReLU -> 1x1 conv -> BN. The 1x1 conv's weight holds one ``[C, C]`` block per nod
 of the loose ends are selected, so its weights are shared per node too.
 
 Weights are shared per (cell, node, input slot, input index, op): the same computation in two
-children uses the same tensors. A forward pass runs only the sampled ops.
+children uses the same tensors. A forward pass runs only the sampled ops. With
+``weights_per_input=False`` (not the authors') one copy per (cell, node, slot, op) serves every
+input index, so each copy is trained ``j + 2`` times as often at node ``j``.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ class SearchCell(nn.Module):
         prev_prev_larger: bool,
         num_nodes: int,
         ops: tuple[str, ...],
+        weights_per_input: bool = True,
     ) -> None:
         super().__init__()
         self.channels = channels
         self.num_nodes = num_nodes
+        self.weights_per_input = weights_per_input
         self.op_index = {name: k for k, name in enumerate(ops)}
         self.calibrate = nn.ModuleList(
             [
@@ -64,12 +68,13 @@ class SearchCell(nn.Module):
                 Calibrate(c_prev, channels, False, search=True),
             ]
         )
-        # ops[node][slot][input index][op]
+        # ops[node][slot][input index][op]; with weights_per_input=False one copy (index 0)
+        # serves every input of the slot
         self.ops = nn.ModuleList(
             nn.ModuleList(
                 nn.ModuleList(
                     nn.ModuleList(MICRO_OPS.build(op, channels, 1, search=True) for op in ops)
-                    for _ in range(j + 2)
+                    for _ in range(j + 2 if weights_per_input else 1)
                 )
                 for _ in range(2)
             )
@@ -85,7 +90,8 @@ class SearchCell(nn.Module):
         for j, node in enumerate(cell.nodes):
             out = None
             for slot, (i, op) in enumerate(zip(node.inputs, node.ops, strict=True)):
-                y = self.ops[j][slot][i][self.op_index[op]](nodes[i])
+                copy = i if self.weights_per_input else 0
+                y = self.ops[j][slot][copy][self.op_index[op]](nodes[i])
                 out = y if out is None else out + y
             nodes.append(out)
         loose = cell.loose_ends
@@ -113,6 +119,7 @@ class MicroSupernet(nn.Module):
         dropout_keep: float = 0.9,
         aux_head: bool = False,
         image_size: int = 32,
+        weights_per_input: bool = True,
     ) -> None:
         super().__init__()
         MICRO_OPS.check(tuple(ops))
@@ -138,7 +145,9 @@ class MicroSupernet(nn.Module):
                 # no ReLU before it, as the authors' _model
                 self.pre_reduce[str(k)] = FactorizedReduce(c_p, c, search=True, relu=False)
                 c_pp, c_p, pp_larger = c_p, c, True
-            self.cells.append(SearchCell(c_pp, c_p, c, pp_larger, num_nodes, self.ops))
+            self.cells.append(
+                SearchCell(c_pp, c_p, c, pp_larger, num_nodes, self.ops, weights_per_input)
+            )
             c_pp, c_p, pp_larger = c_p, c, False
             if aux_head and k == self.reductions[1] + 1:
                 # as the reference: on the cell right after the last reduction
