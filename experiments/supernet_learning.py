@@ -183,6 +183,25 @@ def run(
 KNOB_VARIANTS = {"share_inputs": Knobs(share_inputs=True), "bn_no_affine": Knobs(bn_affine=False)}
 
 
+def resolve(name: str) -> tuple[Variant, Knobs]:
+    """A variant by name; ``a+b`` combines the changes of ``a`` and ``b``."""
+    overrides: list[str] = []
+    sampler = "uniform"
+    knobs = Knobs()
+    for part in name.split("+"):
+        if part not in VARIANTS and part not in KNOB_VARIANTS:
+            raise SystemExit(
+                f"--variants: unknown {part!r}; known: {', '.join([*VARIANTS, *KNOB_VARIANTS])}"
+            )
+        v = VARIANTS.get(part, Variant(part))
+        overrides += v.overrides
+        sampler = v.sampler if v.sampler != "uniform" else sampler
+        k = KNOB_VARIANTS.get(part)
+        if k is not None:
+            knobs = Knobs(knobs.share_inputs or k.share_inputs, knobs.bn_affine and k.bn_affine)
+    return Variant(name, tuple(overrides), sampler), knobs
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -201,8 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     all_rows: list[dict] = []
     for name in a.variants:
-        variant = VARIANTS.get(name, Variant(name))
-        knobs = KNOB_VARIANTS.get(name, Knobs())
+        variant, knobs = resolve(name)
         for seed in a.seeds:
             rows = run(variant, knobs, seed, a.steps, a.eval_every, a.eval_archs)
             all_rows += rows
