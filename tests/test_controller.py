@@ -333,7 +333,7 @@ def controller_module(ctrl, cfg, reward_fn) -> tuple[SearchModule, torch.optim.O
     """A SearchModule whose ``controller_step`` runs outside a Trainer with a toy reward."""
     module = SearchModule(_Stub(), ctrl, None, cfg)
     _, opt = module.configure_optimizers()[0]
-    module._trainer = SimpleNamespace(world_size=1, current_epoch=0)
+    module._trainer = SimpleNamespace(world_size=1, global_rank=0, current_epoch=0)
     module.optimizers = lambda: (None, opt)
     module.manual_backward = lambda loss: loss.backward()
     module.log = lambda *a, **k: None
