@@ -170,7 +170,7 @@ def final_callbacks(cfg: Config) -> list[pl.Callback]:
 def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, ops: tuple) -> None:
     """Picture the derived architecture and send it to the experiment tracker (rank 0 only).
 
-    Writes ``best_arch.dot`` (and ``.png``/``.svg`` when Graphviz is installed) next to
+    Writes ``best_arch.dot`` and ``.png`` (``.svg`` too when Graphviz is installed) next to
     ``best_arch.json``; logs ``derive/*`` accuracies; on W&B also logs an ``architecture``
     artifact holding the JSON, its pictures and the candidates' table.
     """
