@@ -298,6 +298,19 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
     assert children != [a.to_ints(ops) for a in own]
 
 
+def test_epoch_line_marks_warmup_epochs() -> None:
+    from types import SimpleNamespace
+
+    from enas_lightning.search.progress import EpochLine
+
+    trainer = SimpleNamespace(max_epochs=3, callback_metrics={})
+    summary = {"epoch": 0, "baseline": 0.0, "lr": 0.05}
+    line = EpochLine.line(trainer, None, {**summary, "warmup": True}, 1.0)
+    assert line.startswith("epoch 1/3 (warm-up) | ")
+    line = EpochLine.line(trainer, None, {**summary, "warmup": False}, 1.0)
+    assert line.startswith("epoch 1/3 | ")
+
+
 def test_negative_warmup_is_refused(make_cfg) -> None:
     from enas_lightning.build import validate
     from enas_lightning.errors import ConfigError

@@ -141,8 +141,9 @@ class EpochLine(pl.Callback):
         acc = logged.get("child/acc_epoch")
         greedy = summary.get("greedy_arch")
         arc = " ".join(map(str, greedy.to_ints(tuple(module.controller.ops)))) if greedy else "-"
+        warmup = " (warm-up)" if summary.get("warmup") else ""  # search.warmup_epochs
         return (
-            f"epoch {summary['epoch'] + 1}/{trainer.max_epochs}"
+            f"epoch {summary['epoch'] + 1}/{trainer.max_epochs}{warmup}"
             f" | child loss {_number(loss, '.4f')} acc {_number(acc, '.4f')}"
             f" | reward {_number(summary.get('reward'), '.4f')}"
             f" baseline {_number(summary.get('baseline'), '.4f')}"
