@@ -260,8 +260,12 @@ def test_progress_bar_shows_three_numbers() -> None:
         )
     }
     trainer = SimpleNamespace(callback_metrics=logged, progress_bar_metrics={})
-    metrics = SearchProgressBar().get_metrics(trainer, None)
-    assert metrics == {"loss": 0.5, "acc": 0.5, "reward": 0.5}
+    bar = SearchProgressBar()
+    assert bar.get_metrics(trainer, None) == {"loss": 0.5, "acc": 0.5, "reward": 0.5}
+    # with an 80-column terminal in mind: no it/s column, a short bar
+    columns = bar.configure_columns(trainer)
+    assert "ProcessingSpeedColumn" not in [type(c).__name__ for c in columns]
+    assert [c.bar_width for c in columns if hasattr(c, "bar_width")] == [8]
 
 
 def test_lightning_tip_and_tpu_lines_are_filtered(tmp_path: Path, make_cfg, caplog) -> None:

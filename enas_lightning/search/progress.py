@@ -88,6 +88,19 @@ class SearchProgressBar(RichProgressBar):
         # the k-th controller update of the epoch is done: k + 1 of train_steps
         self._update(self.controller_progress_bar_id, int(batch[1]) + 1)
 
+    def configure_columns(self, trainer: pl.Trainer) -> list:
+        """Lightning's columns less the it/s column (the epoch line gives the seconds per epoch),
+        with an 8-character bar: bar and three numbers fit in 80 columns."""
+        columns = [
+            c
+            for c in super().configure_columns(trainer)
+            if type(c).__name__ != "ProcessingSpeedColumn"
+        ]
+        for c in columns:
+            if hasattr(c, "bar_width"):
+                c.bar_width = 8
+        return columns
+
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """The three numbers of :data:`BAR_METRICS` (none of Lightning's others, no ``v_num``)."""
         logged = {**trainer.callback_metrics, **trainer.progress_bar_metrics}
