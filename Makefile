@@ -42,7 +42,7 @@ $(STAMP): setup.cfg pyproject.toml
 ifeq ($(strip $(TORCH_INDEX)),)
 	$(BIN)/python -m pip install -q '$(TORCH)'
 else
-	$(BIN)/python -m pip install -q --retries 1 '$(TORCH)' --index-url $(TORCH_INDEX) \
+	$(BIN)/python -m pip install -q --retries 0 --timeout 15 '$(TORCH)' --index-url $(TORCH_INDEX) \
 	  || { echo "make: $(TORCH_INDEX) not reachable: $(TORCH) from PyPI instead"; \
 	       $(BIN)/python -m pip install -q '$(TORCH)'; }
 endif
