@@ -122,13 +122,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("multirun/random_vs_enas"))
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument(
+        "--also",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more sweep dirs to collect (e.g. seeds run in parallel by a second invocation)",
+    )
     parser.add_argument("extra", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
     out = args.out.resolve()
     wall = None
     if not args.collect_only:
         wall = run_sweep(out, args.seeds, args.extra)
-    rows = collect(out)
+    rows = [r for d in (out, *(p.resolve() for p in args.also)) for r in collect(d)]
     if not rows:
         sys.exit(f"no finished jobs under {out}")
     with (out / "results.csv").open("w", newline="") as f:
