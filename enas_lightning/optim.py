@@ -4,8 +4,9 @@ A fused SGD/Adam step is one kernel over all parameters (measured 2-3x faster th
 on the CPU, see ``bench/RESULTS.md``). The final network's optimizer (and, by the same rule, the
 controller's Adam) is fused only without mixed precision: Lightning's mixed-precision plugin does
 not unscale the gradients of an optimizer that unscales internally (fused ones) before the
-clipping hook, so :func:`clip_gradients_` would see scaled gradients. The supernet's SGD is fused under ``bf16-mixed`` too: the search clips with torch directly and passes the fused
-step a ``found_inf`` flag so that a non-finite step is skipped on the device
+clipping hook, so :func:`clip_gradients_` would see scaled gradients. The supernet's SGD is
+fused under ``bf16-mixed`` too: the search clips with torch directly and passes the fused step a
+``found_inf`` flag so that a non-finite step is skipped on the device
 (:meth:`enas_lightning.search.module.SearchModule.child_step`).
 """
 
