@@ -154,8 +154,10 @@ def test_channels_last_matches_contiguous() -> None:
     x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 4, (8,))
     g_a = train_step_grads(a, a, x, y)
     g_b = train_step_grads(b, b, x.contiguous(memory_format=torch.channels_last), y)
+    # the two layouts sum in different orders: float rounding (measured up to 1.4e-5 absolute
+    # once the final cells got their layer_base conv), while a layout bug gives O(1) differences
     for u, v in zip(g_a, g_b, strict=True):
-        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-3)
 
 
 def test_trainer_num_threads_is_applied(make_cfg, tmp_path: Path) -> None:
