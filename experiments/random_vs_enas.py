@@ -33,14 +33,14 @@ DERIVATION_COLUMNS = (
 )
 
 
-def run_sweep(out: Path, seeds: list[int], extra: list[str]) -> float:
+def run_sweep(out: Path, seeds: list[int], extra: list[str], controllers: list[str]) -> float:
     cmd = [
         sys.executable,
         "-m",
         "enas_lightning",
         "-m",
         "experiment=quickstart",
-        "controller=enas,random",
+        "controller=" + ",".join(controllers),
         "seed=" + ",".join(map(str, seeds)),
         f"hydra.sweep.dir={out}",
         "trainer.enable_progress_bar=false",
@@ -123,6 +123,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("multirun/random_vs_enas"))
     parser.add_argument("--collect-only", action="store_true")
     parser.add_argument(
+        "--controllers",
+        nargs="+",
+        default=["enas", "random"],
+        choices=["enas", "random"],
+        help="which searches to run (e.g. only enas after an ENAS-only change: random search "
+        "never trains a controller, so settings such as search.warmup_epochs leave it as it was)",
+    )
+    parser.add_argument(
         "--also",
         type=Path,
         nargs="*",
@@ -134,7 +142,7 @@ def main() -> None:
     out = args.out.resolve()
     wall = None
     if not args.collect_only:
-        wall = run_sweep(out, args.seeds, args.extra)
+        wall = run_sweep(out, args.seeds, args.extra, args.controllers)
     rows = [r for d in (out, *(p.resolve() for p in args.also)) for r in collect(d)]
     if not rows:
         sys.exit(f"no finished jobs under {out}")
