@@ -85,20 +85,22 @@ def test_scheduler_steps_once_per_epoch(make_cfg, tmp_path) -> None:
     )
 
 
+def one_plain_sgd_step(lr: float) -> list[str]:
+    """One child step of plain SGD (no momentum, no decay) at ``lr``: the update is -lr * grad."""
+    return [
+        "controller=random",
+        "search.epochs=1",
+        "search.child_batches=1",
+        f"search.optim.lr_max={lr}",
+        "search.optim.momentum=0",
+        "search.optim.nesterov=false",
+        "search.optim.l2_reg=0",
+    ]
+
+
 def test_gradient_clipping_clips_the_applied_update(make_cfg, tmp_path) -> None:
     lr = 0.1
-    cfg = make_cfg(
-        [
-            "controller=random",
-            "search.epochs=1",
-            "search.child_batches=1",
-            f"search.optim.lr_max={lr}",
-            "search.optim.momentum=0",
-            "search.optim.nesterov=false",
-            "search.optim.l2_reg=0",
-            "search.optim.grad_clip_mode=global",
-        ]
-    )
+    cfg = make_cfg([*one_plain_sgd_step(lr), "search.optim.grad_clip_mode=global"])
     module = make_module(cfg, scale=1e4)  # a huge loss scale: gradient norm far above 5
     before = [p.detach().clone() for p in module.supernet.parameters()]
     fit(module, cfg, tmp_path)
@@ -126,17 +128,7 @@ def test_per_tensor_clipping_bounds_each_tensors_applied_update(make_cfg, tmp_pa
     """grad_clip_mode=norm (the default, the authors' clip_mode="norm"): the weight's and the
     bias's gradients are each clipped to norm 5, so each one's SGD update has norm lr * 5."""
     lr = 0.1
-    cfg = make_cfg(
-        [
-            "controller=random",
-            "search.epochs=1",
-            "search.child_batches=1",
-            f"search.optim.lr_max={lr}",
-            "search.optim.momentum=0",
-            "search.optim.nesterov=false",
-            "search.optim.l2_reg=0",
-        ]
-    )
+    cfg = make_cfg(one_plain_sgd_step(lr))
     assert cfg.search.optim.grad_clip_mode == "norm"
     module = make_module(cfg, scale=1e4)  # both gradients far above norm 5
     before = [p.detach().clone() for p in module.supernet.parameters()]
