@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -302,8 +303,17 @@ def test_search_logs_one_line_per_epoch(tiny_cfg, tmp_path: Path, caplog) -> Non
 
 # ------------------------------------------------------------------ 7. two commands
 def make_dry(*args: str, venv: Path) -> str:
+    # CI runs these tests inside `make test`: a nested make would print "Entering directory"
+    # lines and inherit the outer make's flags and command-line variables, so none is passed on
+    outer = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTEST_ARGS", "ARGS", "VENV", "PYTHON"}
+    outer |= {"TORCH", "TORCH_INDEX", "EXTRAS"}
+    env = {k: v for k, v in os.environ.items() if k not in outer}
     proc = subprocess.run(
-        ["make", "-n", *args, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", *args, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
