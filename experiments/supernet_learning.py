@@ -31,7 +31,7 @@ from enas_lightning.build import build_controller, build_supernet
 from enas_lightning.config import Config, register_configs
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
-from enas_lightning.optim import sgd_with_sgdr
+from enas_lightning.optim import clip_gradients_, sgd_with_sgdr
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,11 @@ def run(
         loss = F.cross_entropy(logits, y)
         sgd.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.search.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.search.optim.grad_clip)
+        # the search's own clipping, in the configured mode (BASE pins the old global mode)
+        o = cfg.search.optim
+        clip_gradients_(
+            [p.grad for p in net.parameters() if p.grad is not None], o.grad_clip, o.grad_clip_mode
+        )
         sgd.step()
         if step % eval_every == 0:
             accs = evaluate(net, data, eval_set)
