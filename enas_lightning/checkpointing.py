@@ -29,7 +29,7 @@ import signal
 import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
@@ -37,7 +37,10 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from enas_lightning.errors import ENASError
+from enas_lightning.errors import CheckpointError, ENASError
+
+if TYPE_CHECKING:
+    from enas_lightning.config import Config
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -171,3 +174,53 @@ def last_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
+
+
+def space_fingerprint(cfg: Config) -> dict[str, Any]:
+    """The settings a checkpoint's weights depend on; resuming under others is refused.
+
+    Args:
+        cfg: the run's config (its ``search_space`` and ``controller`` parts are read).
+
+    Returns:
+        ``{"search_space.<key>" | "controller.<key>": value}``: plain values (``str``, ``int``,
+        ``bool``, ``list[str]`` or ``None`` for a setting the space does not have), saved as
+        ``checkpoint["enas"]["fingerprint"]`` by the search module.
+    """
+    s = cfg.search_space
+    return {
+        "search_space.name": s.name,
+        "search_space.layers": s.layers,
+        "search_space.channels": s.channels,
+        "search_space.num_nodes": s.num_nodes if s.name == "micro" else None,
+        "search_space.ops": list(s.ops),
+        "search_space.aux_weight>0": s.aux_weight > 0,
+        "search_space.weights_per_input": s.weights_per_input if s.name == "micro" else None,
+        "controller.lstm_size": cfg.controller.lstm_size,
+        "controller.lstm_layers": cfg.controller.lstm_layers,
+    }
+
+
+def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
+    """Refuse a checkpoint whose weights were made under other search settings.
+
+    Args:
+        checkpoint: a loaded Lightning checkpoint (``torch.load``'s dict); an enas_lightning
+            search checkpoint has ``checkpoint["enas"]["fingerprint"]``
+            (:func:`space_fingerprint`'s dict at save time).
+        cfg: the config of the run that wants to use it.
+
+    Raises:
+        CheckpointError: not a search checkpoint, or one of its fingerprint's settings differs
+            from ``cfg``'s (settings the checkpoint does not record are not compared).
+    """
+    state = checkpoint.get("enas")
+    if not isinstance(state, dict) or "fingerprint" not in state:
+        raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
+    mine = space_fingerprint(cfg)
+    for key, value in state["fingerprint"].items():
+        if mine.get(key) != value:
+            raise CheckpointError(
+                f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
+                f"{key}={mine.get(key)!r}; use the same setting or start a new run"
+            )

@@ -7,8 +7,8 @@ every check that can fail on user input: config composition (misspelt key, wrong
 one line instead of Hydra's multi-line report), :func:`enas_lightning.build.validate`, the
 architecture file, the checkpoint's compatibility, and the data (missing or corrupt archive,
 unreadable images, images too small, batch size larger than a split). Only then does
-``hydra.main`` run. The loaded splits are kept (:func:`load_splits_cached`) so the task does not
-load them twice.
+``hydra.main`` run. The loaded splits are kept
+(:func:`~enas_lightning.data.cache.load_splits_cached`) so the task does not load them twice.
 """
 
 from __future__ import annotations
@@ -17,22 +17,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from enas_lightning.errors import ConfigError, ENASError
-
-_SPLITS: dict[tuple[str, bool], Any] = {}
-
-
-def load_splits_cached(dataset_cfg: Any, holdout: bool) -> Any:
-    """:func:`~enas_lightning.data.datasets.load_splits`, loaded at most once per process."""
-    from enas_lightning.data.datasets import load_splits
-
-    key = (OmegaConf.to_yaml(dataset_cfg, resolve=True), holdout)
-    if key not in _SPLITS:
-        _SPLITS.clear()  # keep at most one dataset in memory
-        _SPLITS[key] = load_splits(dataset_cfg, holdout=holdout)
-    return _SPLITS[key]
 
 
 def _override_value(argv: list[str], key: str) -> str | None:
@@ -92,8 +79,8 @@ def check_checkpoint(cfg: Any, run_dir: Path) -> None:
     """The checkpoint to resume from exists and was made by a compatible search."""
     import torch
 
+    from enas_lightning.checkpointing import check_fingerprint
     from enas_lightning.errors import CheckpointError
-    from enas_lightning.search.module import check_fingerprint
     from enas_lightning.tasks.common import resolve_ckpt
 
     path = resolve_ckpt(cfg, run_dir)
@@ -113,6 +100,7 @@ def check_checkpoint(cfg: Any, run_dir: Path) -> None:
 def check(cfg: Any, run_dir: Path, argv: tuple[str, ...] | list[str] = ()) -> None:
     """Every check that can fail on user input, for ``cfg.task``."""
     from enas_lightning.build import validate, validate_data
+    from enas_lightning.data.cache import load_splits_cached
 
     validate(cfg)
     task = cfg.task

@@ -45,11 +45,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from enas_lightning.checkpointing import check_fingerprint, space_fingerprint
 from enas_lightning.config import Config
 from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-from enas_lightning.errors import CheckpointError, NonFiniteError
+from enas_lightning.errors import NonFiniteError
 from enas_lightning.optim import (
     clip_gradients_,
     ensure_momentum_buffers,
@@ -60,37 +61,6 @@ from enas_lightning.optim import (
 from enas_lightning.search.baseline import sequential_baseline
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.seeding import seed_step, step_seed
-
-
-def space_fingerprint(cfg: Config) -> dict[str, Any]:
-    """The settings a checkpoint's weights depend on; resuming under others is refused."""
-    s = cfg.search_space
-    return {
-        "search_space.name": s.name,
-        "search_space.layers": s.layers,
-        "search_space.channels": s.channels,
-        "search_space.num_nodes": s.num_nodes if s.name == "micro" else None,
-        "search_space.ops": list(s.ops),
-        "search_space.aux_weight>0": s.aux_weight > 0,
-        "search_space.weights_per_input": s.weights_per_input if s.name == "micro" else None,
-        "controller.lstm_size": cfg.controller.lstm_size,
-        "controller.lstm_layers": cfg.controller.lstm_layers,
-    }
-
-
-def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
-    """Refuse a checkpoint whose weights were made under other search settings."""
-    state = checkpoint.get("enas")
-    if not isinstance(state, dict) or "fingerprint" not in state:
-        raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
-    mine = space_fingerprint(cfg)
-    for key, value in state["fingerprint"].items():
-        if mine.get(key) != value:
-            raise CheckpointError(
-                f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
-                f"{key}={mine.get(key)!r}; use the same setting or start a new run"
-            )
-
 
 # what a derivation reminds its reader of wherever it prints or saves its accuracies
 SHARED_WEIGHT_CAVEAT = (

@@ -241,7 +241,7 @@ def prepare(
     Called by the precheck (before Hydra writes into the run directory) and by the task.
     """
     from enas_lightning.build import validate, validate_data
-    from enas_lightning.precheck import load_splits_cached
+    from enas_lightning.data.cache import load_splits_cached
 
     check_fidelity(cfg)
     fcfg = fidelity_config(cfg, overrides, output_dir)
@@ -290,10 +290,11 @@ def sample_candidates(trained: Any, uniform: Any, k: int, seed: int) -> list[tup
 def load_search_module(fcfg: DictConfig, found: SearchRun, device: torch.device) -> Any:
     """The search's :class:`SearchModule` with the checkpoint's shared weights and controller."""
     from enas_lightning.build import build_controller, build_supernet
+    from enas_lightning.checkpointing import check_fingerprint
+    from enas_lightning.data.cache import load_splits_cached
     from enas_lightning.data.device import DeviceSplits
     from enas_lightning.errors import CheckpointError
-    from enas_lightning.precheck import load_splits_cached
-    from enas_lightning.search.module import SearchModule, check_fingerprint
+    from enas_lightning.search.module import SearchModule
 
     splits = load_splits_cached(fcfg.dataset, holdout=True)
     d = fcfg.dataset

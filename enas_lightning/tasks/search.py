@@ -18,8 +18,8 @@ from enas_lightning.build import (
 )
 from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.config import Config
+from enas_lightning.data.cache import load_splits_cached
 from enas_lightning.data.device import DeviceSplits
-from enas_lightning.precheck import load_splits_cached
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.module import SHARED_WEIGHT_CAVEAT, Derivation, SearchModule
