@@ -29,12 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, random_batches, report, table  # noqa: E402
 from extract import extract  # noqa: E402
 
-from enas_lightning.controller import MacroController, MicroController  # noqa: E402
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS  # noqa: E402
+from enas_lightning.spaces.macro.controller import MacroController  # noqa: E402
 from enas_lightning.spaces.macro.network import MacroNetwork  # noqa: E402
 from enas_lightning.spaces.macro.supernet import MacroSupernet  # noqa: E402
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS  # noqa: E402
+from enas_lightning.spaces.micro.controller import MicroController  # noqa: E402
 from enas_lightning.spaces.micro.network import MicroNetwork  # noqa: E402
 from enas_lightning.spaces.micro.supernet import MicroSupernet  # noqa: E402
-from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS, AUTHORS_MICRO_OPS  # noqa: E402
 
 MACRO_OPS = tuple(AUTHORS_MACRO_OPS)
 

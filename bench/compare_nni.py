@@ -67,7 +67,7 @@ from _common import load_average, random_batches, report, table  # noqa: E402
 from child_throughput import build, make_step  # noqa: E402
 from controller import controllers  # noqa: E402
 
-from enas_lightning.arch.micro import MicroArch, MicroCell  # noqa: E402
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell  # noqa: E402
 
 # NNI 3.0 predates torch 2.13: while tracing it warns that ``torch.nn.parameter.Buffer`` and
 # ``LinearCrossEntropyOptions`` are "not a nn.Module" (it only affects its tracing of those

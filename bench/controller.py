@@ -18,8 +18,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, median_time, report, table  # noqa: E402
 
-from enas_lightning.controller import MacroController, MicroController  # noqa: E402
-from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS, AUTHORS_MICRO_OPS  # noqa: E402
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS  # noqa: E402
+from enas_lightning.spaces.macro.controller import MacroController  # noqa: E402
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS  # noqa: E402
+from enas_lightning.spaces.micro.controller import MicroController  # noqa: E402
 
 
 def controllers(device: torch.device):

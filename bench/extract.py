@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from enas_lightning.arch.macro import STEM, MacroArch
-from enas_lightning.arch.micro import MicroArch, MicroCell
+from enas_lightning.spaces.macro.arch import STEM, MacroArch
 from enas_lightning.spaces.macro.supernet import MacroSupernet, needed_later, source_key
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell
 from enas_lightning.spaces.micro.supernet import MicroSupernet, SearchCell
 
 

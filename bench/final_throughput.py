@@ -24,9 +24,9 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, random_batches, report, sync, table  # noqa: E402
 
-from enas_lightning.controller import MicroController  # noqa: E402
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS  # noqa: E402
+from enas_lightning.spaces.micro.controller import MicroController  # noqa: E402
 from enas_lightning.spaces.micro.network import MicroNetwork  # noqa: E402
-from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS  # noqa: E402
 
 
 def network(layers: int, channels: int, device: torch.device, channels_last: bool):

@@ -16,16 +16,12 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from enas_lightning.checkpointing import AtomicCheckpointIO
 from enas_lightning.config import Config
-from enas_lightning.controller import Controller, MacroController, MicroController
+from enas_lightning.controller import Controller
 from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
-from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge
-from enas_lightning.spaces.macro.supernet import MacroSupernet
-from enas_lightning.spaces.micro.ops import MICRO_OPS
-from enas_lightning.spaces.micro.supernet import MicroSupernet
+from enas_lightning.spaces import SPACES, Space, get_space
 
-SPACES = ("micro", "macro")
 CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
@@ -46,7 +42,7 @@ def validate(cfg: Config) -> None:
     """Check every setting whose type alone does not make it valid."""
     _choice("task", cfg.task, TASKS)
     s = cfg.search_space
-    _choice("search_space.name", s.name, SPACES)
+    _choice("search_space.name", s.name, tuple(SPACES))
     _choice("controller.name", cfg.controller.name, CONTROLLERS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
     _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
@@ -60,14 +56,9 @@ def validate(cfg: Config) -> None:
             f"one of {', '.join(p for p in PRECISIONS if p != '16-mixed')} for task="
             f"{cfg.task} (fp16 loss scaling is not supported in the search; task=final takes it)",
         )
-    (MICRO_OPS if s.name == "micro" else MACRO_OPS).check(tuple(s.ops), "search_space.ops")
+    # the space's own settings: op names, sizes, merge modes
+    get_space(s.name).check_config(cfg)
     _positive("search_space.channels", s.channels)
-    if s.name == "micro":
-        _positive("search_space.num_nodes", s.num_nodes)
-    # both spaces place two reductions at layers // 3 steps; fewer than 3 layers leaves no room
-    _positive("search_space.layers", s.layers, 3)
-    if s.name == "micro":
-        _positive("final.layers", cfg.final.layers, 3)
     _positive("final.channels", cfg.final.channels)
     for name in (
         "search.epochs",
@@ -102,8 +93,6 @@ def validate(cfg: Config) -> None:
                 optim.momentum,
                 f"> 0 with {name}.nesterov=true (or set it false)",
             )
-    check_skip_merge(s.skip_merge, "search_space.skip_merge")
-    check_skip_merge(cfg.final.skip_merge, "final.skip_merge")
     if not 0 < cfg.controller.skip_target < 1:
         raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
     if cfg.task != "inspect":  # inspect builds and counts a network on the CPU: no devices
@@ -164,51 +153,19 @@ def validate_data(cfg: Config, splits: ImageSplits, stage: str) -> None:
             )
 
 
+def space_of_cfg(cfg: Config) -> Space:
+    """The configured search space (``search_space.name``)."""
+    return get_space(cfg.search_space.name)
+
+
 def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
-    s = cfg.search_space
-    c, h, _ = splits.image_shape
-    if s.name == "micro":
-        return MicroSupernet(
-            splits.num_classes,
-            in_channels=c,
-            layers=s.layers,
-            channels=s.channels,
-            num_nodes=s.num_nodes,
-            ops=tuple(s.ops),
-            dropout_keep=s.dropout_keep,
-            aux_head=s.aux_weight > 0,
-            image_size=h,
-            weights_per_input=s.weights_per_input,
-        )
-    return MacroSupernet(
-        splits.num_classes,
-        in_channels=c,
-        layers=s.layers,
-        channels=s.channels,
-        ops=tuple(s.ops),
-        dropout_keep=s.dropout_keep,
-        skip_merge=s.skip_merge,
+    return space_of_cfg(cfg).build_supernet(
+        cfg.search_space, splits.num_classes, splits.image_shape
     )
 
 
 def build_controller(cfg: Config) -> Controller:
-    s, c = cfg.search_space, cfg.controller
-    shared = dict(
-        lstm_size=c.lstm_size,
-        lstm_layers=c.lstm_layers,
-        tanh_constant=c.tanh_constant,
-        temperature=c.temperature,
-        uniform=c.name == "random",
-    )
-    if s.name == "micro":
-        return MicroController(
-            tuple(s.ops),
-            num_nodes=s.num_nodes,
-            op_tanh_reduce=c.op_tanh_reduce,
-            op_bias=c.op_bias,
-            **shared,
-        )
-    return MacroController(tuple(s.ops), num_layers=s.layers, skip_target=c.skip_target, **shared)
+    return space_of_cfg(cfg).build_controller(cfg.search_space, cfg.controller)
 
 
 def build_logger(cfg: Config, output_dir: Path) -> Any:

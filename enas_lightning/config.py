@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS
 
 
 @dataclass

@@ -19,9 +19,9 @@ import argparse
 
 import torch
 
-from enas_lightning.controller.micro import MicroController
 from enas_lightning.search.baseline import sequential_baseline
-from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.micro.controller import MicroController
 
 SETTINGS = {
     # name: (op_bias, op_tanh_reduce, lr)

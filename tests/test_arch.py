@@ -9,20 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from enas_lightning.arch import (
-    MacroArch,
-    MacroLayer,
-    MicroArch,
-    MicroCell,
-    MicroNode,
-    load_arch,
-    parse_ints,
-    save_arch,
-)
-from enas_lightning.arch.macro import STEM
-from enas_lightning.arch.published import AUTHORS_MACRO_FINAL
+from enas_lightning.arch import load_arch, parse_ints, save_arch
 from enas_lightning.errors import ArchError, ENASError
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL, STEM, MacroArch, MacroLayer
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
 
 # The authors' published final micro (CIFAR-10) arc: normal cell's 20 integers then reduction's.

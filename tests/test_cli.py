@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from enas_lightning.arch.io import load_arch
-from enas_lightning.arch.published import AUTHORS_MACRO_FINAL, AUTHORS_MICRO_FINAL
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
 from tests._cli import enas, tiny
 

@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from enas_lightning.arch.macro import STEM
-from enas_lightning.controller import MacroController, MicroController
 from enas_lightning.search.module import SearchModule
+from enas_lightning.spaces.macro.arch import STEM
+from enas_lightning.spaces.macro.controller import MacroController
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.micro.controller import MicroController
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
 
 MICRO_K = len(AUTHORS_MICRO_OPS)

@@ -84,7 +84,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
             "search_space.skip_merge='mean' is not allowed: one of concat, sum",
         ),
         "unknown skip merge in final": (
-            ["final.skip_merge=cat"],
+            ["search_space=macro", "final.skip_merge=cat"],
             "final.skip_merge='cat' is not allowed: one of concat, sum",
         ),
         "too few layers": (["search_space.layers=2"], "search_space.layers=2"),

@@ -16,16 +16,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
 
-from enas_lightning.arch import MacroArch, MicroArch, load_arch
-
-# The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
-from enas_lightning.arch.published import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
+from enas_lightning.arch import load_arch
 from enas_lightning.config import Config
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
 from enas_lightning.final import FinalModule, build_final_network, train_final
 from enas_lightning.final.train import final_checkpoints
+from enas_lightning.spaces.macro.arch import MacroArch
+
+# The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
+from enas_lightning.spaces.micro.arch import MicroArch
 
 # 3 macro layers: conv3, sep3 <- skip from the stem (bit 0), conv5 <- the stem and layer 0.
 MACRO_3 = "0 1 1 2 1 1"

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from enas_lightning.arch import MicroArch, parse_ints
-from enas_lightning.arch.published import AUTHORS_MICRO_FINAL
+from enas_lightning.arch import parse_ints
 from enas_lightning.errors import ConfigError
 from enas_lightning.rundir import RunDirGuard, check_job_dir, check_new_dir
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL, MicroArch
 from tests._cli import enas, tiny
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,17 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
-from enas_lightning.arch.macro import STEM
+from enas_lightning.spaces.cost import count_madds, count_params
 
 # The authors' published cells (melodyguan/enas scripts/cifar10_micro_final.sh and
 # scripts/cifar10_macro_final.sh, the `fixed_arc` strings).
-from enas_lightning.arch.published import AUTHORS_MACRO_FINAL as AUTHORS_MACRO  # noqa: E402
-from enas_lightning.arch.published import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
-from enas_lightning.ops import FactorizedReduce, SepConvUnit, drop_path
-from enas_lightning.spaces.cost import count_madds, count_params
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL as AUTHORS_MACRO  # noqa: E402
+from enas_lightning.spaces.macro.arch import STEM, MacroArch, MacroLayer
 from enas_lightning.spaces.macro.network import MacroNetwork, reduction_after
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 from enas_lightning.spaces.micro.network import FinalCell, MicroNetwork
+from enas_lightning.spaces.ops import FactorizedReduce, SepConvUnit, drop_path
 
 # A DARTS-inspired cell in this space's ops (dil_conv -> sep_conv, skip -> identity, 5th node
 # added): normal 2=sep3(0)+sep3(1) 3=sep3(0)+sep3(1) 4=sep3(1)+id(0) 5=id(0)+sep3(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from enas_lightning.ops import SamePool
+from enas_lightning.spaces.ops import SamePool
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

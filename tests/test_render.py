@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enas_lightning.arch import MacroArch, MicroArch, parse_ints
-from enas_lightning.arch.published import AUTHORS_MACRO_FINAL, AUTHORS_MICRO_FINAL
+from enas_lightning.arch import parse_ints
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL, MacroArch
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL, MicroArch
 from enas_lightning.viz import arch_dot, render
 from enas_lightning.viz import dot as viz_dot
 from enas_lightning.viz import mpl_dag as viz_render

@@ -16,13 +16,15 @@ import torch
 from torch.nn import functional as F
 
 from enas_lightning.build import build_trainer
-from enas_lightning.controller import MacroController, MicroController
 from enas_lightning.final import train_final
 from enas_lightning.optim import step_kwargs
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS
+from enas_lightning.spaces.macro.controller import MacroController
 from enas_lightning.spaces.macro.supernet import MacroSupernet
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS
+from enas_lightning.spaces.micro.controller import MicroController
 from enas_lightning.spaces.micro.network import MicroNetwork
 from enas_lightning.spaces.micro.supernet import MicroSupernet
-from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS, AUTHORS_MICRO_OPS
 from enas_lightning.tasks.search import run_search
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

@@ -7,18 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from enas_lightning.arch import MacroArch, MacroLayer, MicroArch, MicroCell, MicroNode
-from enas_lightning.arch.macro import STEM
-from enas_lightning.controller import MacroController, MicroController
 from enas_lightning.errors import ConfigError
-from enas_lightning.ops import FactorizedReduce, SamePool, SepConvUnit
 from enas_lightning.spaces.cost import count_params
+from enas_lightning.spaces.macro.arch import STEM, MacroArch, MacroLayer
+from enas_lightning.spaces.macro.controller import MacroController
 from enas_lightning.spaces.macro.network import MacroNetwork
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.macro.supernet import MacroSupernet
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
+from enas_lightning.spaces.micro.controller import MicroController
 from enas_lightning.spaces.micro.network import MicroNetwork
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
 from enas_lightning.spaces.micro.supernet import MicroSupernet
+from enas_lightning.spaces.ops import FactorizedReduce, SamePool, SepConvUnit
 
 B = 3  # micro nodes per cell
 C = 4

@@ -87,8 +87,9 @@ def test_resolved_config_outside_hydra_keeps_interpolation() -> None:
 
 
 def test_log_derivation_pictures_best_arch_without_logger(tmp_path: Path) -> None:
-    from enas_lightning.arch import MicroArch, parse_ints
-    from enas_lightning.search.module import Derivation
+    from enas_lightning.arch import parse_ints
+    from enas_lightning.search.derivation import Derivation
+    from enas_lightning.spaces.micro.arch import MicroArch
 
     ops = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
     arc = MicroArch.from_ints(parse_ints(AUTHORS_MICRO_ARC))

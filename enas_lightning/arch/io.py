@@ -8,11 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from enas_lightning.arch.macro import MacroArch
-from enas_lightning.arch.micro import MicroArch
 from enas_lightning.errors import ArchError
-
-_RECORDS = {"micro": MicroArch, "macro": MacroArch}
+from enas_lightning.spaces import SPACES, ArchRecord
 
 
 def parse_ints(text: str) -> list[int]:
@@ -40,13 +37,13 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def arch_from_dict(d: dict[str, Any], space: str) -> MicroArch | MacroArch:
+def arch_from_dict(d: dict[str, Any], space: str) -> ArchRecord:
     found = d.get("space", space)
     if found != space:
         raise ArchError(
             f"the architecture is from the {found} search space but search_space={space}"
         )
-    return _RECORDS[space].from_dict(d)
+    return SPACES[space].from_dict(d)
 
 
 def load_arch(
@@ -54,14 +51,16 @@ def load_arch(
     space: str,
     ops: tuple[str, ...],
     size: int | None = None,
-) -> MicroArch | MacroArch:
+) -> ArchRecord:
     """Load an architecture for ``space`` from a JSON file path or an integer string.
 
-    ``size`` is the expected node count (micro) or layer count (macro), checked when given.
+    ``size`` is the size the space checks when given (:meth:`Space.arch_size`: the node count
+    per cell of a cell space, say).
     A ``.json`` from a search run (``best_arch.json``) or from an export (``arch.json``) works.
     """
-    if space not in _RECORDS:
-        raise ArchError(f"search_space={space!r}: allowed micro, macro")
+    if space not in SPACES:
+        raise ArchError(f"search_space={space!r}: allowed {', '.join(SPACES)}")
+    sp = SPACES[space]
     text = str(value)
     path = Path(text)
     if text.endswith(".json") or _is_file(path):
@@ -79,20 +78,13 @@ def load_arch(
             raise ArchError(f"arch={text!r}: 'arch' must be a JSON object, got {type(d).__name__}")
         arch = arch_from_dict(d, space)
     else:
-        ints = parse_ints(text)
-        if space == "micro":
-            arch = MicroArch.from_ints(ints, ops, num_nodes=size)
-        else:
-            arch = MacroArch.from_ints(ints, ops, num_layers=size)
-    if space == "micro":
-        arch.validate(ops, num_nodes=size)
-    else:
-        arch.validate(ops, num_layers=size)
+        arch = sp.decode(parse_ints(text), ops, size)
+    sp.check_arch(arch, ops, size)
     return arch
 
 
 def save_arch(
-    arch: MicroArch | MacroArch, path: str | os.PathLike, ops: tuple[str, ...], **extra: Any
+    arch: ArchRecord, path: str | os.PathLike, ops: tuple[str, ...], **extra: Any
 ) -> None:
     """Write ``arch`` as readable JSON (plus the integer string for ``ops``) and ``extra`` keys."""
     d = arch.to_dict(ops)

@@ -1,7 +1,9 @@
-"""The LSTM controller that samples architectures, one decision at a time."""
+"""The LSTM controller that samples architectures, one decision at a time.
+
+What every space's controller shares (the LSTM, the decision sampler, the :class:`Sample`
+record); each space's own controller is in ``spaces/<name>/controller.py``.
+"""
 
 from enas_lightning.controller.base import Controller, Sample
-from enas_lightning.controller.macro import MacroController
-from enas_lightning.controller.micro import MicroController
 
-__all__ = ["Controller", "MacroController", "MicroController", "Sample"]
+__all__ = ["Controller", "Sample"]

@@ -48,8 +48,6 @@ class Controller(nn.Module):
             the logits are zeros, so probabilities, log-probabilities and entropies stay exact.
     """
 
-    space: str = ""
-
     def __init__(
         self,
         ops: tuple[str, ...],

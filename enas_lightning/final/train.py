@@ -13,60 +13,27 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
-from enas_lightning.arch import MacroArch, MicroArch, load_arch
+from enas_lightning.arch import load_arch
 from enas_lightning.build import build_trainer
 from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.data.datasets import ImageSplits, load_splits
 from enas_lightning.data.device import DeviceSplits
-from enas_lightning.errors import ConfigError
 from enas_lightning.final.export import export_network
 from enas_lightning.final.module import FinalModule
+from enas_lightning.spaces import ArchRecord, get_space
 from enas_lightning.spaces.cost import count_madds, count_params
-from enas_lightning.spaces.macro.network import MacroNetwork
-from enas_lightning.spaces.micro.network import MicroNetwork
 
 
-def build_final_network(
-    cfg: Any, arch: MicroArch | MacroArch, splits: ImageSplits
-) -> MicroNetwork | MacroNetwork:
+def build_final_network(cfg: Any, arch: Any, splits: ImageSplits) -> nn.Module:
     """The standalone network of ``arch`` sized by ``cfg.final`` for ``splits``' images.
 
     Raises:
-        ConfigError: unknown ``search_space.name``, or ``final.layers`` differs from a macro
-            architecture's layer count (a macro architecture fixes its depth).
+        ConfigError: an unknown ``search_space.name``, or a size the space rejects (a macro
+            architecture fixes its depth: ``final.layers`` must match it).
     """
-    space = cfg.search_space.name
-    c, h, _ = splits.image_shape
-    f = cfg.final
-    if space == "micro":
-        return MicroNetwork(
-            arch,
-            splits.num_classes,
-            c,
-            layers=f.layers,
-            channels=f.channels,
-            dropout_keep=f.dropout_keep,
-            drop_path_keep=f.drop_path_keep,
-            aux_head=f.aux_weight > 0,
-            image_size=h,
-            layer_base=f.layer_base,
-        )
-    if space == "macro":
-        if f.layers != arch.num_layers:
-            raise ConfigError(
-                "final.layers",
-                f.layers,
-                f"{arch.num_layers}, the layer count of the macro architecture",
-            )
-        return MacroNetwork(
-            arch,
-            splits.num_classes,
-            c,
-            channels=f.channels,
-            dropout_keep=f.dropout_keep,
-            skip_merge=f.skip_merge,
-        )
-    raise ConfigError("search_space.name", space, "micro or macro")
+    return get_space(cfg.search_space.name).build_network(
+        cfg.final, arch, splits.num_classes, splits.image_shape
+    )
 
 
 def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
@@ -85,7 +52,7 @@ def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
 
 def train_final(
     cfg: Any,
-    arch: MicroArch | MacroArch | str | os.PathLike,
+    arch: ArchRecord | str | os.PathLike,
     output_dir: Path,
     trainer_kwargs: dict[str, Any] | None = None,
     logger: Any = None,
@@ -117,7 +84,7 @@ def train_final(
     output_dir = Path(output_dir)
     space = cfg.search_space.name
     ops = tuple(cfg.search_space.ops)
-    if not isinstance(arch, MicroArch | MacroArch):
+    if isinstance(arch, str | os.PathLike):
         arch = load_arch(arch, space, ops)
     splits = load_splits(cfg.dataset, holdout=False)
     d = cfg.dataset

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import Config
 from enas_lightning.data.datasets import data_shape
 from enas_lightning.errors import ConfigError
-from enas_lightning.spaces.cost import count_madds, count_params
-from enas_lightning.spaces.macro.network import MacroNetwork
-from enas_lightning.spaces.macro.supernet import reduction_layers
-from enas_lightning.spaces.micro.network import MicroNetwork
-from enas_lightning.viz import arch_dot, render
+from enas_lightning.spaces import ArchRecord, get_space
+from enas_lightning.viz import render
 
 
-def load_cfg_arch(cfg: Config):
+def load_cfg_arch(cfg: Config) -> ArchRecord:
     """The architecture named by ``arch=`` for the configured search space."""
     if not cfg.arch:
         raise ConfigError(
@@ -24,41 +23,30 @@ def load_cfg_arch(cfg: Config):
             "a JSON file (e.g. <run>/best_arch.json) or the authors' integer string",
         )
     s = cfg.search_space
-    size = s.num_nodes if s.name == "micro" else None
-    return load_arch(cfg.arch, s.name, tuple(s.ops), size)
+    space = get_space(s.name)
+    return load_arch(cfg.arch, s.name, tuple(s.ops), space.arch_size(s))
 
 
 def run_inspect(cfg: Config, output_dir: Path) -> dict:
     arch = load_cfg_arch(cfg)
-    s, f = cfg.search_space, cfg.final
+    s = cfg.search_space
+    space = get_space(s.name)
+    f = cfg.final
+    depth = space.fixed_final_layers(arch, s)
+    if depth is not None:  # the architecture fixes the network's depth: draw and count that
+        f = OmegaConf.merge(f, {"layers": depth})
     # the classes and image shape of the configured dataset, without loading its images
-    classes, (c, hw, _) = data_shape(cfg.dataset)
-    if s.name == "micro":
-        net = MicroNetwork(
-            arch,
-            classes,
-            c,
-            layers=f.layers,
-            channels=f.channels,
-            aux_head=f.aux_weight > 0,
-            image_size=hw,
-            layer_base=f.layer_base,
-        )
-        dot = arch_dot(arch)
-        where = f"{f.layers} layers (+2 reduction cells), {f.channels} channels"
-    else:
-        net = MacroNetwork(arch, classes, c, channels=f.channels, skip_merge=f.skip_merge)
-        dot = arch_dot(arch, reductions=reduction_layers(arch.num_layers))
-        where = f"{arch.num_layers} layers, {f.channels} channels, skips {f.skip_merge}"
-    params = count_params(net)
-    madds = count_madds(net, (c, hw, hw))
+    classes, shape = data_shape(cfg.dataset)
+    c, hw, _ = shape
+    cost = space.cost(f, arch, classes, shape)
     ops = tuple(s.ops)
     save_arch(arch, output_dir / "arch.json", ops)
-    files = render(dot, output_dir / "arch")
+    files = render(space.picture(arch), output_dir / "arch")
+    where = space.describe_network(f, arch)
     print(f"{s.name} architecture ({where}, {classes} classes, {c}x{hw}x{hw} input):")
     print(arch)
     print("ints: " + " ".join(map(str, arch.to_ints(ops))))
-    print(f"params: {params}")
-    print(f"madds: {madds}")
+    print(f"params: {cost.params}")
+    print(f"madds: {cost.madds}")
     print("diagram: " + ", ".join(str(p) for p in files))
-    return {"params": params, "madds": madds, "files": files}
+    return {"params": cost.params, "madds": cost.madds, "files": files}

@@ -13,7 +13,7 @@ As the authors' ``general_child.py`` with a ``fixed_arc`` (``_model``, ``_fixed_
   layer's input or a later skip source, the stem's included) is factorized-reduced (no ReLU
   first, as the authors' ``_factorized_reduction``): resolution halves and channels double;
 * head: global average pool (no ReLU, as the authors'), dropout, linear
-  (:class:`~enas_lightning.ops.Classifier`).
+  (:class:`~enas_lightning.spaces.ops.Classifier`).
 
 Unlike the reference final code, separable convs are separable and pools pool (see
 :mod:`enas_lightning.spaces.macro.ops`), and only the ops and reductions the architecture uses
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from enas_lightning.arch.macro import STEM, MacroArch
 from enas_lightning.errors import ConfigError
-from enas_lightning.ops import Classifier, FactorizedReduce
+from enas_lightning.spaces.macro.arch import STEM, MacroArch
 from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
 from enas_lightning.spaces.macro.supernet import source_key
+from enas_lightning.spaces.ops import Classifier, FactorizedReduce
 
 
 def reduction_after(num_layers: int) -> tuple[int, ...]:

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from enas_lightning.errors import ConfigError
-from enas_lightning.ops import ConvBNReLU, Registry, batch_norm, pool
-from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS  # noqa: F401 (re-export)
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS  # noqa: F401 (re-export)
+from enas_lightning.spaces.ops import ConvBNReLU, Registry, batch_norm, pool
 
 MACRO_OPS = Registry("macro")
 SKIP_MERGES = ("concat", "sum")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from enas_lightning.arch.macro import STEM, MacroArch
-from enas_lightning.ops import Classifier, FactorizedReduce, batch_norm
+from enas_lightning.spaces.macro.arch import STEM, MacroArch
 from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
+from enas_lightning.spaces.ops import Classifier, FactorizedReduce, batch_norm
 
 
 def reduction_layers(layers: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ Follows the reference code's final mode (``micro_child.py`` ``_fixed_layer``):
 * the cell output is the concatenation of its loose ends (unused input nodes of a reduction cell
   are factorized-reduced first, without a ReLU), with no 1x1 conv after it:
   ``len(loose_ends) * C`` channels;
-* head: ReLU, global average pool, dropout, linear (:class:`~enas_lightning.ops.Classifier`).
+* head: ReLU, global average pool, dropout, linear (:class:`~enas_lightning.spaces.ops.Classifier`).
 
 Differences from the reference, on purpose:
 
@@ -30,12 +30,17 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from enas_lightning.arch.micro import MicroArch, MicroCell
 from enas_lightning.errors import ConfigError
-from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, batch_norm, drop_path
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell
 from enas_lightning.spaces.micro.ops import MICRO_OPS
+from enas_lightning.spaces.ops import (
+    AuxHead,
+    Classifier,
+    FactorizedReduce,
+    ReLUConvBN,
+    drop_path,
+)
 
 
 def reduction_positions(layers: int) -> tuple[int, int]:
@@ -113,41 +118,6 @@ class FinalCell(nn.Module):
             for i in self.loose_ends
         ]
         return torch.cat(outs, dim=1)
-
-
-class AuxHead(nn.Module):
-    """Auxiliary classifier: ``[B, C, H, W] -> [B, num_classes]``.
-
-    ReLU, 5x5 average pool stride 3 without padding (the pool is the whole map when it is
-    smaller than 5, so 8x8 digit images work), 1x1 conv to 128 + BN + ReLU, k x k conv to 768 +
-    BN + ReLU with k the pooled map's size (TF "SAME" padding as in the reference, so another
-    input size still runs), global average pool, linear.
-    """
-
-    def __init__(
-        self, channels: int, num_classes: int, feature_size: int, search: bool = False
-    ) -> None:
-        super().__init__()
-        pool = min(5, feature_size)
-        self.kernel = (feature_size - pool) // 3 + 1  # pooled map size for the expected input
-        # search=True (the supernet's aux head): batch-statistics BN like every search BN, so
-        # no running statistics drift apart across DDP ranks (the head only runs in training)
-        self.proj = nn.Sequential(
-            nn.Conv2d(channels, 128, 1, bias=False), batch_norm(128, search), nn.ReLU()
-        )
-        self.conv = nn.Conv2d(128, 768, self.kernel, bias=False)
-        self.post = nn.Sequential(batch_norm(768, search), nn.ReLU())
-        self.linear = nn.Linear(768, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        pool = min(5, x.shape[-2], x.shape[-1])
-        x = F.avg_pool2d(torch.relu(x), pool, 3)
-        x = self.proj(x)
-        # TF "SAME" for stride 1: k - 1 padding in total, the odd one at the bottom/right
-        k = self.kernel
-        x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
-        x = self.post(self.conv(x))
-        return self.linear(x.mean(dim=(2, 3)))
 
 
 class MicroNetwork(nn.Module):

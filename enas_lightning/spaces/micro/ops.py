@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from enas_lightning.ops import FactorizedReduce, Registry, ReLUConvBN, SepConvUnit, pool
-from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS  # noqa: F401 (re-export)
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS  # noqa: F401 (re-export)
+from enas_lightning.spaces.ops import FactorizedReduce, Registry, ReLUConvBN, SepConvUnit, pool
 
 MICRO_OPS = Registry("micro")
 

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from enas_lightning.arch.micro import MicroArch, MicroCell
-from enas_lightning.ops import Classifier, FactorizedReduce, ReLUConvBN, batch_norm
-from enas_lightning.spaces.micro.network import AuxHead, reduction_positions
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell
+from enas_lightning.spaces.micro.network import reduction_positions
 from enas_lightning.spaces.micro.ops import MICRO_OPS
+from enas_lightning.spaces.ops import AuxHead, Classifier, FactorizedReduce, ReLUConvBN, batch_norm
 
 
 class Calibrate(nn.Module):

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from enas_lightning.errors import ArchError
-from enas_lightning.spaces.op_names import AUTHORS_MICRO_OPS
+
+# the authors' op order: their op integers index it (ENAS_REFERENCE.md)
+AUTHORS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+
+# The cell the authors published (their scripts/cifar10_micro_final.sh, ``fixed_arc``):
+# normal cell (5 nodes x "in1 op1 in2 op2"), then the reduction cell
+AUTHORS_MICRO_FINAL = (
+    "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from enas_lightning.errors import ConfigError
 
@@ -218,3 +219,38 @@ def drop_path(x: Tensor, keep: float) -> Tensor:
         return x
     mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device)
     return x * mask.bernoulli_(keep) / keep
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier: ``[B, C, H, W] -> [B, num_classes]``.
+
+    ReLU, 5x5 average pool stride 3 without padding (the pool is the whole map when it is
+    smaller than 5, so 8x8 digit images work), 1x1 conv to 128 + BN + ReLU, k x k conv to 768 +
+    BN + ReLU with k the pooled map's size (TF "SAME" padding as in the reference, so another
+    input size still runs), global average pool, linear.
+    """
+
+    def __init__(
+        self, channels: int, num_classes: int, feature_size: int, search: bool = False
+    ) -> None:
+        super().__init__()
+        pool = min(5, feature_size)
+        self.kernel = (feature_size - pool) // 3 + 1  # pooled map size for the expected input
+        # search=True (the supernet's aux head): batch-statistics BN like every search BN, so
+        # no running statistics drift apart across DDP ranks (the head only runs in training)
+        self.proj = nn.Sequential(
+            nn.Conv2d(channels, 128, 1, bias=False), batch_norm(128, search), nn.ReLU()
+        )
+        self.conv = nn.Conv2d(128, 768, self.kernel, bias=False)
+        self.post = nn.Sequential(batch_norm(768, search), nn.ReLU())
+        self.linear = nn.Linear(768, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool = min(5, x.shape[-2], x.shape[-1])
+        x = F.avg_pool2d(torch.relu(x), pool, 3)
+        x = self.proj(x)
+        # TF "SAME" for stride 1: k - 1 padding in total, the odd one at the bottom/right
+        k = self.kernel
+        x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+        x = self.post(self.conv(x))
+        return self.linear(x.mean(dim=(2, 3)))

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enas_lightning.arch.macro import MacroArch, MacroLayer, bit_source, source_bit
 from enas_lightning.controller.base import Controller, Sample
+from enas_lightning.spaces.macro.arch import MacroArch, MacroLayer, bit_source, source_bit
 
 
 class MacroController(Controller):
@@ -30,8 +30,6 @@ class MacroController(Controller):
     Bit ``b`` of layer ``i`` (``b < i``) is the authors' bit: a skip from the stem (b = 0) or from
     layer ``b - 1``; :meth:`to_archs` turns it into the record's source ``b - 1`` (-1: the stem).
     """
-
-    space = "macro"
 
     def __init__(
         self,

@@ -13,14 +13,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from enas_lightning.arch.micro import MicroArch, MicroCell, MicroNode
 from enas_lightning.controller.base import Controller, Sample
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 
 
 class MicroController(Controller):
     """Samples ``[n, 2, B, 4]`` decisions (cell, node, ``in1 op1 in2 op2``)."""
-
-    space = "micro"
 
     def __init__(
         self,

@@ -17,7 +17,47 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from enas_lightning.errors import ArchError
-from enas_lightning.spaces.op_names import AUTHORS_MACRO_OPS
+
+# the authors' op order: their op integers index it (ENAS_REFERENCE.md)
+AUTHORS_MACRO_OPS = (
+    "conv_3x3",
+    "sep_conv_3x3",
+    "conv_5x5",
+    "sep_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+)
+
+# The network the authors published (their scripts/cifar10_macro_final.sh, ``fixed_arc``):
+# 24 layers, one line per layer: the op, then one skip bit per earlier layer
+AUTHORS_MACRO_FINAL = " ".join(
+    (
+        "0",
+        "3 0",
+        "0 1 0",
+        "2 0 0 1",
+        "2 0 0 0 0",
+        "3 1 1 0 1 0",
+        "2 0 0 0 0 0 1",
+        "2 0 1 1 0 1 1 1",
+        "1 0 1 1 1 0 1 0 1",
+        "0 0 0 0 0 0 0 0 0 0",
+        "2 0 0 0 0 0 1 0 0 0 0",
+        "0 1 0 0 1 1 0 0 0 0 1 1",
+        "2 0 1 0 0 0 0 0 1 0 1 1 0",
+        "1 0 0 1 0 0 0 1 1 1 0 1 0 1",
+        "0 1 1 0 1 0 1 0 0 0 0 0 1 0 0",
+        "2 0 0 1 0 0 0 0 0 0 0 1 0 1 0 1",
+        "2 0 1 0 0 0 1 0 0 1 1 1 1 0 0 1 0",
+        "2 0 0 0 0 1 0 1 0 1 0 0 1 0 1 0 0 1",
+        "3 0 1 1 0 1 0 0 0 0 0 1 0 1 0 1 0 0 0",
+        "3 0 1 1 0 0 0 0 0 0 0 0 0 1 1 0 0 0 0 1",
+        "0 1 0 0 1 0 1 1 0 0 0 1 0 0 0 0 0 1 1 0 0",
+        "3 0 1 0 1 1 0 0 1 0 1 1 0 1 1 0 1 0 0 1 0 0",
+        "0 1 0 1 0 1 0 0 0 0 0 0 0 0 1 0 1 0 0 1 0 0 0",
+        "0 1 1 0 0 0 1 1 1 0 1 0 0 0 1 0 1 0 0 1 1 0 0 0",
+    )
+)
 
 STEM = -1
 """The skip source index of the stem's output."""

@@ -1,0 +1,143 @@
+"""What a search space is: one object that knows its records, controller, networks and picture.
+
+Everything outside ``spaces/`` asks the configured space (``SPACES[cfg.search_space.name]``)
+instead of branching on its name: config checks, building the supernet, the controller and
+the standalone network, reading architectures, the search's per-step controller statistics,
+the pictures and the cost. A space is one folder ``spaces/<name>/`` plus one
+:func:`~enas_lightning.spaces.register_space` call (docs/new_space.md).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:  # torch, graphviz and the config are imported where a space is used
+    import graphviz
+    from torch import Tensor, nn
+
+    from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
+    from enas_lightning.controller.base import Controller, Sample
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a standalone network costs: trainable parameters, multiply-adds per image."""
+
+    params: int
+    madds: int
+
+
+class ArchRecord(Protocol):
+    """An architecture as plain data: an immutable record with a JSON form and an integer form.
+
+    ``space`` names the space the record belongs to (written into its JSON); ``ops`` arguments
+    are the op vocabulary in the order of the integer encoding.
+    """
+
+    space: ClassVar[str]
+
+    def to_ints(self, ops: tuple[str, ...]) -> list[int]: ...
+
+    def to_dict(self, ops: tuple[str, ...]) -> dict[str, Any]: ...
+
+
+class Space(ABC):
+    """One search space. Subclasses set :attr:`name`, :attr:`record` and :attr:`authors_ops`.
+
+    ``s`` arguments are the ``search_space`` config section, ``f`` the ``final`` section;
+    ``image_shape`` is ``(C, H, W)`` of one input image.
+    """
+
+    name: ClassVar[str]
+    record: ClassVar[type]  # the architecture record class (an ArchRecord)
+    authors_ops: ClassVar[tuple[str, ...]]  # the op order of the authors' integer codec
+
+    # ------------------------------------------------------------------------------ settings
+    @abstractmethod
+    def check_config(self, cfg: Config) -> None:
+        """Raise :class:`~enas_lightning.errors.ConfigError` for a setting this space rejects
+        (its op names, sizes, merge modes)."""
+
+    def fingerprint(self, s: SearchSpaceConfig) -> dict[str, Any]:
+        """The space-specific settings a search checkpoint's weights depend on (besides the
+        name, ``layers``, ``channels``, ``ops`` and the aux head, which every space has)."""
+        return {}
+
+    def fixed_final_layers(self, arch: ArchRecord | None, s: SearchSpaceConfig) -> int | None:
+        """The depth a standalone network of ``arch`` must have (``final.layers``), or ``None``
+        where the final network's depth is free (a cell stacked any number of times).
+        ``arch`` ``None``: for architectures of the searched size ``s``."""
+        return None
+
+    # --------------------------------------------------------------------------- records
+    def arch_size(self, s: SearchSpaceConfig) -> int | None:
+        """The size an architecture of this search must have (nodes per cell, layers), checked
+        when one is read; ``None`` accepts any size."""
+        return None
+
+    @abstractmethod
+    def decode(self, ints: list[int], ops: tuple[str, ...], size: int | None) -> Any:
+        """The authors' integer format -> a record (``size`` as :meth:`arch_size`)."""
+
+    @abstractmethod
+    def check_arch(self, arch: Any, ops: tuple[str, ...], size: int | None) -> None:
+        """Raise :class:`~enas_lightning.errors.ArchError` if ``arch`` is not in this space."""
+
+    def from_dict(self, d: dict[str, Any]) -> Any:
+        """The record of a JSON object written by ``record.to_dict``."""
+        return self.record.from_dict(d)
+
+    # ------------------------------------------------------------------------------ models
+    @abstractmethod
+    def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> Controller:
+        """The LSTM controller sampling this space's architectures (``c.name == "random"``:
+        the uniform sampler of random search)."""
+
+    @abstractmethod
+    def build_supernet(
+        self, s: SearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> nn.Module:
+        """The weight-sharing supernet: ``forward(x [B, C, H, W], arch) -> logits [B, K]``, or
+        ``(logits, aux_logits)`` in training mode when it has an aux head."""
+
+    @abstractmethod
+    def build_network(
+        self,
+        f: FinalConfig,
+        arch: Any,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+    ) -> nn.Module:
+        """The standalone network of ``arch`` sized by ``f``: ``[B, C, H, W] -> [B, K]`` (plus
+        aux logits in training mode when ``f.aux_weight > 0``)."""
+
+    def cost(
+        self, f: FinalConfig, arch: Any, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> Cost:
+        """Trainable parameters and multiply-adds per image of the standalone network."""
+        from enas_lightning.spaces.cost import count_madds, count_params
+
+        net = self.build_network(f, arch, num_classes, image_shape)
+        return Cost(count_params(net), count_madds(net, image_shape))
+
+    @abstractmethod
+    def reduction_layers(self, layers: int) -> tuple[int, ...]:
+        """The layout: indices of the layers (of ``layers``) after which the feature map is
+        halved (the macro space's pooling layers; the micro space's reduction cells sit
+        there)."""
+
+    def describe_network(self, f: FinalConfig, arch: Any) -> str:
+        """A few words on the standalone network's shape, for ``task=inspect``."""
+        return f"{f.layers} layers, {f.channels} channels"
+
+    def sample_stats(self, controller: Controller, sample: Sample) -> dict[str, Tensor]:
+        """Extra per-update controller statistics (scalars, batch-averaged), logged by the
+        search as ``ctrl/<key>`` and kept in the epoch history (e.g. the macro skip rate)."""
+        return {}
+
+    # ----------------------------------------------------------------------------- picture
+    @abstractmethod
+    def picture(self, arch: Any) -> graphviz.Digraph:
+        """The architecture as a Graphviz graph (rendered by :func:`enas_lightning.viz.render`)."""

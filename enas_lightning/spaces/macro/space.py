@@ -1,0 +1,119 @@
+"""The macro (whole network) space as one object: per layer an op and skips to earlier layers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from enas_lightning.errors import ConfigError
+from enas_lightning.spaces import register_space
+from enas_lightning.spaces.base import Space
+from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS, MacroArch
+
+if TYPE_CHECKING:
+    import graphviz
+    from torch import Tensor, nn
+
+    from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
+    from enas_lightning.controller.base import Sample
+    from enas_lightning.spaces.macro.controller import MacroController
+
+
+class MacroSpace(Space):
+    name = "macro"
+    record = MacroArch
+    authors_ops = AUTHORS_MACRO_OPS
+
+    def check_config(self, cfg: Config) -> None:
+        from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge
+
+        s = cfg.search_space
+        MACRO_OPS.check(tuple(s.ops), "search_space.ops")
+        # two pooling layers sit at layers // 3 steps; fewer than 3 layers leaves no room
+        if s.layers < 3:
+            raise ConfigError("search_space.layers", s.layers, "at least 3")
+        check_skip_merge(s.skip_merge, "search_space.skip_merge")
+        check_skip_merge(cfg.final.skip_merge, "final.skip_merge")
+
+    def fixed_final_layers(self, arch: MacroArch | None, s: SearchSpaceConfig) -> int | None:
+        # a macro architecture is the whole network: it fixes its depth
+        return arch.num_layers if arch is not None else s.layers
+
+    def decode(self, ints: list[int], ops: tuple[str, ...], size: int | None) -> MacroArch:
+        return MacroArch.from_ints(ints, ops, num_layers=size)
+
+    def check_arch(self, arch: MacroArch, ops: tuple[str, ...], size: int | None) -> None:
+        arch.validate(ops, num_layers=size)
+
+    def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> MacroController:
+        from enas_lightning.spaces.macro.controller import MacroController
+
+        return MacroController(
+            tuple(s.ops),
+            num_layers=s.layers,
+            lstm_size=c.lstm_size,
+            lstm_layers=c.lstm_layers,
+            tanh_constant=c.tanh_constant,
+            temperature=c.temperature,
+            skip_target=c.skip_target,
+            uniform=c.name == "random",
+        )
+
+    def build_supernet(
+        self, s: SearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> nn.Module:
+        from enas_lightning.spaces.macro.supernet import MacroSupernet
+
+        return MacroSupernet(
+            num_classes,
+            in_channels=image_shape[0],
+            layers=s.layers,
+            channels=s.channels,
+            ops=tuple(s.ops),
+            dropout_keep=s.dropout_keep,
+            skip_merge=s.skip_merge,
+        )
+
+    def build_network(
+        self, f: FinalConfig, arch: MacroArch, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> nn.Module:
+        from enas_lightning.spaces.macro.network import MacroNetwork
+
+        if f.layers != arch.num_layers:
+            raise ConfigError(
+                "final.layers",
+                f.layers,
+                f"{arch.num_layers}, the layer count of the macro architecture",
+            )
+        return MacroNetwork(
+            arch,
+            num_classes,
+            image_shape[0],
+            channels=f.channels,
+            dropout_keep=f.dropout_keep,
+            skip_merge=f.skip_merge,
+        )
+
+    def describe_network(self, f: FinalConfig, arch: MacroArch) -> str:
+        return f"{arch.num_layers} layers, {f.channels} channels, skips {f.skip_merge}"
+
+    def sample_stats(self, controller: MacroController, sample: Sample) -> dict[str, Tensor]:
+        # the fraction of possible skips taken, L(L-1)/2 per architecture
+        n = controller.num_layers
+        rate = sample.arcs[:, :, 1:].float().sum((1, 2)) / max(1, n * (n - 1) // 2)
+        return {"skip_rate": rate.mean()}
+
+    def reduction_layers(self, layers: int) -> tuple[int, ...]:
+        from enas_lightning.spaces.macro.supernet import reduction_layers
+
+        return reduction_layers(layers)
+
+    def picture(self, arch: MacroArch) -> graphviz.Digraph:
+        from enas_lightning.spaces.macro.picture import macro_arch_dot
+
+        n = arch.num_layers
+        # a network shallower than the layout (only in tests: configs ask for 3+) has none
+        reductions = tuple(r for r in self.reduction_layers(n) if 0 <= r < n)
+        return macro_arch_dot(arch, reductions=reductions)
+
+
+MACRO = register_space(MacroSpace())

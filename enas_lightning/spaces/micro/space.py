@@ -1,0 +1,122 @@
+"""The micro (cell) space as one object: ENAS's normal and reduction cells, stacked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from enas_lightning.errors import ConfigError
+from enas_lightning.spaces import register_space
+from enas_lightning.spaces.base import Space
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS, MicroArch
+
+if TYPE_CHECKING:
+    import graphviz
+    from torch import nn
+
+    from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
+    from enas_lightning.spaces.micro.controller import MicroController
+
+
+class MicroSpace(Space):
+    name = "micro"
+    record = MicroArch
+    authors_ops = AUTHORS_MICRO_OPS
+
+    def check_config(self, cfg: Config) -> None:
+        from enas_lightning.spaces.micro.ops import MICRO_OPS
+
+        s = cfg.search_space
+        MICRO_OPS.check(tuple(s.ops), "search_space.ops")
+        if s.num_nodes < 1:
+            raise ConfigError("search_space.num_nodes", s.num_nodes, "at least 1")
+        # two reduction cells sit at layers // 3 steps; fewer than 3 layers leaves no room
+        for setting, layers in (
+            ("search_space.layers", s.layers),
+            ("final.layers", cfg.final.layers),
+        ):
+            if layers < 3:
+                raise ConfigError(setting, layers, "at least 3")
+
+    def fingerprint(self, s: SearchSpaceConfig) -> dict[str, Any]:
+        return {
+            "search_space.num_nodes": s.num_nodes,
+            "search_space.weights_per_input": s.weights_per_input,
+        }
+
+    def arch_size(self, s: SearchSpaceConfig) -> int | None:
+        return s.num_nodes
+
+    def decode(self, ints: list[int], ops: tuple[str, ...], size: int | None) -> MicroArch:
+        return MicroArch.from_ints(ints, ops, num_nodes=size)
+
+    def check_arch(self, arch: MicroArch, ops: tuple[str, ...], size: int | None) -> None:
+        arch.validate(ops, num_nodes=size)
+
+    def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> MicroController:
+        from enas_lightning.spaces.micro.controller import MicroController
+
+        return MicroController(
+            tuple(s.ops),
+            num_nodes=s.num_nodes,
+            lstm_size=c.lstm_size,
+            lstm_layers=c.lstm_layers,
+            tanh_constant=c.tanh_constant,
+            op_tanh_reduce=c.op_tanh_reduce,
+            temperature=c.temperature,
+            op_bias=c.op_bias,
+            uniform=c.name == "random",
+        )
+
+    def build_supernet(
+        self, s: SearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> nn.Module:
+        from enas_lightning.spaces.micro.supernet import MicroSupernet
+
+        c, h, _ = image_shape
+        return MicroSupernet(
+            num_classes,
+            in_channels=c,
+            layers=s.layers,
+            channels=s.channels,
+            num_nodes=s.num_nodes,
+            ops=tuple(s.ops),
+            dropout_keep=s.dropout_keep,
+            aux_head=s.aux_weight > 0,
+            image_size=h,
+            weights_per_input=s.weights_per_input,
+        )
+
+    def build_network(
+        self, f: FinalConfig, arch: MicroArch, num_classes: int, image_shape: tuple[int, int, int]
+    ) -> nn.Module:
+        from enas_lightning.spaces.micro.network import MicroNetwork
+
+        c, h, _ = image_shape
+        return MicroNetwork(
+            arch,
+            num_classes,
+            c,
+            layers=f.layers,
+            channels=f.channels,
+            dropout_keep=f.dropout_keep,
+            drop_path_keep=f.drop_path_keep,
+            aux_head=f.aux_weight > 0,
+            image_size=h,
+            layer_base=f.layer_base,
+        )
+
+    def describe_network(self, f: FinalConfig, arch: MicroArch) -> str:
+        return f"{f.layers} layers (+2 reduction cells), {f.channels} channels"
+
+    def reduction_layers(self, layers: int) -> tuple[int, ...]:
+        from enas_lightning.spaces.micro.network import reduction_positions
+
+        return reduction_positions(layers)
+
+    def picture(self, arch: MicroArch) -> graphviz.Digraph:
+        from enas_lightning.spaces.micro.picture import micro_arch_dot
+
+        return micro_arch_dot(arch)
+
+
+MICRO = register_space(MicroSpace())
