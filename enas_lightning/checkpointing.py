@@ -184,18 +184,21 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
 
     Returns:
         ``{"search_space.<key>" | "controller.<key>": value}``: plain values (``str``, ``int``,
-        ``bool``, ``list[str]`` or ``None`` for a setting the space does not have), saved as
+        ``bool``, ``list[str]``), saved as
         ``checkpoint["enas"]["fingerprint"]`` by the search module.
     """
+    from enas_lightning.spaces import get_space
+
     s = cfg.search_space
     return {
         "search_space.name": s.name,
         "search_space.layers": s.layers,
         "search_space.channels": s.channels,
-        "search_space.num_nodes": s.num_nodes if s.name == "micro" else None,
         "search_space.ops": list(s.ops),
         "search_space.aux_weight>0": s.aux_weight > 0,
-        "search_space.weights_per_input": s.weights_per_input if s.name == "micro" else None,
+        # the space's own settings (e.g. nodes per cell); a key a checkpoint has and this
+        # space lacks compares as None, so checkpoints that stored None for it still load
+        **get_space(s.name).fingerprint(s),
         "controller.lstm_size": cfg.controller.lstm_size,
         "controller.lstm_layers": cfg.controller.lstm_layers,
     }
