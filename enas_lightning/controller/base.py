@@ -22,9 +22,10 @@ from torch.nn import functional as F
 class Sample:
     """``n`` sampled architectures.
 
-    ``arcs``: the decisions as integers (micro ``[n, 2, B, 4]``, macro ``[n, L, L + 1]``);
+    ``arcs``: the decisions as integers, laid out by the space's controller (``[n, 2, B, 4]``
+    for the cell space, ``[n, L, L + 1]`` for the whole-network space);
     ``log_prob`` and ``entropy``: ``[n]``, summed over decisions (``log_prob`` carries gradients);
-    ``penalty``: ``[n]`` extra loss per architecture (the macro skip penalty, else zeros);
+    ``penalty``: ``[n]`` extra loss per architecture (a skip penalty, else zeros);
     ``op_probs``: ``[n, D, num_ops]`` probabilities of each op decision (for plots).
     """
 
@@ -138,6 +139,10 @@ class Controller(nn.Module):
         greedy: bool = False,
         generator: torch.Generator | None = None,
     ) -> Sample:
+        raise NotImplementedError
+
+    def op_labels(self) -> list[str]:
+        """One label per op decision, in ``Sample.op_probs`` order (for the plots)."""
         raise NotImplementedError
 
     def to_archs(self, arcs: Tensor) -> list:

@@ -45,7 +45,7 @@ def export_network(
         out_dir: created if missing.
         example: a normalised input batch ``[B, C, H, W]`` (any device); only its shape and
             dtype matter. The batch dimension is exported as dynamic (1 to ``MAX_EXPORT_BATCH``).
-        arch: the architecture record (:class:`~enas_lightning.arch.MicroArch` or ``MacroArch``).
+        arch: the architecture record (any space's, :class:`~enas_lightning.spaces.ArchRecord`).
         ops: the op names the architecture's integer string refers to.
         mean: per-channel mean (``[0, 1]`` scale) the inputs are normalised with.
         std: per-channel standard deviation (``[0, 1]`` scale).

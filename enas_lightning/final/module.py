@@ -1,7 +1,7 @@
 """Training a found architecture from scratch: the final-training LightningModule.
 
-One standalone network (:class:`~enas_lightning.spaces.micro.network.MicroNetwork` or
-:class:`~enas_lightning.spaces.macro.network.MacroNetwork`) is trained on the whole training split
+One standalone network (built by the search space: :meth:`Space.build_network
+<enas_lightning.spaces.base.Space.build_network>`) is trained on the whole training split
 with automatic optimisation, and evaluated on the test split (the "validation" loop of Lightning
 runs over the TEST split: final training has no held-out validation split, as in the paper).
 

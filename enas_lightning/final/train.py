@@ -28,8 +28,8 @@ def build_final_network(cfg: Any, arch: Any, splits: ImageSplits) -> nn.Module:
     """The standalone network of ``arch`` sized by ``cfg.final`` for ``splits``' images.
 
     Raises:
-        ConfigError: an unknown ``search_space.name``, or a size the space rejects (a macro
-            architecture fixes its depth: ``final.layers`` must match it).
+        ConfigError: an unknown ``search_space.name``, or a size the space rejects (where an
+            architecture fixes its depth, ``final.layers`` must match it).
     """
     return get_space(cfg.search_space.name).build_network(
         cfg.final, arch, splits.num_classes, splits.image_shape

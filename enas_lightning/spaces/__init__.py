@@ -37,6 +37,8 @@ class _Registry(Mapping[str, Space]):
                 importlib.import_module(f"enas_lightning.spaces.{name}.space")
 
     def add(self, space: Space) -> Space:
+        if space.name not in BUILTIN:
+            self._load()  # the built-in spaces come first, in their order
         self._spaces[space.name] = space
         return space
 

@@ -1,0 +1,97 @@
+"""Adding a space is one folder and one registration: a toy space runs every task.
+
+``tests/toy_space.py`` registers a chain space (3 layers, each ``conv_3x3`` or
+``avg_pool_3x3``) of its own; the search, the final training, ``task=inspect`` and the pictures
+then run on it through the same code paths as the built-in spaces (docs/new_space.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from enas_lightning.app import run
+from enas_lightning.arch import load_arch
+from enas_lightning.errors import ConfigError
+from enas_lightning.spaces import SPACES, get_space
+from enas_lightning.viz import arch_dot
+from tests.conftest import compose_cfg
+from tests.toy_space import CHAIN, ChainArch
+
+CHAIN_CLI = [
+    "search_space.name=chain",
+    "search_space.ops=[conv_3x3,avg_pool_3x3]",
+    "search_space.layers=3",
+    "search_space.channels=4",
+    "search_space.aux_weight=0",
+    "final.channels=4",
+    "final.epochs=1",
+    "final.batch_size=16",
+    "final.aux_weight=0",
+]
+
+
+@pytest.fixture(autouse=True)
+def _clear_hydra():
+    yield
+    GlobalHydra.instance().clear()
+
+
+def test_the_toy_space_is_registered_by_name() -> None:
+    assert SPACES["chain"] is CHAIN and get_space("chain") is CHAIN
+    assert list(SPACES)[:2] == ["micro", "macro"] and "chain" in SPACES
+    with pytest.raises(
+        ConfigError, match="search_space.name='nope' is not allowed: one of micro, macro"
+    ):
+        get_space("nope")
+
+
+def test_toy_space_runs_search_final_inspect_and_pictures(tmp_path: Path) -> None:
+    # search: the controller samples chains, the supernet trains them, the derivation picks one
+    search_dir = tmp_path / "search"
+    run(compose_cfg(search_dir, [*CHAIN_CLI, "task=search"]))
+    GlobalHydra.instance().clear()
+    best_file = next(search_dir.rglob("best_arch.json"))
+    saved = json.loads(best_file.read_text())
+    assert saved["space"] == "chain" and len(saved["ops"]) == 3
+    best = load_arch(best_file, "chain", ("conv_3x3", "avg_pool_3x3"), size=3)
+    assert isinstance(best, ChainArch)
+    # the search's pictures: the derived architecture and the controller's op probabilities
+    assert any(search_dir.rglob("best_arch.dot"))
+    assert "2: " in next(search_dir.rglob("best_arch.dot")).read_text()
+    assert any(search_dir.rglob("op_probs.png"))
+    history = json.loads(next(search_dir.rglob("history.json")).read_text())
+    assert len(history) == 2  # one summary per search epoch
+
+    # final: the standalone network of the derived chain, trained, tested and exported
+    final_dir = tmp_path / "final"
+    acc = run(compose_cfg(final_dir, [*CHAIN_CLI, "task=final", f"arch={best_file}"]))
+    GlobalHydra.instance().clear()
+    assert 0.0 <= acc <= 1.0
+    metrics = json.loads((final_dir / "metrics.json").read_text())
+    assert metrics["arch"] == saved["ints"]
+    assert (final_dir / "export" / "arch.json").is_file()
+
+    # inspect: the authors'-style integer string, its cost and its picture
+    inspect_dir = tmp_path / "inspect"
+    out = run(compose_cfg(inspect_dir, [*CHAIN_CLI, "task=inspect", "arch='0 1 0'"]))
+    assert out is None
+    dot = (inspect_dir / "arch.dot").read_text()
+    assert "0: conv_3x3" in dot and "1: avg_pool_3x3" in dot
+    arch = json.loads((inspect_dir / "arch.json").read_text())
+    assert arch["ops"] == ["conv_3x3", "avg_pool_3x3", "conv_3x3"]
+    cost = CHAIN.cost(
+        compose_cfg(tmp_path, CHAIN_CLI).final, ChainArch(tuple(arch["ops"])), 10, (3, 16, 16)
+    )
+    assert cost.params > 0 and cost.madds > 0
+    assert arch_dot(ChainArch(("conv_3x3",))).source.count("->") == 2
+
+
+def test_toy_space_rejects_its_own_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match="search_space.ops='sep_conv_3x3' is not allowed: chain ops"
+    ):
+        run(compose_cfg(tmp_path, [*CHAIN_CLI, "search_space.ops=[sep_conv_3x3]"]))
