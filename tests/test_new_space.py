@@ -95,3 +95,26 @@ def test_toy_space_rejects_its_own_bad_settings(tmp_path: Path) -> None:
         ConfigError, match="search_space.ops='sep_conv_3x3' is not allowed: chain ops"
     ):
         run(compose_cfg(tmp_path, [*CHAIN_CLI, "search_space.ops=[sep_conv_3x3]"]))
+
+
+def test_a_space_of_another_package_is_found_by_its_entry_point(monkeypatch, tmp_path) -> None:
+    """An installed package announces its space in the ``enas_lightning.spaces`` group; the
+    registry imports that module on its first lookup, and the import registers the space."""
+    import importlib.metadata
+
+    from enas_lightning import spaces
+
+    (tmp_path / "plugin_space.py").write_text(
+        "from enas_lightning.spaces import register_space\n"
+        "from tests.toy_space import ChainSpace\n"
+        "class Plugin(ChainSpace):\n    name = 'plugin_chain'\n"
+        "register_space(Plugin())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = importlib.metadata.EntryPoint("plugin_chain", "plugin_space", spaces.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(spaces, "entry_points", lambda group: [ep] if group == ep.group else [])
+    # as in a new process: nothing looked up yet (restored afterwards)
+    monkeypatch.setattr(SPACES, "_spaces", dict(SPACES._spaces))
+    monkeypatch.setattr(SPACES, "_loaded", False)
+    assert "plugin_chain" in SPACES and list(SPACES)[:2] == ["micro", "macro"]
+    assert SPACES["plugin_chain"].record is ChainArch

@@ -5,6 +5,10 @@ space is a folder ``spaces/<name>/`` (record and codec, controller, ops, superne
 picture) and one :func:`register_space` call (docs/new_space.md), in the way timm registers
 models.
 
+Another package's spaces are found through the entry point group ``enas_lightning.spaces``
+(each entry names a module whose import registers a space), so ``python -m enas_lightning
+search_space.name=<its name>`` works once that package is installed.
+
 The built-in spaces are imported on the first lookup, not when this package is imported: the
 records and the config import ``spaces.<name>.arch`` without torch, which keeps
 ``python -m enas_lightning --help`` fast.
@@ -14,12 +18,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
 from enas_lightning.errors import ConfigError
 from enas_lightning.spaces.base import ArchRecord, Cost, Space
 
 BUILTIN = ("micro", "macro")
+# setup.cfg of a package with spaces: [options.entry_points] enas_lightning.spaces = name = pkg.module
+ENTRY_POINT_GROUP = "enas_lightning.spaces"
 
 
 class _Registry(Mapping[str, Space]):
@@ -35,6 +42,9 @@ class _Registry(Mapping[str, Space]):
             # importing a built-in space's module registers it, in this order
             for name in BUILTIN:
                 importlib.import_module(f"enas_lightning.spaces.{name}.space")
+            # other packages' spaces: importing the module an entry point names registers it
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                importlib.import_module(ep.value.split(":")[0])
 
     def add(self, space: Space) -> Space:
         if space.name not in BUILTIN:
