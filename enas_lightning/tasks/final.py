@@ -8,12 +8,13 @@ from typing import Any
 from enas_lightning.build import build_logger
 from enas_lightning.config import Config
 from enas_lightning.final.train import train_final
+from enas_lightning.spaces import ArchRecord
 from enas_lightning.tasks.common import resolve_ckpt
 from enas_lightning.tasks.inspect import load_cfg_arch
 
 
 def run_final_arch(
-    cfg: Config, arch: Any, output_dir: Path, in_pipeline: bool = False
+    cfg: Config, arch: ArchRecord, output_dir: Path, in_pipeline: bool = False
 ) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt = resolve_ckpt(cfg, output_dir, stage_of_pipeline=in_pipeline)
