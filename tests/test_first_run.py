@@ -215,6 +215,7 @@ def test_inspect_counts_the_image_folder_classes(make_cfg, tmp_path, monkeypatch
 
 # ------------------------------------------------------------------ 5. what the search prints
 def test_epoch_line_format() -> None:
+    from enas_lightning.search.history import EpochSummary
     from enas_lightning.search.progress import EpochLine
 
     arch = MicroArch.from_ints(parse_ints(AUTHORS_MICRO_FINAL))
@@ -223,15 +224,18 @@ def test_epoch_line_format() -> None:
         callback_metrics={"child/loss_epoch": torch.tensor(1.23456), "child/acc_epoch": 0.5},
     )
     module = SimpleNamespace(controller=SimpleNamespace(ops=arch_ops()))
-    summary = {"epoch": 2, "baseline": 0.25, "lr": 0.05, "reward": 0.3, "entropy": 12.5}
-    line = EpochLine.line(trainer, module, {**summary, "greedy_arch": arch}, 4.26)
+    summary = EpochSummary(
+        epoch=2, warmup=False, baseline=0.25, lr=0.05, reward=0.3, entropy=12.5, greedy_arch=arch
+    )
+    line = EpochLine.line(trainer, module, summary, 4.26)
     assert line == (
         "epoch 3/30 | child loss 1.2346 acc 0.5000 | reward 0.3000 baseline 0.2500 "
         f"entropy 12.500 | lr 0.05 | 4.3 s | greedy: {AUTHORS_MICRO_FINAL}"
     )
     # an epoch without a controller phase (warm-up, random controller): dashes, no greedy arc
     trainer.callback_metrics = {}
-    line = EpochLine.line(trainer, module, {"epoch": 0, "baseline": 0.0, "lr": 0.05}, 1.0)
+    summary = EpochSummary(epoch=0, warmup=False, baseline=0.0, lr=0.05)
+    line = EpochLine.line(trainer, module, summary, 1.0)
     assert "child loss - acc - | reward - baseline 0.0000 entropy - |" in line
     assert line.endswith("greedy: -")
 

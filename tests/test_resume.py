@@ -201,7 +201,7 @@ def test_nonfinite_child_loss_skipped_counted_then_stops(tmp_path, monkeypatch):
     out = tmp_path / "skip"
     run_search(tiny_cfg(out, **{"search.epochs": 1, "search.max_nonfinite": 10}), out)
     m = seen["module"]
-    assert m.nonfinite_total == 4 and m.nonfinite_in_a_row == 4
+    assert m.nonfinite.total == 4 and m.nonfinite.in_a_row == 4
     assert m.trainer.callback_metrics["child/nonfinite_total"] == 4
     # skipped means skipped: no weight moved (no decay, no momentum) and every buffer is zero
     for k, v in seen["weights"].items():

@@ -76,11 +76,11 @@ def test_scheduler_steps_once_per_epoch(make_cfg, tmp_path) -> None:
     module = make_module(cfg)
     fit(module, cfg, tmp_path, epochs=2)
     # T_0 = 1: epoch 0 at lr_max, the restart at epoch 1 at lr_max again, the summaries record it
-    assert [h["lr"] for h in module.history] == pytest.approx([0.05, 0.05])
+    assert [h.lr for h in module.history] == pytest.approx([0.05, 0.05])
     cfg = make_cfg(["controller=random", "search.child_batches=1", "search.optim.t0=4"])
     module = make_module(cfg)
     fit(module, cfg, tmp_path, epochs=3)
-    assert [h["lr"] for h in module.history] == pytest.approx(
+    assert [h.lr for h in module.history] == pytest.approx(
         [sgdr(e, 0.05, 5e-4, 4) for e in range(3)]
     )
 
@@ -262,7 +262,7 @@ def test_controller_phase_every_other_epoch_runs_after_a_shorter_epoch(make_cfg,
     module = make_module(cfg)
     trainer = fit(module, cfg, tmp_path, epochs=2)
     assert len(module.epoch_samples) == cfg.controller.train_steps * cfg.controller.num_aggregate
-    assert ["reward" in h for h in module.history] == [False, True]
+    assert [h.controller_ran for h in module.history] == [False, True]
     assert trainer.global_step > 0 and float(module.baseline) != 0.0
 
 
@@ -276,8 +276,8 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
     assert all(p.grad is None for p in module.controller.parameters())
     assert float(module.baseline) == 0.0 and module.epoch_samples == []
     assert not trainer.optimizers[1].state  # Adam never stepped
-    assert [(h["epoch"], h["warmup"]) for h in module.history] == [(0, True), (1, True)]
-    assert all("reward" not in h for h in module.history)  # no controller phase ran
+    assert [(h.epoch, h.warmup) for h in module.history] == [(0, True), (1, True)]
+    assert not any(h.controller_ran for h in module.history)  # no controller phase ran
     # the children were the uniform distribution's draws (controller=random's), not the
     # controller's own, from the same per-epoch generator
     ops = tuple(cfg.search_space.ops)
@@ -293,13 +293,14 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
 def test_epoch_line_marks_warmup_epochs() -> None:
     from types import SimpleNamespace
 
+    from enas_lightning.search.history import EpochSummary
     from enas_lightning.search.progress import EpochLine
 
     trainer = SimpleNamespace(max_epochs=3, callback_metrics={})
     summary = {"epoch": 0, "baseline": 0.0, "lr": 0.05}
-    line = EpochLine.line(trainer, None, {**summary, "warmup": True}, 1.0)
+    line = EpochLine.line(trainer, None, EpochSummary(**summary, warmup=True), 1.0)
     assert line.startswith("epoch 1/3 (warm-up) | ")
-    line = EpochLine.line(trainer, None, {**summary, "warmup": False}, 1.0)
+    line = EpochLine.line(trainer, None, EpochSummary(**summary, warmup=False), 1.0)
     assert line.startswith("epoch 1/3 | ")
 
 

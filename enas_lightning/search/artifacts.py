@@ -17,13 +17,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from enas_lightning.search.history import EpochSummary
 from enas_lightning.viz import arch_dot, plot_curves, plot_op_probs, render
 
 
-def history_json(history: list[dict[str, Any]], ops: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [
-        {k: (v.to_dict(ops) if k == "greedy_arch" else v) for k, v in h.items()} for h in history
-    ]
+def history_json(history: list[EpochSummary], ops: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The epoch summaries as ``history.json`` holds them (greedy architectures written with
+    the space's op names ``ops``): one dict per epoch, see :meth:`EpochSummary.to_dict`."""
+    return [h.to_dict(ops) for h in history]
 
 
 class SearchArtifacts(pl.Callback):
@@ -53,22 +54,23 @@ class SearchArtifacts(pl.Callback):
             for s in module.epoch_samples:
                 arc = " ".join(map(str, s["arch"].to_ints(ops)))
                 w.writerow([s["epoch"], s["update"], arc, f"{s['reward']:.6f}"])
-        (self.dir / "history.json").write_text(
-            json.dumps(history_json(module.history, ops), indent=1) + "\n"
-        )
-        if not module.history:
+        history: list[EpochSummary] = module.history
+        as_json = history_json(history, ops)
+        (self.dir / "history.json").write_text(json.dumps(as_json, indent=1) + "\n")
+        if not history:
             return
-        last = module.history[-1]
-        if self.pictures and "greedy_arch" in last:
+        last = history[-1]
+        if self.pictures and last.greedy_arch is not None:
             pics = self.dir / "pictures"
             pics.mkdir(exist_ok=True)
-            render(arch_dot(last["greedy_arch"]), pics / f"greedy_epoch{last['epoch']}")
-        if any("op_probs" in h for h in module.history):
+            render(arch_dot(last.greedy_arch), pics / f"greedy_epoch{last.epoch}")
+        if any(h.controller_ran for h in history):
             plots = self.dir / "plots"
             plots.mkdir(exist_ok=True)
-            plot_op_probs(module.history, plots / "op_probs.png", op_names=list(ops))
+            # the plots read the plain dicts of history.json (the format they document)
+            plot_op_probs(as_json, plots / "op_probs.png", op_names=list(ops))
             plot_curves(
-                module.history,
+                as_json,
                 ["reward", "baseline", "entropy", "skip_rate"],
                 plots / "controller.png",
                 title="controller",

@@ -57,7 +57,7 @@ class RankStateDump(pl.Callback):
             "derived_accs": list(derivation.accuracies),
             "uniform_accs": list(derivation.uniform_accuracies),
             "last_epoch_rewards": rewards_per_update(module.epoch_samples),
-            "history_baselines": [h["baseline"] for h in module.history],
+            "history_baselines": [h.baseline for h in module.history],
         }
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"rank{trainer.global_rank}_state.pt"

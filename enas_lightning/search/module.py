@@ -36,10 +36,8 @@ update over them (one moving-average step per sampled child, as the reference do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -50,7 +48,6 @@ from enas_lightning.config import Config
 from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-from enas_lightning.errors import NonFiniteError
 from enas_lightning.optim import (
     clip_gradients_,
     ensure_momentum_buffers,
@@ -59,98 +56,11 @@ from enas_lightning.optim import (
     step_kwargs,
 )
 from enas_lightning.search.baseline import sequential_baseline
+from enas_lightning.search.derivation import Derivation
+from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
+from enas_lightning.search.nonfinite import NonFiniteCount
 from enas_lightning.seeding import seed_step, step_seed
-
-# what a derivation reminds its reader of wherever it prints or saves its accuracies
-SHARED_WEIGHT_CAVEAT = (
-    "shared-weight accuracies favour the architectures the supernet was trained on; "
-    "only retraining (task=final) shows real quality"
-)
-
-
-@dataclass
-class Derivation:
-    """The result of scoring candidates with the shared weights on the validation split.
-
-    ``candidates`` are the controller's (its greedy architecture first, if it has one, then K
-    samples); the derived architecture is the best of them. ``uniform`` are K architectures
-    sampled uniformly from the space (a separate seeded draw, even for ``controller=random``)
-    and scored the same way: the random reference the controller has to beat. The best of K
-    grows with K whatever the controller learned; compare means: greedy and the controller's
-    mean against the uniform mean.
-    """
-
-    candidates: list[Any]  # architecture records
-    accuracies: list[float]
-    greedy_index: int | None  # index of the controller's argmax architecture, if any
-    uniform: list[Any] = field(default_factory=list)
-    uniform_accuracies: list[float] = field(default_factory=list)
-    best_index: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.best_index = int(np.argmax(self.accuracies))
-
-    @property
-    def best(self) -> Any:
-        return self.candidates[self.best_index]
-
-    @property
-    def best_acc(self) -> float:
-        return self.accuracies[self.best_index]
-
-    @property
-    def greedy_acc(self) -> float | None:
-        return None if self.greedy_index is None else self.accuracies[self.greedy_index]
-
-    @property
-    def controller_mean_acc(self) -> float:
-        """Mean over the controller's samples (the greedy architecture left out)."""
-        accs = [a for i, a in enumerate(self.accuracies) if i != self.greedy_index]
-        return float(np.mean(accs))
-
-    @property
-    def uniform_mean_acc(self) -> float | None:
-        """Mean over the uniformly sampled reference architectures (``None`` without any)."""
-        return float(np.mean(self.uniform_accuracies)) if self.uniform_accuracies else None
-
-    def summary(self) -> dict[str, float | int | None]:
-        """The four accuracies under the names ``best_arch.json`` and the loggers use."""
-        return {
-            "val_acc": self.best_acc,  # the derived (best) architecture's
-            "greedy_val_acc": self.greedy_acc,
-            "controller_mean_val_acc": self.controller_mean_acc,
-            "uniform_mean_val_acc": self.uniform_mean_acc,
-            "candidates": len(self.candidates),
-            "uniform_samples": len(self.uniform),
-        }
-
-    def rows(self) -> list[tuple[str, Any, float]]:
-        """``(source, architecture, accuracy)`` of every scored architecture; ``source`` is
-        ``greedy``, ``controller`` (the controller's samples) or ``uniform``."""
-        out = [
-            ("greedy" if i == self.greedy_index else "controller", arch, acc)
-            for i, (arch, acc) in enumerate(zip(self.candidates, self.accuracies, strict=True))
-        ]
-        return out + [
-            ("uniform", a, acc)
-            for a, acc in zip(self.uniform, self.uniform_accuracies, strict=True)
-        ]
-
-    def report(self) -> list[str]:
-        """The four labelled rows and the caveat, as printed at the end of a search."""
-        k = len(self.candidates) - (self.greedy_index is not None)
-        greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
-        uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
-        return [
-            f"  best            val acc {self.best_acc:.4f}  (the derived architecture: best of "
-            f"the controller's {len(self.candidates)} candidates)",
-            f"  greedy          val acc {greedy}  (the controller's most likely architecture)",
-            f"  controller mean val acc {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
-            f"  uniform mean    val acc {uniform}  (mean of {len(self.uniform)} uniformly "
-            "sampled architectures: the random reference)",
-            f"  ({SHARED_WEIGHT_CAVEAT})",
-        ]
 
 
 class SearchModule(pl.LightningModule):
@@ -177,12 +87,10 @@ class SearchModule(pl.LightningModule):
         self.seed = int(cfg.seed)
         self.learns = not controller.uniform
         self.register_buffer("baseline", torch.zeros(()))
-        self.history: list[dict[str, Any]] = []  # one summary per epoch (rank 0's view)
+        self.history: list[EpochSummary] = []  # one summary per epoch (rank 0's view)
         self.epoch_samples: list[dict[str, Any]] = []  # this epoch's rewarded architectures
-        self.nonfinite_in_a_row = 0  # as of the last check (see check_nonfinite)
-        self.nonfinite_total = 0
-        # on the device between checks: [skipped in all, skipped in a row, longest run in a row]
-        self._nonfinite: Tensor | None = None
+        # child steps skipped for a non-finite gradient, counted on the device
+        self.nonfinite = NonFiniteCount(cfg.search.max_nonfinite)
         self.loader: SearchEpoch | None = None
         self.derivation: Derivation | None = None
         self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
@@ -293,8 +201,9 @@ class SearchModule(pl.LightningModule):
         whose gradient is non-finite is skipped *on the device* by the fused SGD kernel's
         ``found_inf`` flag, counted on the device, and the count is checked against
         ``search.max_nonfinite`` every ``trainer.log_every_n_steps`` child steps and at the end
-        of the child phase (:meth:`check_nonfinite`). The gradient norm is taken after DDP's
-        all-reduce, so every rank skips the same steps without another collective.
+        of the child phase (:class:`~enas_lightning.search.nonfinite.NonFiniteCount`). The
+        gradient norm is taken after DDP's all-reduce, so every rank skips the same steps
+        without another collective.
         """
         x, y = self.data.train_batch(idx, gen)
         arch = self.child_archs(self.current_epoch)[batch_idx]
@@ -309,7 +218,7 @@ class SearchModule(pl.LightningModule):
         self.manual_backward(loss)
         sgd = child_opt.optimizer
         skip = ~torch.isfinite(self.clip_child_gradients(sgd))
-        self.count_nonfinite(skip)
+        self.nonfinite.count(skip)
         if sgd.defaults.get("fused"):
             sgd.found_inf = skip.float()  # read by torch's fused SGD: no update where 1
             child_opt.step()
@@ -322,10 +231,12 @@ class SearchModule(pl.LightningModule):
         # read at the logging interval
         self.log("child/loss", loss.detach(), on_step=True, on_epoch=True, batch_size=n)
         self.log("child/acc", acc, on_step=True, on_epoch=True, batch_size=n)
-        self.log("child/nonfinite_total", self._nonfinite[0].float(), on_step=True, batch_size=n)
+        self.log(
+            "child/nonfinite_total", self.nonfinite.device_total.float(), on_step=True, batch_size=n
+        )
         assert self.loader is not None
         if self.loader.host_reads_due(batch_idx, self.trainer.log_every_n_steps):
-            self.check_nonfinite()
+            self.nonfinite.check(self.current_epoch)
 
     def clip_child_gradients(self, sgd: torch.optim.Optimizer) -> Tensor:
         """Clip the supernet's gradients to ``search.optim.grad_clip`` in the mode
@@ -340,33 +251,6 @@ class SearchModule(pl.LightningModule):
         grads = [p.grad for g in sgd.param_groups for p in g["params"] if p.grad is not None]
         o = self.cfg.search.optim
         return clip_gradients_(grads, o.grad_clip, o.grad_clip_mode)
-
-    def count_nonfinite(self, skip: Tensor) -> None:
-        """Count a skipped step on the device (no host synchronisation)."""
-        assert self._nonfinite is not None  # set up by on_train_start
-        total, in_a_row, longest = self._nonfinite.unbind()
-        s = skip.long()
-        in_a_row = (in_a_row + 1) * s
-        self._nonfinite = torch.stack([total + s, in_a_row, torch.maximum(longest, in_a_row)])
-
-    def start_nonfinite_count(self) -> None:
-        n = [self.nonfinite_total, self.nonfinite_in_a_row, self.nonfinite_in_a_row]
-        self._nonfinite = torch.tensor(n, device=self.device)
-
-    def check_nonfinite(self) -> None:
-        """Copy the device counts to the host; stop after ``search.max_nonfinite`` in a row."""
-        if self._nonfinite is None:
-            return
-        total, in_a_row, longest = self._nonfinite.tolist()
-        self.nonfinite_total, self.nonfinite_in_a_row = total, in_a_row
-        self._nonfinite[2] = in_a_row  # the longest run is checked once
-        limit = self.cfg.search.max_nonfinite
-        if longest >= limit:
-            raise NonFiniteError(
-                f"search.max_nonfinite={limit}: the child gradient was non-finite {longest} "
-                f"steps in a row (epoch {self.current_epoch}); lower search.optim.lr_max or "
-                "check the data"
-            )
 
     @torch.no_grad()
     def reward_accuracy(self, archs: list[Any], gen: torch.Generator) -> Tensor:
@@ -463,7 +347,7 @@ class SearchModule(pl.LightningModule):
         child_opt = self.optimizers()[0].optimizer
         if child_opt.defaults.get("fused"):
             ensure_momentum_buffers(child_opt)
-        self.start_nonfinite_count()
+        self.nonfinite.start(self.device)
         # Lightning skips on_train_epoch_start when it resumes in the middle of an epoch: put
         # back what the first part of that epoch recorded (saved by on_save_checkpoint)
         state, self._resumed_epoch_state = self._resumed_epoch_state, None
@@ -486,24 +370,34 @@ class SearchModule(pl.LightningModule):
         self.lr_schedulers().step()
 
     def summarize_epoch(self) -> None:
-        """Append this epoch's controller summary to ``history`` (once per epoch)."""
-        if self.history and self.history[-1]["epoch"] == self.current_epoch:
+        """Append this epoch's :class:`~enas_lightning.search.history.EpochSummary` to
+        ``history`` (once per epoch): the controller phase's means of its per-update
+        statistics, when one ran, and the greedy architecture of a learning controller."""
+        if self.history and self.history[-1].epoch == self.current_epoch:
             return
-        summary: dict[str, Any] = {
-            "epoch": self.current_epoch,
-            # uniform children and no controller phase (search.warmup_epochs)
-            "warmup": self.current_epoch < self.cfg.search.warmup_epochs,
-            "baseline": float(self.baseline),
-            "lr": self.optimizers()[0].param_groups[0]["lr"],
-        }
+        assert self.loader is not None
+        baseline = float(self.baseline)
+        lr = self.optimizers()[0].param_groups[0]["lr"]
+        op_probs: dict[str, list[float]] | None = None
+        stats: dict[str, float] = {}
         n = self._epoch_stats.pop("n", 0)
         if n:
             probs = (self._epoch_stats.pop("op_probs") / n).tolist()
-            labels = self.controller.op_labels()
-            summary["op_probs"] = dict(zip(labels, probs, strict=True))
-            summary.update({k: float(v / n) for k, v in self._epoch_stats.items()})
-        if self.learns:
-            summary["greedy_arch"] = self.controller.sample_archs(1, greedy=True)[0]
+            op_probs = dict(zip(self.controller.op_labels(), probs, strict=True))
+            stats = {k: float(v / n) for k, v in self._epoch_stats.items()}
+        greedy = self.controller.sample_archs(1, greedy=True)[0] if self.learns else None
+        summary = EpochSummary(
+            epoch=self.current_epoch,
+            # uniform children and no controller phase (search.warmup_epochs)
+            warmup=self.loader.warmup(self.current_epoch),
+            baseline=baseline,
+            lr=lr,
+            op_probs=op_probs,
+            reward=stats.pop("reward", None),
+            entropy=stats.pop("entropy", None),
+            space_stats=stats,  # what is left: the space's own (e.g. skip_rate)
+            greedy_arch=greedy,
+        )
         self.history.append(summary)
 
     # ----------------------------------------------------------------- derivation
@@ -562,17 +456,12 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._nonfinite is not None:
-            total, in_a_row, _ = self._nonfinite.tolist()
-            self.nonfinite_total, self.nonfinite_in_a_row = total, in_a_row
+        self.nonfinite.sync()
         checkpoint["enas"] = {
             "fingerprint": space_fingerprint(self.cfg),
-            "history": [
-                {k: (v.to_dict() if k == "greedy_arch" else v) for k, v in h.items()}
-                for h in self.history
-            ],
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
-            "nonfinite_total": self.nonfinite_total,
+            "history": [h.to_dict() for h in self.history],
+            "nonfinite_in_a_row": self.nonfinite.in_a_row,
+            "nonfinite_total": self.nonfinite.total,
             # a checkpoint saved mid-epoch (SIGTERM) carries the epoch's partial summaries
             "epoch_state": {
                 "epoch": self.current_epoch,
@@ -587,14 +476,11 @@ class SearchModule(pl.LightningModule):
         from enas_lightning.arch.io import arch_from_dict
 
         self.history = [
-            {
-                k: (arch_from_dict(v, self.controller.space) if k == "greedy_arch" else v)
-                for k, v in h.items()
-            }
+            EpochSummary.from_dict(h, lambda v: arch_from_dict(v, self.controller.space))
             for h in state["history"]
         ]
-        self.nonfinite_in_a_row = state["nonfinite_in_a_row"]
-        self.nonfinite_total = state["nonfinite_total"]
+        self.nonfinite.in_a_row = state["nonfinite_in_a_row"]
+        self.nonfinite.total = state["nonfinite_total"]
         epoch_state = state.get("epoch_state")
         if epoch_state is not None:
             epoch_state["samples"] = [

@@ -27,6 +27,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
+from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CONTROLLER
 
 log = logging.getLogger("enas_lightning.search")
@@ -148,20 +149,22 @@ class EpochLine(pl.Callback):
         log.info(line)
 
     @staticmethod
-    def line(trainer: pl.Trainer, module: Any, summary: dict[str, Any], seconds: float) -> str:
+    def line(trainer: pl.Trainer, module: Any, summary: EpochSummary, seconds: float) -> str:
         logged = trainer.callback_metrics
         loss = logged.get("child/loss_epoch")
         acc = logged.get("child/acc_epoch")
-        greedy = summary.get("greedy_arch")
-        arc = " ".join(map(str, greedy.to_ints(tuple(module.controller.ops)))) if greedy else "-"
-        warmup = " (warm-up)" if summary.get("warmup") else ""  # search.warmup_epochs
+        greedy = summary.greedy_arch
+        arc = "-"
+        if greedy is not None:
+            arc = " ".join(map(str, greedy.to_ints(tuple(module.controller.ops))))
+        warmup = " (warm-up)" if summary.warmup else ""  # search.warmup_epochs
         return (
-            f"epoch {summary['epoch'] + 1}/{trainer.max_epochs}{warmup}"
+            f"epoch {summary.epoch + 1}/{trainer.max_epochs}{warmup}"
             f" | child loss {_number(loss, '.4f')} acc {_number(acc, '.4f')}"
-            f" | reward {_number(summary.get('reward'), '.4f')}"
-            f" baseline {_number(summary.get('baseline'), '.4f')}"
-            f" entropy {_number(summary.get('entropy'), '.3f')}"
-            f" | lr {_number(summary.get('lr'), '.3g')} | {seconds:.1f} s"
+            f" | reward {_number(summary.reward, '.4f')}"
+            f" baseline {_number(summary.baseline, '.4f')}"
+            f" entropy {_number(summary.entropy, '.3f')}"
+            f" | lr {_number(summary.lr, '.3g')} | {seconds:.1f} s"
             f" | greedy: {arc}"
         )
 

@@ -22,7 +22,8 @@ from enas_lightning.data.cache import load_splits_cached
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
-from enas_lightning.search.module import SHARED_WEIGHT_CAVEAT, Derivation, SearchModule
+from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation
+from enas_lightning.search.module import SearchModule
 from enas_lightning.search.progress import EpochLine
 from enas_lightning.tasks.common import resolve_ckpt, seed_everything
 

@@ -1,0 +1,108 @@
+"""The derivation record: the candidates scored with the shared weights, and the derived one.
+
+At the end of a search (:meth:`enas_lightning.search.module.SearchModule.derive`) the controller's
+candidates and a uniformly sampled reference are scored on the validation split with the shared
+weights; :class:`Derivation` keeps the scores and says which candidate was derived.
+``task=search`` writes it to ``best_arch.json`` and ``arch_candidates.csv`` and prints
+:meth:`Derivation.report`; the loggers record :meth:`Derivation.summary`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# what a derivation reminds its reader of wherever it prints or saves its accuracies
+SHARED_WEIGHT_CAVEAT = (
+    "shared-weight accuracies favour the architectures the supernet was trained on; "
+    "only retraining (task=final) shows real quality"
+)
+
+
+@dataclass
+class Derivation:
+    """The result of scoring candidates with the shared weights on the validation split.
+
+    ``candidates`` are the controller's (its greedy architecture first, if it has one, then K
+    samples); the derived architecture is the best of them. ``uniform`` are K architectures
+    sampled uniformly from the space (a separate seeded draw, even for ``controller=random``)
+    and scored the same way: the random reference the controller has to beat. The best of K
+    grows with K whatever the controller learned; compare means: greedy and the controller's
+    mean against the uniform mean.
+
+    ``accuracies[i]`` (in ``[0, 1]``) is ``candidates[i]``'s and ``uniform_accuracies[j]``
+    ``uniform[j]``'s: two pairs of equally long lists. ``best_index`` is set from them.
+    """
+
+    candidates: list[Any]  # architecture records
+    accuracies: list[float]
+    greedy_index: int | None  # index of the controller's argmax architecture, if any
+    uniform: list[Any] = field(default_factory=list)
+    uniform_accuracies: list[float] = field(default_factory=list)
+    best_index: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.best_index = int(np.argmax(self.accuracies))
+
+    @property
+    def best(self) -> Any:
+        return self.candidates[self.best_index]
+
+    @property
+    def best_acc(self) -> float:
+        return self.accuracies[self.best_index]
+
+    @property
+    def greedy_acc(self) -> float | None:
+        return None if self.greedy_index is None else self.accuracies[self.greedy_index]
+
+    @property
+    def controller_mean_acc(self) -> float:
+        """Mean over the controller's samples (the greedy architecture left out)."""
+        accs = [a for i, a in enumerate(self.accuracies) if i != self.greedy_index]
+        return float(np.mean(accs))
+
+    @property
+    def uniform_mean_acc(self) -> float | None:
+        """Mean over the uniformly sampled reference architectures (``None`` without any)."""
+        return float(np.mean(self.uniform_accuracies)) if self.uniform_accuracies else None
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The four accuracies under the names ``best_arch.json`` and the loggers use."""
+        return {
+            "val_acc": self.best_acc,  # the derived (best) architecture's
+            "greedy_val_acc": self.greedy_acc,
+            "controller_mean_val_acc": self.controller_mean_acc,
+            "uniform_mean_val_acc": self.uniform_mean_acc,
+            "candidates": len(self.candidates),
+            "uniform_samples": len(self.uniform),
+        }
+
+    def rows(self) -> list[tuple[str, Any, float]]:
+        """``(source, architecture, accuracy)`` of every scored architecture; ``source`` is
+        ``greedy``, ``controller`` (the controller's samples) or ``uniform``."""
+        out = [
+            ("greedy" if i == self.greedy_index else "controller", arch, acc)
+            for i, (arch, acc) in enumerate(zip(self.candidates, self.accuracies, strict=True))
+        ]
+        return out + [
+            ("uniform", a, acc)
+            for a, acc in zip(self.uniform, self.uniform_accuracies, strict=True)
+        ]
+
+    def report(self) -> list[str]:
+        """The four labelled rows and the caveat, as printed at the end of a search."""
+        k = len(self.candidates) - (self.greedy_index is not None)
+        greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
+        uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
+        return [
+            f"  best            val acc {self.best_acc:.4f}  (the derived architecture: best of "
+            f"the controller's {len(self.candidates)} candidates)",
+            f"  greedy          val acc {greedy}  (the controller's most likely architecture)",
+            f"  controller mean val acc {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
+            f"  uniform mean    val acc {uniform}  (mean of {len(self.uniform)} uniformly "
+            "sampled architectures: the random reference)",
+            f"  ({SHARED_WEIGHT_CAVEAT})",
+        ]
