@@ -12,8 +12,8 @@ import pytest
 from enas_lightning.arch import parse_ints
 from enas_lightning.errors import ArchError
 from enas_lightning.spaces.macro.arch import STEM, MacroArch
-from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 from enas_lightning.spaces.macro.picture import macro_arch_dot
+from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 from enas_lightning.spaces.micro.picture import micro_arch_dot, micro_cell_dot
 from enas_lightning.viz import arch_dot, plot_curves, plot_op_probs, render
 from enas_lightning.viz import dot as viz_dot

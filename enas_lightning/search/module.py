@@ -61,6 +61,7 @@ from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
 from enas_lightning.seeding import seed_step, step_seed
+from enas_lightning.spaces import get_space
 
 
 class SearchModule(pl.LightningModule):
@@ -82,6 +83,7 @@ class SearchModule(pl.LightningModule):
         self.automatic_optimization = False
         self.supernet = supernet
         self.controller = controller
+        self.space = get_space(cfg.search_space.name)
         self.data = data
         self.cfg = cfg
         self.seed = int(cfg.seed)
@@ -326,12 +328,10 @@ class SearchModule(pl.LightningModule):
             "entropy": sample.entropy.mean().detach(),
             "op_probs": sample.op_probs.mean(0),
         }
-        if self.controller.space == "macro":
-            rate = sample.arcs[:, :, 1:].float().sum((1, 2)) / max(
-                1, self.controller.num_layers * (self.controller.num_layers - 1) // 2
-            )
-            self.log("ctrl/skip_rate", rate.mean(), on_step=True, on_epoch=True)
-            stats["skip_rate"] = rate.mean()
+        # the space's own statistics (e.g. a skip rate), logged and kept like the others
+        for key, value in self.space.sample_stats(self.controller, sample).items():
+            self.log(f"ctrl/{key}", value, on_step=True, on_epoch=True)
+            stats[key] = value
         for key, value in stats.items():
             self._epoch_stats[key] = self._epoch_stats.get(key, 0) + value
         self._epoch_stats["n"] = self._epoch_stats.get("n", 0) + 1
@@ -476,7 +476,7 @@ class SearchModule(pl.LightningModule):
         from enas_lightning.arch.io import arch_from_dict
 
         self.history = [
-            EpochSummary.from_dict(h, lambda v: arch_from_dict(v, self.controller.space))
+            EpochSummary.from_dict(h, lambda v: arch_from_dict(v, self.space.name))
             for h in state["history"]
         ]
         self.nonfinite.in_a_row = state["nonfinite_in_a_row"]
@@ -484,7 +484,7 @@ class SearchModule(pl.LightningModule):
         epoch_state = state.get("epoch_state")
         if epoch_state is not None:
             epoch_state["samples"] = [
-                {**s, "arch": arch_from_dict(s["arch"], self.controller.space)}
+                {**s, "arch": arch_from_dict(s["arch"], self.space.name)}
                 for s in epoch_state["samples"]
             ]
         self._resumed_epoch_state = epoch_state

@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.errors import ConfigError, ENASError
+from enas_lightning.spaces import get_space
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
 
     ``final.*`` (and ``dataset.data_dir``/``dataset.download``) given on this command line
     replace the search run's values; ``final.epochs`` is ``fidelity.epochs``, ``seed`` is
-    ``fidelity.seed``, and a macro network is as deep as the searched architectures.
+    ``fidelity.seed``, and where the space's architectures fix the network's depth, the
+    network is as deep as the searched architectures.
     """
     from enas_lightning.config import Config
 
@@ -133,16 +135,13 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
         raise ConfigError(
             "final.epochs", cfg.final.epochs, "left out: fidelity.epochs sets the standalone budget"
         )
-    layers = merged.search_space.layers
-    if (
-        merged.search_space.name == "macro"
-        and "final.layers" in given
-        and cfg.final.layers != layers
-    ):
+    # a space whose architectures fix the network's depth (a whole-network space)
+    layers = get_space(merged.search_space.name).fixed_final_layers(None, merged.search_space)
+    if layers is not None and "final.layers" in given and cfg.final.layers != layers:
         raise ConfigError(
             "final.layers",
             cfg.final.layers,
-            f"{layers} (the layer count of the searched macro architectures) or left out",
+            f"{layers} (the layer count of the searched architectures) or left out",
         )
     for key in given:
         OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
@@ -155,8 +154,8 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
     merged.seed = cfg.fidelity.seed
     merged.final.epochs = cfg.fidelity.epochs
     merged.search.derive_batches = 0  # scores on the whole validation split
-    if merged.search_space.name == "macro":
-        merged.final.layers = layers  # a macro architecture fixes its depth
+    if layers is not None:
+        merged.final.layers = layers
     return merged
 
 
