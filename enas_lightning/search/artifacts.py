@@ -71,7 +71,13 @@ class SearchArtifacts(pl.Callback):
             plot_op_probs(as_json, plots / "op_probs.png", op_names=list(ops))
             plot_curves(
                 as_json,
-                ["reward", "baseline", "entropy", "skip_rate"],
+                # and the space's own statistics (sorted: the same panels on every run)
+                [
+                    "reward",
+                    "baseline",
+                    "entropy",
+                    *sorted({k for h in history for k in h.space_stats}),
+                ],
                 plots / "controller.png",
                 title="controller",
             )

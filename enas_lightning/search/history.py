@@ -37,7 +37,7 @@ class EpochSummary:
         reward: the mean reward of the phase's updates (accuracy plus entropy bonus).
         entropy: the mean entropy (nats) of the sampled architectures.
         space_stats: the search space's own statistics, averaged the same way, by name
-            (e.g. the macro space's ``"skip_rate"``, the fraction of possible skips taken).
+            (e.g. a whole-network space's ``"skip_rate"``, the fraction of possible skips taken).
 
     Only for a learning controller (not ``controller=random``):
         greedy_arch: the controller's most likely (argmax) architecture at the epoch's end, an
