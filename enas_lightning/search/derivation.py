@@ -10,9 +10,10 @@ weights; :class:`Derivation` keeps the scores and says which candidate was deriv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from enas_lightning.spaces import ArchRecord
 
 # what a derivation reminds its reader of wherever it prints or saves its accuracies
 SHARED_WEIGHT_CAVEAT = (
@@ -36,10 +37,10 @@ class Derivation:
     ``uniform[j]``'s: two pairs of equally long lists. ``best_index`` is set from them.
     """
 
-    candidates: list[Any]  # architecture records
+    candidates: list[ArchRecord]
     accuracies: list[float]
     greedy_index: int | None  # index of the controller's argmax architecture, if any
-    uniform: list[Any] = field(default_factory=list)
+    uniform: list[ArchRecord] = field(default_factory=list)
     uniform_accuracies: list[float] = field(default_factory=list)
     best_index: int = field(init=False)
 
@@ -47,7 +48,7 @@ class Derivation:
         self.best_index = int(np.argmax(self.accuracies))
 
     @property
-    def best(self) -> Any:
+    def best(self) -> ArchRecord:
         return self.candidates[self.best_index]
 
     @property
@@ -80,7 +81,7 @@ class Derivation:
             "uniform_samples": len(self.uniform),
         }
 
-    def rows(self) -> list[tuple[str, Any, float]]:
+    def rows(self) -> list[tuple[str, ArchRecord, float]]:
         """``(source, architecture, accuracy)`` of every scored architecture; ``source`` is
         ``greedy``, ``controller`` (the controller's samples) or ``uniform``."""
         out = [

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from enas_lightning.spaces import ArchRecord
+
 # the keys of the typed fields; every other key of a summary dict is a space statistic
 _FIELDS = ("epoch", "warmup", "baseline", "lr", "op_probs", "reward", "entropy", "greedy_arch")
 
@@ -52,7 +54,7 @@ class EpochSummary:
     reward: float | None = None
     entropy: float | None = None
     space_stats: dict[str, float] = field(default_factory=dict)
-    greedy_arch: Any | None = None
+    greedy_arch: ArchRecord | None = None
 
     @property
     def controller_ran(self) -> bool:

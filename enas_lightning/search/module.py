@@ -61,7 +61,7 @@ from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
 from enas_lightning.seeding import seed_step, step_seed
-from enas_lightning.spaces import get_space
+from enas_lightning.spaces import ArchRecord, get_space
 
 
 class SearchModule(pl.LightningModule):
@@ -95,7 +95,7 @@ class SearchModule(pl.LightningModule):
         self.nonfinite = NonFiniteCount(cfg.search.max_nonfinite)
         self.loader: SearchEpoch | None = None
         self.derivation: Derivation | None = None
-        self._child_archs: tuple[int, list[Any]] | None = None  # (epoch, archs) cache
+        self._child_archs: tuple[int, list[ArchRecord]] | None = None  # (epoch, archs) cache
         self._epoch_stats: dict[str, Tensor] = {}
         self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
         self._resumed_epoch_state: dict[str, Any] | None = None
@@ -174,7 +174,7 @@ class SearchModule(pl.LightningModule):
         assert self.loader is not None
         self.loader.consumed = batch_idx + 1
 
-    def child_archs(self, epoch: int) -> list[Any]:
+    def child_archs(self, epoch: int) -> list[ArchRecord]:
         """This rank's children for every child step of ``epoch``, sampled in one batched pass.
 
         The controller is frozen during the child phase, so sampling them all up front is the
@@ -255,7 +255,7 @@ class SearchModule(pl.LightningModule):
         return clip_gradients_(grads, o.grad_clip, o.grad_clip_mode)
 
     @torch.no_grad()
-    def reward_accuracy(self, archs: list[Any], gen: torch.Generator) -> Tensor:
+    def reward_accuracy(self, archs: list[ArchRecord], gen: torch.Generator) -> Tensor:
         """Accuracy ``[n]`` of each child on its own validation minibatch (no augmentation).
 
         BatchNorm normalises with the minibatch's statistics (search BatchNorm keeps none:
@@ -402,7 +402,7 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- derivation
     @torch.no_grad()
-    def accuracy(self, arch: Any) -> float:
+    def accuracy(self, arch: ArchRecord) -> float:
         """Validation accuracy of one child with the shared weights (batch-statistics BN)."""
         self.supernet.eval()
         s = self.cfg.search

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from enas_lightning.controller import Controller
 from enas_lightning.errors import ConfigError, ENASError
-from enas_lightning.spaces import get_space
+from enas_lightning.spaces import ArchRecord, get_space
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,9 @@ def prepare(
 
 
 # ------------------------------------------------------------------------------------- sampling
-def sample_candidates(trained: Any, uniform: Any, k: int, seed: int) -> list[tuple[str, Any]]:
+def sample_candidates(
+    trained: Controller, uniform: Controller, k: int, seed: int
+) -> list[tuple[str, ArchRecord]]:
     """``k`` distinct architectures: ``(source, arch)``, source ``controller`` at even indices.
 
     Index ``i`` depends only on ``(seed, i)`` and the architectures before it, so the first
@@ -267,7 +270,7 @@ def sample_candidates(trained: Any, uniform: Any, k: int, seed: int) -> list[tup
 
     ops = tuple(trained.ops)
     taken: set[tuple[int, ...]] = set()
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, ArchRecord]] = []
     for i in range(k):
         source = SOURCES[i % 2]
         controller = trained if source == "controller" else uniform
