@@ -62,6 +62,11 @@ def ensure_momentum_buffers(sgd: torch.optim.SGD) -> None:
 CLIP_MODES = ("norm", "global", "none")
 
 
+def optimizer_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The gradients an optimizer step would apply (parameters without one are skipped)."""
+    return [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+
+
 def clip_gradients_(grads: list[torch.Tensor], bound: float, mode: str) -> torch.Tensor:
     """Clip ``grads`` in place; return their total norm before clipping (a 0-dim tensor).
 

@@ -35,7 +35,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
-from enas_lightning.optim import clip_gradients_, sgd_with_sgdr, step_kwargs
+from enas_lightning.optim import clip_gradients_, optimizer_grads, sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
 
 
@@ -168,8 +168,7 @@ class FinalModule(pl.LightningModule):
         A Trainer ``gradient_clip_val`` (not used by this project) takes precedence if given.
         """
         bound = gradient_clip_val if gradient_clip_val else float(self.cfg.optim.grad_clip)
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        clip_gradients_(grads, bound, str(self.cfg.optim.grad_clip_mode))
+        clip_gradients_(optimizer_grads(optimizer), bound, str(self.cfg.optim.grad_clip_mode))
 
     # ------------------------------------------------------------------------------------------
     # Training

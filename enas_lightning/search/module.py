@@ -52,6 +52,7 @@ from enas_lightning.optim import (
     clip_gradients_,
     ensure_momentum_buffers,
     fused_supported,
+    optimizer_grads,
     sgd_with_sgdr,
     step_kwargs,
 )
@@ -250,9 +251,8 @@ class SearchModule(pl.LightningModule):
         are the ones ``step()`` applies (the reference computed clipped gradients and then
         applied the unclipped ones).
         """
-        grads = [p.grad for g in sgd.param_groups for p in g["params"] if p.grad is not None]
         o = self.cfg.search.optim
-        return clip_gradients_(grads, o.grad_clip, o.grad_clip_mode)
+        return clip_gradients_(optimizer_grads(sgd), o.grad_clip, o.grad_clip_mode)
 
     @torch.no_grad()
     def reward_accuracy(self, archs: list[ArchRecord], gen: torch.Generator) -> Tensor:
