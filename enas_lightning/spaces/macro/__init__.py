@@ -1,0 +1,3 @@
+"""The macro (whole network) space: arch.py (record, the authors' codec), controller.py,
+ops.py, supernet.py, network.py, picture.py and space.py (the :class:`MacroSpace` registered as
+``SPACES["macro"]``). Nothing is imported here, so the record loads without torch."""
