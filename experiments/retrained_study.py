@@ -14,7 +14,7 @@ of ``experiment=quickstart`` (plus any overrides, e.g. another data set). It
    t-interval, ENAS minus uniform (Welch) and ENAS minus random search (paired by seed).
 
     python experiments/retrained_study.py --out runs/study_digits --rve runs/rve/results.csv \\
-        [--uniform 5] [-- extra overrides, e.g. dataset=image_folder dataset.data_dir=...]
+        [--uniform 5] [extra overrides, e.g. dataset=image_folder dataset.data_dir=...]
 """
 
 from __future__ import annotations
@@ -178,8 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--uniform", type=int, default=5, help="uniform architectures to retrain")
+    # one path per --rve (repeat it): a list option would swallow the Hydra overrides after it
     parser.add_argument(
-        "--rve", type=Path, nargs="*", default=[], help="random_vs_enas results.csv"
+        "--rve", type=Path, action="append", default=[], help="random_vs_enas results.csv"
     )
     parser.add_argument("extra", nargs="*", help="extra Hydra overrides (data set, ...)")
     args = parser.parse_args()
