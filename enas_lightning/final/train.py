@@ -10,7 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from torch import nn
 
 from enas_lightning.arch import load_arch
@@ -34,6 +34,15 @@ def build_final_network(cfg: Any, arch: Any, splits: ImageSplits) -> nn.Module:
     return get_space(cfg.search_space.name).build_network(
         cfg.final, arch, splits.num_classes, splits.image_shape
     )
+
+
+class FinalProgressBar(TQDMProgressBar):
+    """Lightning's default bar without ``v_num`` (the way Lightning's docs hide it)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 def final_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
@@ -98,6 +107,9 @@ def train_final(
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     from enas_lightning.tracking import final_callbacks
 
+    # a bar callback with enable_progress_bar=False is an error in Lightning: ask the same setting
+    show_bar = (trainer_kwargs or {}).get("enable_progress_bar", cfg.trainer.enable_progress_bar)
+
     trainer = build_trainer(
         cfg,
         "final",
@@ -107,6 +119,8 @@ def train_final(
             *final_checkpoints(output_dir / "checkpoints"),
             interrupt,
             *final_callbacks(cfg),
+            # Lightning's bar less the logger's version number (v_num), which says nothing here
+            *([FinalProgressBar()] if show_bar else []),
         ],
         logger=logger if logger is not None else False,
         check_val_every_n_epoch=cfg.final.test_every,
