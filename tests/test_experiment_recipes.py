@@ -1,0 +1,86 @@
+"""The study recipes' own code: the Fashion-MNIST folder writer and the retrained comparison."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import retrained_study  # noqa: E402
+
+
+def write_clothes(folder: Path, per_class: int) -> None:
+    """Files in the npm package's format: ``<label>.json`` = ``{"data": [[784 uint8], ...]}``,
+    with an empty row as the package has."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for label in range(10):
+        rows = rng.integers(0, 256, size=(per_class, 784)).tolist()
+        (folder / f"{label}.json").write_text(json.dumps({"data": [*rows, []]}))
+
+
+def test_fashion_mnist_folder_writes_a_class_per_folder_tree(tmp_path: Path) -> None:
+    write_clothes(tmp_path / "clothes", per_class=4)
+    out = tmp_path / "fm"
+    script = REPO / "experiments" / "fashion_mnist_folder.py"
+    cmd = [sys.executable, str(script), str(tmp_path / "clothes"), str(out), "--per-class", "3"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 10 and folders[0] == "0_tshirt_top" and folders[9] == "9_ankle_boot"
+    pngs = list((out / "3_dress").glob("*.png"))
+    assert len(pngs) == 3
+    with Image.open(pngs[0]) as im:
+        assert im.size == (28, 28) and im.mode == "L"
+    # never writes into a folder that holds files
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode != 0 and "already holds files" in again.stderr
+
+
+def test_fashion_mnist_folder_rejects_a_broken_file(tmp_path: Path) -> None:
+    write_clothes(tmp_path / "clothes", per_class=2)
+    (tmp_path / "clothes" / "4.json").write_text('{"data": [[1, 2, 3]]}')
+    script = REPO / "experiments" / "fashion_mnist_folder.py"
+    cmd = [sys.executable, str(script), str(tmp_path / "clothes"), str(tmp_path / "fm")]
+    cmd += ["--per-class", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode != 0 and "4.json: expected rows of 784 values" in done.stderr
+
+
+def test_retrained_comparison_intervals() -> None:
+    rows = [
+        *(
+            {"group": "enas", "seed": s, "test_acc": a, "params": 1}
+            for s, a in enumerate([0.8, 0.82, 0.81])
+        ),
+        *(
+            {"group": "random search", "seed": s, "test_acc": a, "params": 1}
+            for s, a in enumerate([0.79, 0.8, 0.8])
+        ),
+        *(
+            {"group": "uniform", "seed": s, "test_acc": a, "params": 1}
+            for s, a in enumerate([0.7, 0.72])
+        ),
+    ]
+    out = retrained_study.compare(rows)
+    enas = out["groups"]["enas"]
+    assert enas["mean"] == pytest.approx(0.81) and enas["ci95"][0] < 0.81 < enas["ci95"][1]
+    paired = out["differences"]["enas - random search (paired by seed)"]
+    assert paired["mean"] == pytest.approx(0.0133, abs=1e-4)
+    assert paired["per_seed"] == pytest.approx({0: 0.01, 1: 0.02, 2: 0.01})
+    welch = out["differences"]["enas - uniform (Welch)"]
+    assert welch["mean"] == pytest.approx(0.1) and welch["ci95"][0] < 0.1 < welch["ci95"][1]
+    # scipy's Welch test agrees on the interval's half-width via its t statistic
+    from scipy import stats
+
+    t = stats.ttest_ind([0.8, 0.82, 0.81], [0.7, 0.72], equal_var=False)
+    half = welch["ci95"][1] - welch["mean"]
+    se = welch["mean"] / t.statistic
+    assert half == pytest.approx(stats.t.ppf(0.975, t.df) * se, rel=1e-6)
