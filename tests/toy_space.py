@@ -142,7 +142,6 @@ class ChainNetwork(nn.Module):
 class ChainSpace(Space):
     name = "chain"
     record = ChainArch
-    authors_ops = CHAIN_OPS
 
     def check_config(self, cfg: Any) -> None:
         s = cfg.search_space

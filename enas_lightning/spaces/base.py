@@ -44,7 +44,7 @@ class ArchRecord(Protocol):
 
 
 class Space(ABC):
-    """One search space. Subclasses set :attr:`name`, :attr:`record` and :attr:`authors_ops`.
+    """One search space. Subclasses set :attr:`name` and :attr:`record`.
 
     ``s`` arguments are the ``search_space`` config section, ``f`` the ``final`` section;
     ``image_shape`` is ``(C, H, W)`` of one input image.
@@ -52,7 +52,6 @@ class Space(ABC):
 
     name: ClassVar[str]
     record: ClassVar[type]  # the architecture record class (an ArchRecord)
-    authors_ops: ClassVar[tuple[str, ...]]  # the op order of the authors' integer codec
 
     # ------------------------------------------------------------------------------ settings
     @abstractmethod

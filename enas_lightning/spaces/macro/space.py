@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from enas_lightning.errors import ConfigError
 from enas_lightning.spaces import register_space
 from enas_lightning.spaces.base import Space
-from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_OPS, MacroArch
+from enas_lightning.spaces.macro.arch import MacroArch
 
 if TYPE_CHECKING:
     import graphviz
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 class MacroSpace(Space):
     name = "macro"
     record = MacroArch
-    authors_ops = AUTHORS_MACRO_OPS
 
     def check_config(self, cfg: Config) -> None:
         from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge

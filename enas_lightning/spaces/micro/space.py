@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from enas_lightning.errors import ConfigError
 from enas_lightning.spaces import register_space
 from enas_lightning.spaces.base import Space
-from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS, MicroArch
+from enas_lightning.spaces.micro.arch import MicroArch
 
 if TYPE_CHECKING:
     import graphviz
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 class MicroSpace(Space):
     name = "micro"
     record = MicroArch
-    authors_ops = AUTHORS_MICRO_OPS
 
     def check_config(self, cfg: Config) -> None:
         from enas_lightning.spaces.micro.ops import MICRO_OPS
