@@ -20,7 +20,7 @@ from enas_lightning.controller import Controller
 from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
-from enas_lightning.spaces import SPACES, Space, get_space
+from enas_lightning.spaces import get_space
 
 CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
@@ -42,7 +42,7 @@ def validate(cfg: Config) -> None:
     """Check every setting whose type alone does not make it valid."""
     _choice("task", cfg.task, TASKS)
     s = cfg.search_space
-    _choice("search_space.name", s.name, tuple(SPACES))
+    space = get_space(s.name)  # an unknown name: one line listing the registered spaces
     _choice("controller.name", cfg.controller.name, CONTROLLERS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
     _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
@@ -57,7 +57,7 @@ def validate(cfg: Config) -> None:
             f"{cfg.task} (fp16 loss scaling is not supported in the search; task=final takes it)",
         )
     # the space's own settings: op names, sizes, merge modes
-    get_space(s.name).check_config(cfg)
+    space.check_config(cfg)
     _positive("search_space.channels", s.channels)
     _positive("final.channels", cfg.final.channels)
     for name in (
@@ -153,19 +153,14 @@ def validate_data(cfg: Config, splits: ImageSplits, stage: str) -> None:
             )
 
 
-def space_of_cfg(cfg: Config) -> Space:
-    """The configured search space (``search_space.name``)."""
-    return get_space(cfg.search_space.name)
-
-
 def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
-    return space_of_cfg(cfg).build_supernet(
+    return get_space(cfg.search_space.name).build_supernet(
         cfg.search_space, splits.num_classes, splits.image_shape
     )
 
 
 def build_controller(cfg: Config) -> Controller:
-    return space_of_cfg(cfg).build_controller(cfg.search_space, cfg.controller)
+    return get_space(cfg.search_space.name).build_controller(cfg.search_space, cfg.controller)
 
 
 def build_logger(cfg: Config, output_dir: Path) -> Any:

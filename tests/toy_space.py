@@ -169,15 +169,7 @@ class ChainSpace(Space):
             raise ArchError(f"chain arch {arch}: ops must be in {ops}")
 
     def build_controller(self, s: Any, c: Any) -> ChainController:
-        return ChainController(
-            tuple(s.ops),
-            s.layers,
-            lstm_size=c.lstm_size,
-            lstm_layers=c.lstm_layers,
-            tanh_constant=c.tanh_constant,
-            temperature=c.temperature,
-            uniform=c.name == "random",
-        )
+        return ChainController(tuple(s.ops), s.layers, **self.lstm_options(c))
 
     def build_supernet(
         self, s: Any, num_classes: int, image_shape: tuple[int, int, int]

@@ -24,7 +24,7 @@ from enas_lightning.spaces import ArchRecord, get_space
 from enas_lightning.spaces.cost import count_madds, count_params
 
 
-def build_final_network(cfg: Any, arch: Any, splits: ImageSplits) -> nn.Module:
+def build_final_network(cfg: Any, arch: ArchRecord, splits: ImageSplits) -> nn.Module:
     """The standalone network of ``arch`` sized by ``cfg.final`` for ``splits``' images.
 
     Raises:

@@ -89,6 +89,18 @@ class Space(ABC):
         return self.record.from_dict(d)
 
     # ------------------------------------------------------------------------------ models
+    @staticmethod
+    def lstm_options(c: ControllerConfig) -> dict[str, Any]:
+        """The ``controller`` settings every :class:`~enas_lightning.controller.Controller`
+        takes (LSTM size and depth, logit bounds, ``uniform`` for ``controller=random``)."""
+        return dict(
+            lstm_size=c.lstm_size,
+            lstm_layers=c.lstm_layers,
+            tanh_constant=c.tanh_constant,
+            temperature=c.temperature,
+            uniform=c.name == "random",
+        )
+
     @abstractmethod
     def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> Controller:
         """The LSTM controller sampling this space's architectures (``c.name == "random"``:

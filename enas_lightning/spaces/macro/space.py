@@ -49,12 +49,8 @@ class MacroSpace(Space):
         return MacroController(
             tuple(s.ops),
             num_layers=s.layers,
-            lstm_size=c.lstm_size,
-            lstm_layers=c.lstm_layers,
-            tanh_constant=c.tanh_constant,
-            temperature=c.temperature,
             skip_target=c.skip_target,
-            uniform=c.name == "random",
+            **self.lstm_options(c),
         )
 
     def build_supernet(

@@ -57,13 +57,9 @@ class MicroSpace(Space):
         return MicroController(
             tuple(s.ops),
             num_nodes=s.num_nodes,
-            lstm_size=c.lstm_size,
-            lstm_layers=c.lstm_layers,
-            tanh_constant=c.tanh_constant,
             op_tanh_reduce=c.op_tanh_reduce,
-            temperature=c.temperature,
             op_bias=c.op_bias,
-            uniform=c.name == "random",
+            **self.lstm_options(c),
         )
 
     def build_supernet(
