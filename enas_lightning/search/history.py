@@ -61,13 +61,6 @@ class EpochSummary:
         """Whether the epoch had a controller phase (its statistics are there)."""
         return self.reward is not None
 
-    def scalar(self, name: str) -> float | None:
-        """The scalar named ``name`` (``baseline``, ``lr``, ``reward``, ``entropy`` or a space
-        statistic such as ``skip_rate``); ``None`` where this epoch has none."""
-        if name in ("baseline", "lr", "reward", "entropy"):
-            return getattr(self, name)
-        return self.space_stats.get(name)
-
     def to_dict(self, ops: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The summary as the plain dict that checkpoints and ``history.json`` hold.
 
