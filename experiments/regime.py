@@ -1,0 +1,210 @@
+"""Can retraining tell cells apart? Spread across cells against seed-to-seed spread.
+
+No estimator can rank cells that retraining itself cannot tell apart (issue 20). This recipe
+retrains ``--archs`` architectures sampled uniformly from the configured space (architecture
+``i`` seeded with ``i``, as ``retrained_study.py`` samples them), each with every seed of
+``--seeds``, with the quickstart's final training plus the overrides (the *regime*: data set,
+width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a run with a
+``metrics.json`` is skipped, so a rerun resumes. It prints and writes ``<out>/regime.json`` and
+``<out>/regime.md``:
+
+- the test accuracy of every (architecture, seed) and each architecture's seed mean;
+- the **cell spread**: the standard deviation across architectures of their seed means;
+- the **seed spread**: the pooled within-architecture standard deviation across seeds;
+- their ratio. Of the variance of one retrained accuracy, ``cell^2`` comes from the architecture
+  and ``seed^2`` from the seed; the cell spread still holds ``seed^2 / S`` of seed noise, which
+  is subtracted in ``cell_var_corrected``;
+- the **noise ceiling**: Kendall's tau between two seeds' retrained accuracies over the
+  architectures (the mean over seed pairs with more than two seeds), with a percentile
+  bootstrap interval over architectures: no estimator can be expected to rank better;
+- each architecture's parameter-free share (ops without weights: identity and the pools).
+
+    python experiments/regime.py --out runs/regime_a --archs 10 --seeds 0,1 \\
+        dataset=image_folder dataset.data_dir=data/fmnist800 dataset.channels=1 \\
+        dataset.image_size=14 dataset.test_size=5000 final.channels=8 final.layers=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from retrained_study import uniform_archs
+from scipy import stats
+
+from enas_lightning.arch.io import save_arch
+
+# ops that have no weights of their own in either space
+PARAM_FREE = ("identity", "skip", "avg_pool_3x3", "max_pool_3x3")
+
+
+def param_free_share(arch) -> float:
+    """Share of the architecture's op choices that carry no weights."""
+    d = arch.to_dict()
+    ops = [op for cell in ("normal", "reduce") for node in d.get(cell, []) for op in node["ops"]]
+    if not ops:  # a macro network: one op per layer
+        ops = [layer["op"] for layer in d.get("layers", [])]
+    return sum(op in PARAM_FREE for op in ops) / max(len(ops), 1)
+
+
+def run_all(out: Path, n: int, seeds: list[int], overrides: list[str]) -> list[dict]:
+    archs, ops = uniform_archs(n, overrides)
+    (out / "archs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, arch in enumerate(archs):
+        arch_file = out / "archs" / f"uniform_{i}.json"
+        if not arch_file.is_file():
+            save_arch(arch, arch_file, ops)
+        for s in seeds:
+            run = out / f"a{i}_s{s}"
+            metrics = run / "metrics.json"
+            if not metrics.is_file():
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "enas_lightning",
+                    "experiment=quickstart",
+                    "task=final",
+                    f"arch={arch_file}",
+                    f"seed={s}",
+                    f"hydra.run.dir={run}",
+                    "trainer.enable_progress_bar=false",
+                    *overrides,
+                ]
+                print(" ".join(cmd), flush=True)
+                subprocess.run(cmd, check=True)
+            m = json.loads(metrics.read_text())
+            rows.append(
+                {
+                    "arch": i,
+                    "seed": s,
+                    "test_acc": m["test_acc"],
+                    "params": m["params"],
+                    "wall_s": m.get("wall_time_s"),
+                    "param_free_share": param_free_share(arch),
+                }
+            )
+    return rows
+
+
+def ceiling_tau(table: np.ndarray) -> float:
+    """Mean Kendall tau over seed pairs; ``table`` is ``[archs, seeds]``."""
+    taus = [
+        stats.kendalltau(table[:, a], table[:, b]).statistic
+        for a, b in itertools.combinations(range(table.shape[1]), 2)
+    ]
+    return float(np.nanmean(taus))
+
+
+def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000) -> dict:
+    archs = sorted({r["arch"] for r in rows})
+    acc = {(r["arch"], r["seed"]): r["test_acc"] for r in rows}
+    table = np.array([[acc[a, s] for s in seeds] for a in archs])  # [archs, seeds]
+    means = table.mean(1)
+    cell_sd = float(means.std(ddof=1))
+    seed_var = float(table.var(axis=1, ddof=1).mean()) if len(seeds) > 1 else float("nan")
+    seed_sd = seed_var**0.5
+    out: dict = {
+        "archs": len(archs),
+        "seeds": seeds,
+        "per_arch": [
+            {
+                "arch": a,
+                "accs": table[k].tolist(),
+                "mean": float(means[k]),
+                "param_free_share": next(r for r in rows if r["arch"] == a)["param_free_share"],
+                "params": next(r for r in rows if r["arch"] == a)["params"],
+            }
+            for k, a in enumerate(archs)
+        ],
+        "mean_acc": float(means.mean()),
+        "range_of_means": [float(means.min()), float(means.max())],
+        "cell_sd": cell_sd,
+        "seed_sd": seed_sd,
+        "ratio_cell_to_seed_sd": cell_sd / seed_sd if seed_sd > 0 else float("inf"),
+        # the spread of S-seed means still holds seed_var / S of seed noise
+        "cell_var_corrected": cell_sd**2 - seed_var / len(seeds),
+        "binomial_se_at_mean": float((means.mean() * (1 - means.mean()) / n_test) ** 0.5),
+        "n_test": n_test,
+    }
+    if len(seeds) > 1:
+        tau = ceiling_tau(table)
+        rng = np.random.default_rng(0)
+        draws = []
+        for _ in range(boot):
+            pick = rng.integers(0, len(archs), len(archs))
+            if len(set(pick.tolist())) > 2:
+                draws.append(ceiling_tau(table[pick]))
+        lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+        out["ceiling_tau"] = tau
+        out["ceiling_tau_ci95"] = [float(lo), float(hi)]
+        out["pf_vs_acc_tau"] = float(
+            stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
+        )
+    walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
+    if walls:
+        out["median_wall_s"] = statistics.median(walls)
+    return out
+
+
+def markdown(s: dict, overrides: list[str]) -> str:
+    lines = [
+        f"regime: {' '.join(overrides)}",
+        f"{s['archs']} uniform architectures x seeds {s['seeds']} ({s['n_test']} test images)",
+        "",
+        "| arch | param-free share | params | test acc per seed | mean |",
+        "|---|---|---|---|---|",
+    ]
+    for p in s["per_arch"]:
+        accs = " / ".join(f"{a:.4f}" for a in p["accs"])
+        lines.append(
+            f"| {p['arch']} | {p['param_free_share']:.2f} | {p['params']} | {accs} | "
+            f"{p['mean']:.4f} |"
+        )
+    lines += [
+        "",
+        f"mean {s['mean_acc']:.4f}, range of means {s['range_of_means'][0]:.4f}.."
+        f"{s['range_of_means'][1]:.4f}",
+        f"cell spread (sd of seed means) {s['cell_sd']:.4f}; seed spread (pooled sd) "
+        f"{s['seed_sd']:.4f}; ratio {s['ratio_cell_to_seed_sd']:.2f}; binomial SE "
+        f"{s['binomial_se_at_mean']:.4f}",
+    ]
+    if "ceiling_tau" in s:
+        lo, hi = s["ceiling_tau_ci95"]
+        lines.append(
+            f"noise ceiling (Kendall tau between seeds) {s['ceiling_tau']:+.3f} "
+            f"({lo:+.3f}..{hi:+.3f}); tau(param-free share, mean acc) {s['pf_vs_acc_tau']:+.3f}"
+        )
+    if "median_wall_s" in s:
+        lines.append(f"median retrain wall time {s['median_wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--archs", type=int, default=10, help="uniform architectures")
+    # comma-separated: a list option would swallow the Hydra overrides after it
+    parser.add_argument("--seeds", default="0,1", help="retrain seeds, e.g. 0,1")
+    parser.add_argument("--n-test", type=int, default=5000, help="test images (for the SE)")
+    parser.add_argument("extra", nargs="*", help="Hydra overrides: the regime")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    seeds = [int(v) for v in args.seeds.split(",")]
+    rows = run_all(out, args.archs, seeds, args.extra)
+    s = summarize(rows, seeds, args.n_test)
+    s["overrides"] = args.extra
+    md = markdown(s, args.extra)
+    (out / "regime.md").write_text(md + "\n")
+    (out / "regime.json").write_text(json.dumps(s, indent=2) + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
