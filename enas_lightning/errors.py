@@ -38,3 +38,9 @@ class NonFiniteError(ENASError):
     """Training produced too many non-finite losses in a row."""
 
     exit_code = 3
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its type name if it has none), to quote in a message."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -146,6 +146,18 @@ def test_cifar10_rejects_code_in_pickle(tmp_path: Path) -> None:
         load_splits(_cifar_cfg(path, ""))
 
 
+def test_safe_unpickler_builds_only_allowed_classes() -> None:
+    from enas_lightning.data.unpickle import safe_loads
+
+    arrays = {"x": np.arange(6, dtype=np.uint8).reshape(2, 3), "y": [1, 2]}
+    got = safe_loads(pickle.dumps(arrays))
+    assert np.array_equal(got["x"], arrays["x"]) and got["y"] == [1, 2]
+    with pytest.raises(pickle.UnpicklingError, match="unexpected object pathlib"):
+        safe_loads(pickle.dumps(Path("x")))
+    path_class = (type(Path("x")).__module__, type(Path("x")).__name__)
+    assert safe_loads(pickle.dumps(Path("x")), allowed={path_class}) == Path("x")
+
+
 def test_cifar10_missing_offline(tmp_path: Path) -> None:
     cfg = DatasetConfig(name="cifar10", data_dir=str(tmp_path / "none"), download=False)
     with pytest.raises(DataError, match=r"dataset\.data_dir=") as err:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from enas_lightning import app
-from enas_lightning.data.datasets import _md5
+from enas_lightning.data.download import md5
 from tests._resil_util import TINY
 
 VALID = "0 0 1 1 2 0 1 0 0 0 1 1 2 0 1 0"  # micro, num_nodes=2: normal then reduce
@@ -61,7 +61,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     corrupt = tmp / "corrupt"
     corrupt.mkdir()
     (corrupt / "cifar-10-python.tar.gz").write_bytes(raw[:100] + b"\0" * 200 + raw[300:])
-    md5 = _md5(good / "cifar-10-python.tar.gz")
+    md5sum = md5(good / "cifar-10-python.tar.gz")
     ckpt = tmp / "other.ckpt"
     torch.save({"enas": {"fingerprint": {"search_space.channels": 99}}}, ckpt)
     from enas_lightning.arch.io import load_arch, save_arch
@@ -104,7 +104,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "more devices than exist": (["trainer.devices=4096"], "trainer.devices=4096"),
         "missing cifar archive": ([*cifar, f"dataset.data_dir={tmp / 'none'}"], "no CIFAR-10"),
         "truncated cifar archive": (
-            [*cifar, f"dataset.data_dir={trunc}", f"dataset.md5={md5}"],
+            [*cifar, f"dataset.data_dir={trunc}", f"dataset.md5={md5sum}"],
             "checksum mismatch",
         ),
         "corrupted cifar archive": (

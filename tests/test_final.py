@@ -23,6 +23,8 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
 from enas_lightning.final import FinalModule, build_final_network, train_final
 from enas_lightning.final.train import final_checkpoints
+from enas_lightning.spaces import Cost, get_space
+from enas_lightning.spaces.cost import count_madds, count_params
 from enas_lightning.spaces.macro.arch import MacroArch
 
 # The authors' micro final cells (melodyguan/enas scripts/cifar10_micro_final.sh).
@@ -139,6 +141,47 @@ def test_final_training_writes_checkpoints_metrics_export(
     assert len(pre["mean"]) == len(pre["std"]) == 3
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 1 and ckpt["final"]["best_test_acc"] == metrics["best_test_acc"]
+
+
+def test_final_metrics_count_the_trained_network_through_space_cost(
+    micro_run: tuple[DictConfig, Path, dict],
+) -> None:
+    """metrics.json's params and madds are the space's :meth:`Space.cost`, the counts of the
+    network final training built (aux head included in ``params`` only)."""
+    cfg, _out, metrics = micro_run
+    net = make_module(cfg).network  # the network train_final trained (same seed, same build)
+    assert net.aux is not None
+    assert metrics["params"] == count_params(net)
+    assert metrics["params_without_aux"] == count_params(net) - count_params(net.aux)
+    assert metrics["madds"] == count_madds(net, (3, 8, 8))
+    arch = load_arch(AUTHORS_MICRO, "micro", tuple(cfg.search_space.ops))
+    cost = get_space("micro").cost(cfg.final, arch, 10, (3, 8, 8))
+    assert (cost.params, cost.params - cost.aux_params, cost.madds) == (
+        metrics["params"],
+        metrics["params_without_aux"],
+        metrics["madds"],
+    )
+
+
+def test_final_training_reports_the_spaces_own_cost(tmp_path: Path, monkeypatch) -> None:
+    """A space that counts its cost its own way (overriding ``cost``) is what metrics.json
+    reports: final training does not count on its own."""
+    space = get_space("micro")
+    monkeypatch.setattr(type(space), "cost", lambda self, f, arch, k, shape: Cost(7, 11, 3))
+    kwargs = {**QUIET, "limit_train_batches": 1}
+    metrics = train_final(make_cfg(epochs=1), AUTHORS_MICRO, tmp_path, kwargs, export=False)
+    assert (metrics["params"], metrics["params_without_aux"], metrics["madds"]) == (7, 4, 11)
+
+
+def test_space_cost_leaves_the_random_stream_alone() -> None:
+    """Counting builds a network of its own; the caller's next random numbers stay the same."""
+    cfg = make_cfg()
+    arch = load_arch(AUTHORS_MICRO, "micro", tuple(cfg.search_space.ops))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    get_space("micro").cost(cfg.final, arch, 10, (3, 8, 8))
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_export_runs_without_enas_lightning(

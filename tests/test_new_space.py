@@ -112,9 +112,11 @@ def test_a_space_of_another_package_is_found_by_its_entry_point(monkeypatch, tmp
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     ep = importlib.metadata.EntryPoint("plugin_chain", "plugin_space", spaces.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(spaces, "entry_points", lambda group: [ep] if group == ep.group else [])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [ep] if group == ep.group else []
+    )
     # as in a new process: nothing looked up yet (restored afterwards)
-    monkeypatch.setattr(SPACES, "_spaces", dict(SPACES._spaces))
+    monkeypatch.setattr(SPACES, "_items", dict(SPACES._items))
     monkeypatch.setattr(SPACES, "_loaded", False)
     assert "plugin_chain" in SPACES and list(SPACES)[:2] == ["micro", "macro"]
     assert SPACES["plugin_chain"].record is ChainArch

@@ -21,7 +21,6 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.final.export import export_network
 from enas_lightning.final.module import FinalModule
 from enas_lightning.spaces import ArchRecord, get_space
-from enas_lightning.spaces.cost import count_madds, count_params
 
 
 def build_final_network(cfg: Any, arch: ArchRecord, splits: ImageSplits) -> nn.Module:
@@ -135,15 +134,14 @@ def train_final(
     wall = time.perf_counter() - start
 
     net = module.network
-    aux = getattr(net, "aux", None)
-    params = count_params(net)
     c, h, w = splits.image_shape
+    cost = get_space(space).cost(cfg.final, arch, splits.num_classes, splits.image_shape)
     metrics: dict[str, Any] = {
         "test_acc": test_acc,
         "best_test_acc": module.best_test_acc,
-        "params": params,
-        "params_without_aux": params - (count_params(aux) if isinstance(aux, nn.Module) else 0),
-        "madds": count_madds(net, (c, h, w)),
+        "params": cost.params,
+        "params_without_aux": cost.params - cost.aux_params,
+        "madds": cost.madds,
         "epochs": trained,
         "wall_time_s": wall,
         "arch": " ".join(str(i) for i in arch.to_ints(ops)),

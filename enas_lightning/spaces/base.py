@@ -23,10 +23,15 @@ if TYPE_CHECKING:  # torch, graphviz and the config are imported where a space i
 
 @dataclass(frozen=True)
 class Cost:
-    """What a standalone network costs: trainable parameters, multiply-adds per image."""
+    """What a standalone network costs: trainable parameters, multiply-adds per image.
+
+    ``aux_params`` of the ``params`` are the auxiliary head's (trained, unused at test time;
+    the paper's parameter counts leave them out); multiply-adds never count the aux head.
+    """
 
     params: int
     madds: int
+    aux_params: int = 0
 
 
 class ArchRecord(Protocol):
@@ -127,11 +132,18 @@ class Space(ABC):
     def cost(
         self, f: FinalConfig, arch: Any, num_classes: int, image_shape: tuple[int, int, int]
     ) -> Cost:
-        """Trainable parameters and multiply-adds per image of the standalone network."""
+        """Trainable parameters and multiply-adds per image of the standalone network (its
+        aux head, if it has one, is its ``aux`` attribute)."""
+        import torch
+
         from enas_lightning.spaces.cost import count_madds, count_params
 
-        net = self.build_network(f, arch, num_classes, image_shape)
-        return Cost(count_params(net), count_madds(net, image_shape))
+        # a network of its own, initialised without moving the caller's random stream
+        with torch.random.fork_rng(devices=[]):
+            net = self.build_network(f, arch, num_classes, image_shape)
+        aux = getattr(net, "aux", None)
+        aux_params = count_params(aux) if aux is not None else 0
+        return Cost(count_params(net), count_madds(net, image_shape), aux_params)
 
     @abstractmethod
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
