@@ -125,6 +125,19 @@ def finish_trackers() -> None:
             wandb.finish()
 
 
+def group_options(group: str) -> list[str]:
+    """A group's options: its files in ``conf/`` and its ConfigStore entries (another
+    package's search space, stored by :func:`register_configs`)."""
+    from hydra.core.config_store import ConfigStore
+
+    register_configs()  # spaces registered since this module was imported
+    try:
+        stored = {Path(name).stem for name in ConfigStore.instance().list(group)}
+    except OSError:  # no entries in this group
+        stored = set()
+    return sorted({p.stem for p in (CONF_DIR / group).glob("*.yaml")} | stored)
+
+
 def precheck_groups(argv: list[str]) -> None:
     """Reject an unknown group option in one line before Hydra prints its search path."""
     for arg in argv:
@@ -132,7 +145,7 @@ def precheck_groups(argv: list[str]) -> None:
         key = key.removeprefix("override ").strip()
         if not sep or key not in GROUPS or value in ("null", ""):
             continue
-        options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+        options = group_options(key)
         for choice in value.split(","):
             if choice not in options:
                 print(

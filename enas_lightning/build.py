@@ -12,15 +12,16 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 
 from enas_lightning.checkpointing import AtomicCheckpointIO
-from enas_lightning.config import Config
+from enas_lightning.config import Config, space_sections
 from enas_lightning.controller import Controller
 from enas_lightning.data.datasets import ImageSplits, get_dataset
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
-from enas_lightning.spaces import get_space
+from enas_lightning.spaces import Space, get_space
 
 CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
@@ -43,6 +44,7 @@ def validate(cfg: Config) -> None:
     _choice("task", cfg.task, TASKS)
     s = cfg.search_space
     space = get_space(s.name)  # an unknown name: one line listing the registered spaces
+    check_space_sections(cfg, space)
     _choice("controller.name", cfg.controller.name, CONTROLLERS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
     get_dataset(cfg.dataset.name)  # an unknown name: one line listing the registered datasets
@@ -93,10 +95,22 @@ def validate(cfg: Config) -> None:
                 optim.momentum,
                 f"> 0 with {name}.nesterov=true (or set it false)",
             )
-    if not 0 < cfg.controller.skip_target < 1:
-        raise ConfigError("controller.skip_target", cfg.controller.skip_target, "in (0, 1)")
     if cfg.task != "inspect":  # inspect builds and counts a network on the CPU: no devices
         validate_devices(cfg)
+
+
+def check_space_sections(cfg: Config, space: Space) -> None:
+    """The config sections carry ``space``'s own settings: it was chosen as a group
+    (``search_space=<name>``), not by renaming another space's (``search_space.name=<name>``)."""
+    for section, expected in space_sections(space).items():
+        if OmegaConf.get_type(cfg[section]) is not expected:
+            raise ConfigError(
+                "search_space.name",
+                space.name,
+                f"given as a group, search_space={space.name}, which brings its settings "
+                f"({section} is typed {OmegaConf.get_type(cfg[section]).__name__} here, the "
+                f"space's is {expected.__name__})",
+            )
 
 
 def validate_devices(cfg: Config) -> None:

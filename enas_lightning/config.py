@@ -4,48 +4,51 @@ The primary config (``conf/config.yaml``) starts from :class:`Config`, so a miss
 value of the wrong type is rejected by Hydra before anything runs. Values that need more than a
 type check (an op name, a layer count too small for the reductions) are checked by
 :func:`enas_lightning.build.validate` before any training starts.
+
+The sections here hold the settings every search space has. A space adds its own (micro's nodes
+per cell, macro's skip penalty) as dataclasses extending these sections, named in its
+``Space.settings``; :func:`register_configs` stores them as ``<name>_space_settings``, which
+``search_space=<name>`` merges first, so that a setting of another space is rejected by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS
+
+if TYPE_CHECKING:
+    from enas_lightning.spaces import Space
 
 
 @dataclass
 class SearchSpaceConfig:
-    """The search space and the supernet's size during search."""
+    """The search space and the supernet's size during search (each space adds its own
+    settings: ``spaces/<name>/settings.py``)."""
 
-    name: str = "micro"  # micro | macro
+    name: str = "micro"  # a registered space, chosen with search_space=<name>
     layers: int = 6  # micro: normal cells (2 reduction cells are added); macro: layers
     channels: int = 20
-    num_nodes: int = 5  # micro: computed nodes per cell (B)
     ops: list[str] = field(default_factory=lambda: list(AUTHORS_MICRO_OPS))
     dropout_keep: float = 0.9  # keep probability before the classifier
     aux_weight: float = 0.4  # micro: aux head loss weight during search (0 = no aux head)
-    # macro: how a layer merges its skips in the supernet: sum (the authors' search layer:
-    # BN of the sum) | concat (channel concat, ReLU, 1x1 conv, BN; the authors' final layer)
-    skip_merge: str = "sum"
-    # micro: one copy of each op's weights per input index, as the authors' supernet (true), or
-    # one per (cell, node, slot, op) shared by every input (false: each copy trains more often;
-    # see experiments/RESULTS.md, "Why the shared weights learn slowly")
-    weights_per_input: bool = True
 
 
 @dataclass
 class ControllerConfig:
-    """The LSTM controller and its REINFORCE training (the authors' micro values)."""
+    """The LSTM controller and its REINFORCE training (the authors' micro values; a space adds
+    its own decisions' settings)."""
 
     name: str = "enas"  # enas | random (uniform sampling, never learns)
     lstm_size: int = 64
     lstm_layers: int = 1
     tanh_constant: float | None = 1.1
-    op_tanh_reduce: float = 2.5  # micro: op logits use tanh_constant / op_tanh_reduce
     temperature: float | None = None
-    op_bias: bool = True  # micro: learnable op bias initialised [10, 10, 0, ...]
     lr: float = 3.5e-3
     betas: list[float] = field(default_factory=lambda: [0.0, 0.999])
     eps: float = 1e-3
@@ -54,8 +57,6 @@ class ControllerConfig:
     train_steps: int = 30  # controller updates per controller phase
     num_aggregate: int = 10  # architectures per update (per rank)
     train_every: int = 1  # a controller phase after every n child epochs
-    skip_target: float = 0.4  # macro
-    skip_weight: float = 0.8  # macro: weight of KL(skip probability || skip_target)
 
 
 @dataclass
@@ -101,7 +102,8 @@ class SearchConfig:
 
 @dataclass
 class FinalConfig:
-    """Training a found architecture from scratch (the authors' micro final values)."""
+    """Training a found architecture from scratch (the authors' micro final values; a space
+    adds its own network settings)."""
 
     layers: int = 15
     channels: int = 36
@@ -111,9 +113,6 @@ class FinalConfig:
     dropout_keep: float = 0.8
     drop_path_keep: float = 0.6
     aux_weight: float = 0.4  # 0 = no aux head
-    # micro: the authors' "layer_base", one more ReLU-1x1 conv-BN on each cell's later input
-    layer_base: bool = True
-    skip_merge: str = "concat"  # macro: concat (the authors' final layer) | sum; see search_space
     cutout: int = 16  # side of the cutout square in final training (0 = off)
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     compile: bool = False  # torch.compile the network
@@ -210,6 +209,101 @@ class Config:
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
 
+# the sections a space extends with settings of its own (Space.settings), by their base types
+SPACE_SECTIONS: dict[str, type] = {
+    "search_space": SearchSpaceConfig,
+    "controller": ControllerConfig,
+    "final": FinalConfig,
+}
+PRESETS = Path(__file__).parent / "conf" / "search_space"
+
+
+def check_settings(space: Space) -> None:
+    """Raise ``TypeError`` unless each of ``space.settings`` extends the section it names."""
+    for section, cls in space.settings.items():
+        base = SPACE_SECTIONS.get(section)
+        if base is None or not (isinstance(cls, type) and issubclass(cls, base)):
+            allowed = ", ".join(f"{k}: a {v.__name__} subclass" for k, v in SPACE_SECTIONS.items())
+            raise TypeError(
+                f"space {space.name!r}: settings[{section!r}]={cls!r}; allowed: {allowed}"
+            )
+
+
+def space_sections(space: Space) -> dict[str, type]:
+    """The type of each extensible section under ``space``: its own dataclass or the base one."""
+    return {**SPACE_SECTIONS, **space.settings}
+
+
+def settings_node(space: Space) -> DictConfig:
+    """``space``'s own sections (typed, with their defaults) and its name: the first thing
+    ``search_space=<name>`` merges into :class:`Config`."""
+    node = OmegaConf.create({k: OmegaConf.structured(v) for k, v in space.settings.items()})
+    return OmegaConf.merge(node, {"search_space": {"name": space.name}})
+
+
+def space_config(name: str) -> DictConfig:
+    """:class:`Config` with the settings of the registered space ``name`` and their defaults,
+    as ``search_space=<name>`` composes it before the preset's values (for code that builds a
+    config without Hydra, and for a saved run's config)."""
+    from enas_lightning.spaces import get_space
+
+    return OmegaConf.merge(OmegaConf.structured(Config), settings_node(get_space(name)))
+
+
+def run_config(saved: DictConfig) -> DictConfig:
+    """A run's saved config (``.hydra/config.yaml``) typed by its space's settings.
+
+    Runs made before the spaces owned their settings saved every space's in one union (a micro
+    run had ``controller.skip_weight``); those keys of other spaces are dropped.
+    """
+    typed = space_config(saved.search_space.name)
+    saved = saved.copy()
+    for section in SPACE_SECTIONS:
+        for key in list(saved.get(section) or {}):
+            if key not in typed[section] and other_space_setting(f"{section}.{key}", None):
+                saved[section].pop(key)
+    return OmegaConf.merge(typed, saved)
+
+
+def other_space_setting(key: str, object_type: type | None) -> str | None:
+    """Why ``key`` (``section.field``) is missing from a section typed ``object_type``, when it
+    is another registered space's own setting: ``"a setting of search_space=macro, not of
+    micro"``; ``None`` otherwise."""
+    from dataclasses import fields
+
+    from enas_lightning.spaces import SPACES
+
+    section, _, name = key.partition(".")
+    owners = (
+        [
+            sp.name
+            for sp in SPACES.values()
+            if name in {f.name for f in fields(sp.settings.get(section, SPACE_SECTIONS[section]))}
+        ]
+        if section in SPACE_SECTIONS
+        else []
+    )
+    if not owners:
+        return None
+    this = [sp.name for sp in SPACES.values() if space_sections(sp)[section] is object_type]
+    mine = f", not of {' | '.join(this)}" if this else ""
+    return f"a setting of search_space={' | '.join(owners)}{mine}"
+
+
 def register_configs() -> None:
+    """Store :class:`Config` and every registered space's settings in Hydra's ConfigStore.
+
+    ``conf/search_space/<name>.yaml`` (a built-in space's preset) starts from
+    ``/<name>_space_settings``; a space with no preset file (another package's) is selectable
+    as ``search_space=<name>`` with its dataclasses' defaults. Called again after a space is
+    registered, it stores that one too.
+    """
+    from enas_lightning.spaces import SPACES
+
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    for space in SPACES.values():
+        node = settings_node(space)
+        cs.store(name=f"{space.name}_space_settings", node=node, package="_global_")
+        if not (PRESETS / f"{space.name}.yaml").is_file():
+            cs.store(group="search_space", name=space.name, node=node, package="_global_")

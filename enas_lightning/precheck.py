@@ -14,6 +14,7 @@ unreadable images, images too small, batch size larger than a split). Only then 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,17 @@ def one_line_hydra_error(exc: BaseException, argv: list[str]) -> str:
     """Hydra's multi-line composition report → ``setting=value is not allowed: ...``."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+    from enas_lightning.config import other_space_setting
+
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, OmegaConfBaseException):
-        cause = cause.__cause__
+        # Hydra re-raises a config file's merge error without "from"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         key = cause.full_key
         value = _override_value(argv, key)
+        in_file = re.match(r"In '([^']+)'", str(exc))
+        setting = f"{key} (in {in_file[1]})" if value is None and in_file else f"{key}={value!r}"
         first = str(cause).splitlines()[0]
         if isinstance(cause, ConfigKeyError | ConfigAttributeError):
             obj = getattr(cause, "object_type", None)
@@ -49,8 +55,9 @@ def one_line_hydra_error(exc: BaseException, argv: list[str]) -> str:
                 else "see --cfg job"
             )
             parent = key.rpartition(".")[0] or "the top level"
-            return f"{key}={value!r} is not allowed: no such setting; keys of {parent}: {names}"
-        return f"{key}={value!r} is not allowed: {first}"
+            why = other_space_setting(key, obj) or "no such setting"
+            return f"{setting} is not allowed: {why}; keys of {parent}: {names}"
+        return f"{setting} is not allowed: {first}"
     return " ".join(str(exc).split())
 
 

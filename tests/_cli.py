@@ -30,10 +30,35 @@ def _value(v: object) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def tiny(changes: Mapping[str, object] = {}, without: Sequence[str] = ()) -> list[str]:  # noqa: B006
-    """Hydra overrides ``key=value`` of :data:`TINY_BASE` updated by ``changes``, less ``without``."""
+def space_of(overrides: Sequence[str]) -> str:
+    """The space that ``overrides`` choose (``search_space=<name>``); micro by default."""
+    for arg in overrides:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key.removeprefix("override ").strip() == "search_space":
+            return value
+    return "micro"
+
+
+def tiny(
+    changes: Mapping[str, object] = {},  # noqa: B006
+    without: Sequence[str] = (),
+    space: str = "micro",
+) -> list[str]:
+    """Hydra overrides ``key=value`` of :data:`TINY_BASE` updated by ``changes``, less
+    ``without`` and less the settings that ``space`` does not have (micro's nodes per cell for
+    ``search_space=macro``: Hydra rejects another space's setting)."""
+    from omegaconf import OmegaConf
+
+    from enas_lightning.config import SPACE_SECTIONS, space_config
+
+    typed, absent = space_config(space), object()
+
+    def fits(key: str) -> bool:
+        owned = key.partition(".")[0] in SPACE_SECTIONS and "." in key
+        return not owned or OmegaConf.select(typed, key, default=absent) is not absent
+
     settings = {**TINY_BASE, **changes}
-    return [f"{k}={_value(v)}" for k, v in settings.items() if k not in without]
+    return [f"{k}={_value(v)}" for k, v in settings.items() if k not in without and fits(k)]
 
 
 def enas(

@@ -12,18 +12,17 @@ import torch
 from tests._cli import enas, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = tiny(
-    {
-        "trainer.enable_progress_bar": False,
-        "logger": "none",
-        "logger.log_pictures": False,
-        "search_space.num_nodes": 2,
-        "controller.num_aggregate": 2,
-        "controller.lstm_size": 8,
-        "search.derive_samples": 2,
-        "search.eval_batch_size": 64,
-    }
-)
+RESIL_CHANGES = {
+    "trainer.enable_progress_bar": False,
+    "logger": "none",
+    "logger.log_pictures": False,
+    "search_space.num_nodes": 2,
+    "controller.num_aggregate": 2,
+    "controller.lstm_size": 8,
+    "search.derive_samples": 2,
+    "search.eval_batch_size": 64,
+}
+TINY = tiny(RESIL_CHANGES)
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

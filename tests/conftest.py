@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from enas_lightning.config import register_configs
-from tests._cli import tiny
+from tests._cli import space_of, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,16 +22,19 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A search that finishes in seconds on a CPU (micro, 3 nodes, 4 channels, 16x16 fake data).
-TINY = tiny({"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 2})
+TINY_CHANGES = {"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 2}
+TINY = tiny(TINY_CHANGES)
 
 
 def compose_cfg(tmp_path: Path, overrides: list[str] = ()):
-    """The primary config composed as the app composes it, writing into ``tmp_path``."""
+    """The primary config composed as the app composes it, writing into ``tmp_path`` (the tiny
+    settings of the space that ``overrides`` choose)."""
     register_configs()
     GlobalHydra.instance().clear()
+    base = tiny(TINY_CHANGES, space=space_of(overrides))
     with initialize_config_module("enas_lightning.conf", version_base="1.3"):
         return compose(
-            config_name="config", overrides=[*TINY, f"output_dir={tmp_path}", *overrides]
+            config_name="config", overrides=[*base, f"output_dir={tmp_path}", *overrides]
         )
 
 

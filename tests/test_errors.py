@@ -19,7 +19,8 @@ from PIL import Image
 
 from enas_lightning import app
 from enas_lightning.data.download import md5
-from tests._resil_util import TINY
+from tests._cli import space_of, tiny
+from tests._resil_util import RESIL_CHANGES
 
 VALID = "0 0 1 1 2 0 1 0 0 0 1 1 2 0 1 0"  # micro, num_nodes=2: normal then reduce
 
@@ -156,7 +157,8 @@ def test_bad_input_one_line_no_traceback_run_dir_untouched(tmp_path, monkeypatch
     assert len(all_cases) >= 20
     failures = []
     for name, (overrides, fragment) in all_cases.items():
-        argv = ["enas_lightning", *TINY, *overrides, f"hydra.run.dir={run}"]
+        base = tiny(RESIL_CHANGES, space=space_of(overrides))
+        argv = ["enas_lightning", *base, *overrides, f"hydra.run.dir={run}"]
         monkeypatch.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exc:
             app.main()

@@ -94,7 +94,8 @@ def test_bootstrap_skips_undefined_resamples() -> None:
 
 
 # --------------------------------------------------------------------------- end to end
-SEARCH = tiny({"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 1})
+SEARCH_CHANGES = {"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 1}
+SEARCH = tiny(SEARCH_CHANGES)
 # final training as small as the tiny search; 3 epochs, so that a kill after the first
 # epoch's checkpoint lands in the middle of the training (two epochs to go)
 FIDELITY = [
@@ -305,7 +306,8 @@ def test_summary_logged_with_scatter_image(tmp_path: Path, make_cfg) -> None:
 def test_fidelity_macro(tmp_path: Path, cli_env) -> None:
     """Macro: the standalone networks are as deep as the searched architectures."""
     run = tmp_path / "search"
-    cli([*SEARCH, "search_space=macro", "search_space.layers=3", f"hydra.run.dir={run}"], cli_env)
+    search = [*tiny(SEARCH_CHANGES, space="macro"), "search_space=macro", "search_space.layers=3"]
+    cli([*search, f"hydra.run.dir={run}"], cli_env)
     out = tmp_path / "fidelity"
     fidelity = [a for a in FIDELITY if not a.startswith(("final.layers", "fidelity.epochs"))]
     where = [f"fidelity.run={run}", f"hydra.run.dir={out}", "logger=none"]

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback
 
 from enas_lightning.arch import load_arch
-from enas_lightning.config import Config
+from enas_lightning.config import space_config
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import ConfigError
@@ -57,9 +57,9 @@ def one_thread() -> Any:
     torch.set_num_threads(before)
 
 
-def make_cfg(**final: Any) -> DictConfig:
-    """A tiny CPU config: fake 8x8 images, 64 train / 32 test, micro 3 layers x 4 channels."""
-    cfg = OmegaConf.structured(Config)
+def make_cfg(space: str = "micro", **final: Any) -> DictConfig:
+    """A tiny CPU config: fake 8x8 images, 64 train / 32 test, 3 layers x 4 channels."""
+    cfg = space_config(space)
     cfg.output_dir = "unused"
     cfg.dataset.name = "fake"
     cfg.dataset.train_size = 64
@@ -269,8 +269,7 @@ def test_aux_loss_trains_the_aux_head(tmp_path: Path) -> None:
 
 
 def test_macro_final_trains_and_exports(tmp_path: Path) -> None:
-    cfg = make_cfg(epochs=1, aux_weight=0.0, drop_path_keep=1.0)
-    cfg.search_space.name = "macro"
+    cfg = make_cfg("macro", epochs=1, aux_weight=0.0, drop_path_keep=1.0)
     cfg.search_space.ops = MACRO_OPS
     metrics = train_final(cfg, MACRO_3, tmp_path, trainer_kwargs=QUIET)
     assert set(metrics) == METRIC_KEYS and metrics["epochs"] == 1

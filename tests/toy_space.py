@@ -1,21 +1,22 @@
 """A toy search space, registered by the tests and shown in docs/new_space.md.
 
-A chain of ``search_space.layers`` layers after a 3x3 stem; each layer is one op of
+A chain of ``search_space.layers`` layers after a stem convolution; each layer is one op of
 ``search_space.ops`` (``conv_3x3`` or ``avg_pool_3x3``). It is everything a space needs and
-nothing more: a record with its integer codec, a controller, a supernet, a standalone network,
-a picture and its layout.
+nothing more: a record with its integer codec, its own settings (the stem's kernel size), a
+controller, a supernet, a standalone network, a picture and its layout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import graphviz
 import torch
 from torch import Tensor, nn
 
+from enas_lightning.config import FinalConfig, SearchSpaceConfig
 from enas_lightning.controller import Controller, Sample
 from enas_lightning.errors import ArchError, ConfigError
 from enas_lightning.spaces import Space, register_space
@@ -45,6 +46,24 @@ class ChainArch:
 
     def __str__(self) -> str:
         return " -> ".join(self.ops)
+
+
+# ---------------------------------------------------------------------------------- settings
+@dataclass
+class ChainSearchSpaceConfig(SearchSpaceConfig):
+    """``search_space`` for ``search_space=chain``: its defaults are the space's preset."""
+
+    ops: list[str] = field(default_factory=lambda: list(CHAIN_OPS))
+    aux_weight: float = 0.0  # the chain has no aux head
+    stem_kernel: int = 3  # the chain's own setting: the supernet stem's kernel size (odd)
+
+
+@dataclass
+class ChainFinalConfig(FinalConfig):
+    """``final`` for ``search_space=chain``."""
+
+    aux_weight: float = 0.0
+    stem_kernel: int = 3  # the standalone network's stem kernel size (odd)
 
 
 # --------------------------------------------------------------------------------- controller
@@ -108,10 +127,16 @@ class ChainSupernet(nn.Module):
     """Every op of every layer; ``forward(x [B, C, H, W], arch) -> logits [B, K]``."""
 
     def __init__(
-        self, num_classes: int, in_channels: int, layers: int, channels: int, ops: tuple[str, ...]
+        self,
+        num_classes: int,
+        in_channels: int,
+        layers: int,
+        channels: int,
+        ops: tuple[str, ...],
+        stem_kernel: int = 3,
     ) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels, channels, stem_kernel, padding=stem_kernel // 2)
         self.layers = nn.ModuleList(
             nn.ModuleDict({op: build_op(op, channels, search=True) for op in ops})
             for _ in range(layers)
@@ -128,9 +153,16 @@ class ChainSupernet(nn.Module):
 class ChainNetwork(nn.Module):
     """The standalone network of one architecture: ``[B, C, H, W] -> [B, K]``."""
 
-    def __init__(self, arch: ChainArch, num_classes: int, in_channels: int, channels: int) -> None:
+    def __init__(
+        self,
+        arch: ChainArch,
+        num_classes: int,
+        in_channels: int,
+        channels: int,
+        stem_kernel: int = 3,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels, channels, stem_kernel, padding=stem_kernel // 2)
         self.layers = nn.Sequential(*(build_op(op, channels, search=False) for op in arch.ops))
         self.head = nn.Linear(channels, num_classes)
 
@@ -142,6 +174,7 @@ class ChainNetwork(nn.Module):
 class ChainSpace(Space):
     name = "chain"
     record = ChainArch
+    settings = {"search_space": ChainSearchSpaceConfig, "final": ChainFinalConfig}
 
     def check_config(self, cfg: Any) -> None:
         s = cfg.search_space
@@ -150,6 +183,15 @@ class ChainSpace(Space):
                 raise ConfigError("search_space.ops", op, f"chain ops are {', '.join(CHAIN_OPS)}")
         if s.layers < 1:
             raise ConfigError("search_space.layers", s.layers, "at least 1")
+        for setting, kernel in (
+            ("search_space.stem_kernel", s.stem_kernel),
+            ("final.stem_kernel", cfg.final.stem_kernel),
+        ):
+            if kernel < 1 or kernel % 2 == 0:
+                raise ConfigError(setting, kernel, "an odd size >= 1 (the stem keeps H x W)")
+
+    def fingerprint(self, s: ChainSearchSpaceConfig) -> dict[str, Any]:
+        return {"search_space.stem_kernel": s.stem_kernel}  # the stem's weights depend on it
 
     def fixed_final_layers(self, arch: ChainArch | None, s: Any) -> int | None:
         return len(arch.ops) if arch is not None else s.layers
@@ -174,12 +216,13 @@ class ChainSpace(Space):
     def build_supernet(
         self, s: Any, num_classes: int, image_shape: tuple[int, int, int]
     ) -> nn.Module:
-        return ChainSupernet(num_classes, image_shape[0], s.layers, s.channels, tuple(s.ops))
+        c = image_shape[0]
+        return ChainSupernet(num_classes, c, s.layers, s.channels, tuple(s.ops), s.stem_kernel)
 
     def build_network(
         self, f: Any, arch: ChainArch, num_classes: int, image_shape: tuple[int, int, int]
     ) -> nn.Module:
-        return ChainNetwork(arch, num_classes, image_shape[0], f.channels)
+        return ChainNetwork(arch, num_classes, image_shape[0], f.channels, f.stem_kernel)
 
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         return ()  # the chain never halves the feature map

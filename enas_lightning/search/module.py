@@ -301,7 +301,8 @@ class SearchModule(pl.LightningModule):
         n = len(reward)
         advantage = reward - baselines[self.global_rank * n : (self.global_rank + 1) * n]
         self.baseline.copy_(baselines[-1])
-        loss = (-sample.log_prob * advantage).mean() + c.skip_weight * sample.penalty.mean()
+        penalty = self.space.penalty_weight(c) * sample.penalty.mean()
+        loss = (-sample.log_prob * advantage).mean() + penalty
         ctrl_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         grads = [p.grad for p in self.controller.parameters() if p.grad is not None]

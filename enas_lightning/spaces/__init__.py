@@ -5,9 +5,12 @@ space is a folder ``spaces/<name>/`` (record and codec, controller, ops, superne
 picture) and one :func:`register_space` call (docs/new_space.md), in the way timm registers
 models.
 
+A space's own settings are dataclasses extending the config sections (``Space.settings``);
+``search_space=<name>`` composes them (:func:`enas_lightning.config.register_configs`).
+
 Another package's spaces are found through the entry point group ``enas_lightning.spaces``
 (each entry names a module whose import registers a space), so ``python -m enas_lightning
-search_space.name=<its name>`` works once that package is installed.
+search_space=<its name>`` works once that package is installed.
 
 The built-in spaces are imported on the first lookup, not when this package is imported: the
 records and the config import ``spaces.<name>.arch`` without torch, which keeps
@@ -33,9 +36,12 @@ SPACES: Registry[Space] = Registry(
 
 
 def register_space(space: Space) -> Space:
-    """Make ``space`` available as ``search_space.name=<space.name>`` (replaces one of that name)."""
+    """Make ``space`` available as ``search_space=<space.name>`` (replaces one of that name)."""
     if not isinstance(space, Space):
         raise TypeError(f"register_space: expected a Space, got {type(space).__name__}")
+    from enas_lightning.config import check_settings
+
+    check_settings(space)
     return SPACES.add(space.name, space)
 
 

@@ -10,6 +10,7 @@ the pictures and the cost. A space is one folder ``spaces/<name>/`` plus one
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -49,14 +50,20 @@ class ArchRecord(Protocol):
 
 
 class Space(ABC):
-    """One search space. Subclasses set :attr:`name` and :attr:`record`.
+    """One search space. Subclasses set :attr:`name` and :attr:`record`, and :attr:`settings`
+    where they have settings of their own.
 
-    ``s`` arguments are the ``search_space`` config section, ``f`` the ``final`` section;
-    ``image_shape`` is ``(C, H, W)`` of one input image.
+    ``s`` arguments are the ``search_space`` config section, ``f`` the ``final`` section, ``c``
+    the ``controller`` section, each typed by the space's :attr:`settings`; ``image_shape`` is
+    ``(C, H, W)`` of one input image.
     """
 
     name: ClassVar[str]
     record: ClassVar[type]  # the architecture record class (an ArchRecord)
+    # The settings this space adds: config section ("search_space", "controller" or "final")
+    # -> a dataclass extending that section's (SearchSpaceConfig, ControllerConfig,
+    # FinalConfig). search_space=<name> composes them, so a key of another space is rejected.
+    settings: ClassVar[Mapping[str, type]] = {}
 
     # ------------------------------------------------------------------------------ settings
     @abstractmethod
@@ -154,6 +161,11 @@ class Space(ABC):
     def describe_network(self, f: FinalConfig, arch: Any) -> str:
         """A few words on the standalone network's shape, for ``task=inspect``."""
         return f"{f.layers} layers, {f.channels} channels"
+
+    def penalty_weight(self, c: ControllerConfig) -> float:
+        """The weight of the controller's ``Sample.penalty`` in its loss (e.g. the macro
+        skip penalty's ``controller.skip_weight``); 0 where the space has none."""
+        return 0.0
 
     def sample_stats(self, controller: Controller, sample: Sample) -> dict[str, Tensor]:
         """Extra per-update controller statistics (scalars, batch-averaged), logged by the

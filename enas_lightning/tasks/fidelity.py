@@ -121,11 +121,11 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
     ``fidelity.seed``, and where the space's architectures fix the network's depth, the
     network is as deep as the searched architectures.
     """
-    from enas_lightning.config import Config
+    from enas_lightning.config import run_config
 
     found = find_search_run(cfg.fidelity.run)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(found.config_file))
+        merged = run_config(OmegaConf.load(found.config_file))
     except Exception as e:  # a run made by another version of the project
         raise _not_a_search(
             Path(cfg.fidelity.run),

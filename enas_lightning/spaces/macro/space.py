@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from enas_lightning.errors import ConfigError
 from enas_lightning.spaces import register_space
 from enas_lightning.spaces.base import Space
 from enas_lightning.spaces.macro.arch import MacroArch
+from enas_lightning.spaces.macro.settings import (
+    SETTINGS,
+    MacroControllerConfig,
+    MacroFinalConfig,
+    MacroSearchSpaceConfig,
+)
 
 if TYPE_CHECKING:
     import graphviz
     from torch import Tensor, nn
 
-    from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
+    from enas_lightning.config import Config
     from enas_lightning.controller.base import Sample
     from enas_lightning.spaces.macro.controller import MacroController
 
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
 class MacroSpace(Space):
     name = "macro"
     record = MacroArch
+    settings = SETTINGS
 
     def check_config(self, cfg: Config) -> None:
         from enas_lightning.spaces.macro.ops import MACRO_OPS, check_skip_merge
@@ -32,8 +39,15 @@ class MacroSpace(Space):
             raise ConfigError("search_space.layers", s.layers, "at least 3")
         check_skip_merge(s.skip_merge, "search_space.skip_merge")
         check_skip_merge(cfg.final.skip_merge, "final.skip_merge")
+        c = cfg.controller
+        if not 0 < c.skip_target < 1:
+            raise ConfigError("controller.skip_target", c.skip_target, "in (0, 1)")
 
-    def fixed_final_layers(self, arch: MacroArch | None, s: SearchSpaceConfig) -> int | None:
+    def fingerprint(self, s: MacroSearchSpaceConfig) -> dict[str, Any]:
+        # a sum merge and a concat merge hold different weights
+        return {"search_space.skip_merge": s.skip_merge}
+
+    def fixed_final_layers(self, arch: MacroArch | None, s: MacroSearchSpaceConfig) -> int | None:
         # a macro architecture is the whole network: it fixes its depth
         return arch.num_layers if arch is not None else s.layers
 
@@ -43,7 +57,9 @@ class MacroSpace(Space):
     def check_arch(self, arch: MacroArch, ops: tuple[str, ...], size: int | None) -> None:
         arch.validate(ops, num_layers=size)
 
-    def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> MacroController:
+    def build_controller(
+        self, s: MacroSearchSpaceConfig, c: MacroControllerConfig
+    ) -> MacroController:
         from enas_lightning.spaces.macro.controller import MacroController
 
         return MacroController(
@@ -53,8 +69,11 @@ class MacroSpace(Space):
             **self.lstm_options(c),
         )
 
+    def penalty_weight(self, c: MacroControllerConfig) -> float:
+        return c.skip_weight
+
     def build_supernet(
-        self, s: SearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
+        self, s: MacroSearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
     ) -> nn.Module:
         from enas_lightning.spaces.macro.supernet import MacroSupernet
 
@@ -69,7 +88,11 @@ class MacroSpace(Space):
         )
 
     def build_network(
-        self, f: FinalConfig, arch: MacroArch, num_classes: int, image_shape: tuple[int, int, int]
+        self,
+        f: MacroFinalConfig,
+        arch: MacroArch,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
     ) -> nn.Module:
         from enas_lightning.spaces.macro.network import MacroNetwork
 
@@ -88,7 +111,7 @@ class MacroSpace(Space):
             skip_merge=f.skip_merge,
         )
 
-    def describe_network(self, f: FinalConfig, arch: MacroArch) -> str:
+    def describe_network(self, f: MacroFinalConfig, arch: MacroArch) -> str:
         return f"{arch.num_layers} layers, {f.channels} channels, skips {f.skip_merge}"
 
     def sample_stats(self, controller: MacroController, sample: Sample) -> dict[str, Tensor]:

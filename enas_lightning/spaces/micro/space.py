@@ -8,18 +8,25 @@ from enas_lightning.errors import ConfigError
 from enas_lightning.spaces import register_space
 from enas_lightning.spaces.base import Space
 from enas_lightning.spaces.micro.arch import MicroArch
+from enas_lightning.spaces.micro.settings import (
+    SETTINGS,
+    MicroControllerConfig,
+    MicroFinalConfig,
+    MicroSearchSpaceConfig,
+)
 
 if TYPE_CHECKING:
     import graphviz
     from torch import nn
 
-    from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
+    from enas_lightning.config import Config
     from enas_lightning.spaces.micro.controller import MicroController
 
 
 class MicroSpace(Space):
     name = "micro"
     record = MicroArch
+    settings = SETTINGS
 
     def check_config(self, cfg: Config) -> None:
         from enas_lightning.spaces.micro.ops import MICRO_OPS
@@ -36,13 +43,13 @@ class MicroSpace(Space):
             if layers < 3:
                 raise ConfigError(setting, layers, "at least 3")
 
-    def fingerprint(self, s: SearchSpaceConfig) -> dict[str, Any]:
+    def fingerprint(self, s: MicroSearchSpaceConfig) -> dict[str, Any]:
         return {
             "search_space.num_nodes": s.num_nodes,
             "search_space.weights_per_input": s.weights_per_input,
         }
 
-    def arch_size(self, s: SearchSpaceConfig) -> int | None:
+    def arch_size(self, s: MicroSearchSpaceConfig) -> int | None:
         return s.num_nodes
 
     def decode(self, ints: list[int], ops: tuple[str, ...], size: int | None) -> MicroArch:
@@ -51,7 +58,9 @@ class MicroSpace(Space):
     def check_arch(self, arch: MicroArch, ops: tuple[str, ...], size: int | None) -> None:
         arch.validate(ops, num_nodes=size)
 
-    def build_controller(self, s: SearchSpaceConfig, c: ControllerConfig) -> MicroController:
+    def build_controller(
+        self, s: MicroSearchSpaceConfig, c: MicroControllerConfig
+    ) -> MicroController:
         from enas_lightning.spaces.micro.controller import MicroController
 
         return MicroController(
@@ -63,7 +72,7 @@ class MicroSpace(Space):
         )
 
     def build_supernet(
-        self, s: SearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
+        self, s: MicroSearchSpaceConfig, num_classes: int, image_shape: tuple[int, int, int]
     ) -> nn.Module:
         from enas_lightning.spaces.micro.supernet import MicroSupernet
 
@@ -82,7 +91,11 @@ class MicroSpace(Space):
         )
 
     def build_network(
-        self, f: FinalConfig, arch: MicroArch, num_classes: int, image_shape: tuple[int, int, int]
+        self,
+        f: MicroFinalConfig,
+        arch: MicroArch,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
     ) -> nn.Module:
         from enas_lightning.spaces.micro.network import MicroNetwork
 
@@ -100,7 +113,7 @@ class MicroSpace(Space):
             layer_base=f.layer_base,
         )
 
-    def describe_network(self, f: FinalConfig, arch: MicroArch) -> str:
+    def describe_network(self, f: MicroFinalConfig, arch: MicroArch) -> str:
         return f"{f.layers} layers (+2 reduction cells), {f.channels} channels"
 
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
