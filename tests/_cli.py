@@ -50,11 +50,13 @@ def tiny(
     from omegaconf import OmegaConf
 
     from enas_lightning.config import SPACE_SECTIONS, space_config
+    from enas_lightning.spaces import SPACES
 
-    typed, absent = space_config(space), object()
+    # an unknown space (a test of that error) keeps every setting
+    typed, absent = (space_config(space) if space in SPACES else None), object()
 
     def fits(key: str) -> bool:
-        owned = key.partition(".")[0] in SPACE_SECTIONS and "." in key
+        owned = typed is not None and key.partition(".")[0] in SPACE_SECTIONS and "." in key
         return not owned or OmegaConf.select(typed, key, default=absent) is not absent
 
     settings = {**TINY_BASE, **changes}

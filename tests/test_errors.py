@@ -88,6 +88,14 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["search_space=macro", "final.skip_merge=cat"],
             "final.skip_merge='cat' is not allowed: one of concat, sum",
         ),
+        "a macro setting with micro": (
+            ["search_space=micro", "controller.skip_weight=0.5"],
+            "controller.skip_weight='0.5' is not allowed: a setting of search_space=macro",
+        ),
+        "a micro setting with macro": (
+            ["search_space=macro", "search_space.num_nodes=3"],
+            "search_space.num_nodes='3' is not allowed: a setting of search_space=micro",
+        ),
         "too few layers": (["search_space.layers=2"], "search_space.layers=2"),
         "fake images too small": (["dataset.image_size=2"], "dataset.image_size"),
         "image folder too small": (
