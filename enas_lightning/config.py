@@ -274,18 +274,13 @@ def other_space_setting(key: str, object_type: type | None) -> str | None:
     from enas_lightning.spaces import SPACES
 
     section, _, name = key.partition(".")
-    owners = (
-        [
-            sp.name
-            for sp in SPACES.values()
-            if name in {f.name for f in fields(sp.settings.get(section, SPACE_SECTIONS[section]))}
-        ]
-        if section in SPACE_SECTIONS
-        else []
-    )
+    if section not in SPACE_SECTIONS:
+        return None
+    types = {sp.name: space_sections(sp)[section] for sp in SPACES.values()}
+    owners = [sp for sp, t in types.items() if name in {f.name for f in fields(t)}]
     if not owners:
         return None
-    this = [sp.name for sp in SPACES.values() if space_sections(sp)[section] is object_type]
+    this = [sp for sp, t in types.items() if t is object_type]
     mine = f", not of {' | '.join(this)}" if this else ""
     return f"a setting of search_space={' | '.join(owners)}{mine}"
 
