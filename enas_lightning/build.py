@@ -21,9 +21,10 @@ from enas_lightning.controller import Controller
 from enas_lightning.data.datasets import ImageSplits, get_dataset
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
+from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.spaces import Space, get_space
+from enas_lightning.strategies import SearchStrategy, get_strategy
 
-CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
@@ -45,7 +46,9 @@ def validate(cfg: Config) -> None:
     s = cfg.search_space
     space = get_space(s.name)  # an unknown name: one line listing the registered spaces
     check_space_sections(cfg, space)
-    _choice("controller.name", cfg.controller.name, CONTROLLERS)
+    # unknown names: one line listing the registered strategies and rewards
+    get_strategy(cfg.controller.name)
+    get_reward(cfg.reward.name)
     _choice("logger.name", cfg.logger.name, LOGGERS)
     get_dataset(cfg.dataset.name)  # an unknown name: one line listing the registered datasets
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
@@ -175,6 +178,16 @@ def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
 
 def build_controller(cfg: Config) -> Controller:
     return get_space(cfg.search_space.name).build_controller(cfg.search_space, cfg.controller)
+
+
+def build_search_strategy(cfg: Config) -> SearchStrategy:
+    """The search strategy ``controller.name`` names (``enas``, ``random`` or a plug-in)."""
+    return get_strategy(cfg.controller.name)
+
+
+def build_reward(cfg: Config) -> Reward:
+    """The reward ``reward.name`` names (``accuracy``, ``loss`` or a plug-in)."""
+    return get_reward(cfg.reward.name)
 
 
 def build_logger(cfg: Config, output_dir: Path) -> Any:

@@ -44,7 +44,9 @@ class ControllerConfig:
     """The LSTM controller and its REINFORCE training (the authors' micro values; a space adds
     its own decisions' settings)."""
 
-    name: str = "enas"  # enas | random (uniform sampling, never learns)
+    # the search strategy (enas_lightning/strategies): enas | random (uniform sampling, never
+    # learns) | another registered one
+    name: str = "enas"
     lstm_size: int = 64
     lstm_layers: int = 1
     tanh_constant: float | None = 1.1
@@ -57,6 +59,15 @@ class ControllerConfig:
     train_steps: int = 30  # controller updates per controller phase
     num_aggregate: int = 10  # architectures per update (per rank)
     train_every: int = 1  # a controller phase after every n child epochs
+
+
+@dataclass
+class RewardConfig:
+    """How children are scored, in the controller phase and the derivation alike."""
+
+    # enas_lightning/rewards: accuracy (on the validation images) | loss (minus the mean
+    # cross-entropy) | another registered one
+    name: str = "accuracy"
 
 
 @dataclass
@@ -201,6 +212,7 @@ class Config:
     output_dir: str = "${hydra:runtime.output_dir}"
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -1,11 +1,12 @@
-"""Things of one kind looked up by name: spaces, datasets.
+"""Things of one kind looked up by name: spaces, datasets, search strategies, rewards.
 
-A :class:`Registry` is what ``SPACES`` and ``DATASETS`` are: a read-only mapping from the name a
-setting takes (``search_space.name``, ``dataset.name``) to the registered object, in the way
-timm registers models. The built-in ones are imported on the first lookup, not when the package
-is imported (which keeps ``python -m enas_lightning --help`` fast), and another package's are
-found through an entry point group: each entry names a module whose import registers its object,
-so ``python -m enas_lightning <setting>=<its name>`` works once that package is installed.
+A :class:`Registry` is what ``SPACES``, ``DATASETS``, ``STRATEGIES`` and ``REWARDS`` are: a
+read-only mapping from the name a setting takes (``search_space.name``, ``dataset.name``,
+``controller.name``, ``reward.name``) to the registered object, in the way timm registers
+models. The built-in ones are imported on the first lookup, not when the package is imported
+(which keeps ``python -m enas_lightning --help`` fast), and another package's are found through
+an entry point group: each entry names a module whose import registers its object, so
+``python -m enas_lightning <setting>=<its name>`` works once that package is installed.
 """
 
 from __future__ import annotations

@@ -181,13 +181,14 @@ def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, o
     # best: the derived architecture; greedy; the means of the controller's samples and of the
     # uniformly sampled reference (all with the shared weights)
     summary = derivation.summary()
+    m = derivation.metric  # val_acc, or the reward's score
     metrics = {
-        f"derive/{name}_val_acc": float(summary[key])
+        f"derive/{name}_{m}": float(summary[key])
         for name, key in (
-            ("best", "val_acc"),
-            ("greedy", "greedy_val_acc"),
-            ("controller_mean", "controller_mean_val_acc"),
-            ("uniform_mean", "uniform_mean_val_acc"),
+            ("best", m),
+            ("greedy", f"greedy_{m}"),
+            ("controller_mean", f"controller_mean_{m}"),
+            ("uniform_mean", f"uniform_mean_{m}"),
         )
         if summary[key] is not None
     }

@@ -338,7 +338,7 @@ def controller_module(ctrl, cfg, reward_fn) -> tuple[SearchModule, torch.optim.O
     module.optimizers = lambda: (None, opt)
     module.manual_backward = lambda loss: loss.backward()
     module.log = lambda *a, **k: None
-    module.reward_accuracy = lambda archs, g: reward_fn(archs)
+    module.rewards = lambda archs, g: reward_fn(archs)
     return module, opt
 
 

@@ -225,7 +225,7 @@ def test_nonfinite_reward_or_controller_gradient_skips_update(tmp_path, monkeypa
     if what == "reward":
         monkeypatch.setattr(
             SearchModule,
-            "reward_accuracy",
+            "rewards",
             lambda self, archs, gen: torch.full((len(archs),), float("nan"), device=self.device),
         )
     real_fit_start = SearchModule.on_fit_start

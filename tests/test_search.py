@@ -160,12 +160,12 @@ def test_reward_scoring_dropout_follows_the_setting(make_cfg, reward_dropout: bo
     cfg = make_cfg([f"search.reward_dropout={str(reward_dropout).lower()}"])
     module = make_module(cfg)
     module.supernet = DropoutSupernet(module.data.splits.num_classes)
-    module._val_shard = torch.arange(len(module.data.val_y))
+    module.val_shard = torch.arange(len(module.data.val_y))
     archs = module.controller.sample_archs(8, torch.Generator().manual_seed(0))
 
     def score(seed: int) -> torch.Tensor:
         torch.manual_seed(seed)  # dropout's masks
-        return module.reward_accuracy(archs, torch.Generator().manual_seed(0))
+        return module.rewards(archs, torch.Generator().manual_seed(0))
 
     first, again, other = score(1), score(1), score(2)
     assert torch.equal(first, again)  # seeded: the same masks

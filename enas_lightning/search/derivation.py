@@ -1,8 +1,9 @@
 """The derivation record: the candidates scored with the shared weights, and the derived one.
 
-At the end of a search (:meth:`enas_lightning.search.module.SearchModule.derive`) the controller's
+At the end of a search (:meth:`enas_lightning.search.module.SearchModule.derive`) the strategy's
 candidates and a uniformly sampled reference are scored on the validation split with the shared
-weights; :class:`Derivation` keeps the scores and says which candidate was derived.
+weights by the reward (their accuracy by default); :class:`Derivation` keeps the scores and says
+which candidate was derived.
 ``task=search`` writes it to ``best_arch.json`` and ``arch_candidates.csv`` and prints
 :meth:`Derivation.report`; the loggers record :meth:`Derivation.summary`.
 """
@@ -34,7 +35,10 @@ class Derivation:
     mean against the uniform mean.
 
     ``accuracies[i]`` (in ``[0, 1]``) is ``candidates[i]``'s and ``uniform_accuracies[j]``
-    ``uniform[j]``'s: two pairs of equally long lists. ``best_index`` is set from them.
+    ``uniform[j]``'s: two pairs of equally long lists. ``best_index`` is set from them. Under
+    another reward than accuracy they hold that reward's scores (higher is better) and
+    ``metric`` names them (the reward's ``metric``, e.g. ``val_neg_loss``): the keys of
+    :meth:`summary` and the label of :meth:`report` follow it.
     """
 
     candidates: list[ArchRecord]
@@ -42,6 +46,7 @@ class Derivation:
     greedy_index: int | None  # index of the controller's argmax architecture, if any
     uniform: list[ArchRecord] = field(default_factory=list)
     uniform_accuracies: list[float] = field(default_factory=list)
+    metric: str = "val_acc"
     best_index: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,12 +76,15 @@ class Derivation:
         return float(np.mean(self.uniform_accuracies)) if self.uniform_accuracies else None
 
     def summary(self) -> dict[str, float | int | None]:
-        """The four accuracies under the names ``best_arch.json`` and the loggers use."""
+        """The four accuracies (scores) under the names ``best_arch.json`` and the loggers use:
+        ``val_acc`` (``metric``), ``greedy_val_acc``, ``controller_mean_val_acc`` and
+        ``uniform_mean_val_acc``, then the counts."""
+        m = self.metric
         return {
-            "val_acc": self.best_acc,  # the derived (best) architecture's
-            "greedy_val_acc": self.greedy_acc,
-            "controller_mean_val_acc": self.controller_mean_acc,
-            "uniform_mean_val_acc": self.uniform_mean_acc,
+            m: self.best_acc,  # the derived (best) architecture's
+            f"greedy_{m}": self.greedy_acc,
+            f"controller_mean_{m}": self.controller_mean_acc,
+            f"uniform_mean_{m}": self.uniform_mean_acc,
             "candidates": len(self.candidates),
             "uniform_samples": len(self.uniform),
         }
@@ -98,12 +106,13 @@ class Derivation:
         k = len(self.candidates) - (self.greedy_index is not None)
         greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
         uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
+        m = self.metric.replace("_", " ")
         return [
-            f"  best            val acc {self.best_acc:.4f}  (the derived architecture: best of "
+            f"  best            {m} {self.best_acc:.4f}  (the derived architecture: best of "
             f"the controller's {len(self.candidates)} candidates)",
-            f"  greedy          val acc {greedy}  (the controller's most likely architecture)",
-            f"  controller mean val acc {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
-            f"  uniform mean    val acc {uniform}  (mean of {len(self.uniform)} uniformly "
+            f"  greedy          {m} {greedy}  (the controller's most likely architecture)",
+            f"  controller mean {m} {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
+            f"  uniform mean    {m} {uniform}  (mean of {len(self.uniform)} uniformly "
             "sampled architectures: the random reference)",
             f"  ({SHARED_WEIGHT_CAVEAT})",
         ]

@@ -1,12 +1,16 @@
-"""The ENAS search: one LightningModule owning the supernet and the controller.
+"""The weight-sharing search: one LightningModule owning the supernet and the controller.
 
 Manual optimisation interleaves the two players. One epoch is one stream of steps
 (:class:`~enas_lightning.search.loader.SearchEpoch`): first the child phase, one shared-weight
-SGD step per training minibatch, each on a child sampled from the frozen controller; then, when
-due, the controller phase, ``train_steps`` REINFORCE updates of ``num_aggregate`` sampled
-children each, rewarded by their accuracy on one validation minibatch. In the first
-``search.warmup_epochs`` epochs (a supernet warm-up) the children are sampled uniformly and no
-controller phase runs.
+SGD step per training minibatch, each on a child chosen by the search strategy; then, when due,
+the strategy's controller phase (ENAS: ``train_steps`` REINFORCE updates of ``num_aggregate``
+sampled children each, rewarded on validation minibatches). The search ends with the
+derivation: the strategy's candidates and a uniform reference, scored on the validation split.
+The strategy (:mod:`enas_lightning.strategies`, ``controller.name``) decides what the child
+phase trains, what the controller phase does and what the derivation scores; the reward
+(:mod:`enas_lightning.rewards`, ``reward.name``) scores children for both the controller phase
+and the derivation. In the first ``search.warmup_epochs`` epochs (a supernet warm-up) the
+children are sampled uniformly and no controller phase runs, whatever the strategy.
 
 Randomness is counter-based: every step seeds its own generators from
 ``(seed, rank, epoch, step)``. A resumed run therefore draws exactly the numbers the
@@ -26,11 +30,8 @@ and SGD skips them (no weight decay, no momentum update), the same on every rank
 graph traversal per step plus an all-reduce of the *whole* supernet's gradient buckets (zeros
 for unused parameters), not only of the child's. ``static_graph`` cannot be used (the graph
 changes every step) and neither is SyncBatchNorm needed: search BatchNorm keeps no running
-statistics. The controller step runs through the same machinery (the supernet is not in its
-graph, so only controller gradients are reduced): its gradients are averaged across ranks; the
-rewards of all ranks are gathered in rank order and every rank runs the same sequential baseline
-update over them (one moving-average step per sampled child, as the reference does, see
-``search/baseline.py``), so the baseline and the controller stay identical on every rank.
+statistics. A controller step runs through the same machinery (see
+:mod:`enas_lightning.strategies.enas` for how ENAS keeps its baseline identical on every rank).
 ``tests/test_ddp.py`` checks all of this bit for bit on two CPU processes.
 """
 
@@ -43,6 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from enas_lightning.build import build_reward, build_search_strategy
 from enas_lightning.checkpointing import check_fingerprint, space_fingerprint
 from enas_lightning.config import Config
 from enas_lightning.controller.base import Controller
@@ -54,42 +56,53 @@ from enas_lightning.optim import (
     fused_supported,
     optimizer_grads,
     sgd_with_sgdr,
-    step_kwargs,
 )
-from enas_lightning.search.baseline import sequential_baseline
+from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.search.derivation import Derivation
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
+from enas_lightning.search.scoring import ControllerScoring, DerivationScoring
 from enas_lightning.seeding import seed_step, step_seed
-from enas_lightning.spaces import ArchRecord, get_space
+from enas_lightning.spaces import ArchRecord, Cost, get_space
+from enas_lightning.strategies import SearchStrategy
 
 
 class SearchModule(pl.LightningModule):
-    """ENAS search with shared weights.
+    """A search with shared weights: the supernet's training, the strategy's controller phase,
+    the derivation.
 
     Args:
         supernet: ``forward(x [B, C, H, W], arch) -> logits [B, classes]`` (or ``(logits, aux)``).
-        controller: samples architectures; ``controller.uniform`` means random search (the
-            controller phase is skipped, everything else is the same).
+        controller: the space's controller: samples architectures (uniformly too); the ENAS
+            strategy trains it.
         data: the splits, moved to the training device at fit start.
-        cfg: the whole config (the ``search``, ``controller``, ``search_space`` and ``seed``
-            parts are used).
+        cfg: the whole config (the ``search``, ``controller``, ``search_space``, ``final`` and
+            ``seed`` parts are used).
+        strategy: the search strategy; ``None``: the one ``controller.name`` names.
+        reward: the reward; ``None``: the one ``reward.name`` names.
     """
 
     def __init__(
-        self, supernet: nn.Module, controller: Controller, data: DeviceSplits, cfg: Config
+        self,
+        supernet: nn.Module,
+        controller: Controller,
+        data: DeviceSplits,
+        cfg: Config,
+        strategy: SearchStrategy | None = None,
+        reward: Reward | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.supernet = supernet
         self.controller = controller
         self.space = get_space(cfg.search_space.name)
+        # not "strategy": Lightning's (DDP) strategy is trainer.strategy
+        self.search_strategy = strategy if strategy is not None else build_search_strategy(cfg)
+        self.reward = reward if reward is not None else build_reward(cfg)
         self.data = data
         self.cfg = cfg
         self.seed = int(cfg.seed)
-        self.learns = not controller.uniform
-        self.register_buffer("baseline", torch.zeros(()))
         self.history: list[EpochSummary] = []  # one summary per epoch (rank 0's view)
         self.epoch_samples: list[dict[str, Any]] = []  # this epoch's rewarded architectures
         # child steps skipped for a non-finite gradient, counted on the device
@@ -100,11 +113,12 @@ class SearchModule(pl.LightningModule):
         self._epoch_stats: dict[str, Tensor] = {}
         self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
         self._resumed_epoch_state: dict[str, Any] | None = None
+        self._costs: dict[Any, Cost] = {}
+        self.search_strategy.attach(self)
 
     # ----------------------------------------------------------------- set-up
     def configure_optimizers(self):
         o = self.cfg.search.optim
-        c = self.cfg.controller
         # fused (one kernel, and it can skip a non-finite step on the device: see child_step)
         # wherever torch has the kernels; the momentum buffers are made up front in
         # on_train_start because each child leaves most supernet weights without a gradient
@@ -112,14 +126,12 @@ class SearchModule(pl.LightningModule):
         child, sgdr = sgd_with_sgdr(
             self.supernet.parameters(), o, **({"fused": True} if fused else {"foreach": True})
         )
-        ctrl = torch.optim.Adam(
-            self.controller.parameters(),
-            lr=c.lr,
-            betas=tuple(c.betas),
-            eps=c.eps,
-            **step_kwargs(self.controller.parameters(), getattr(self._trainer, "precision", None)),
-        )
-        return [child, ctrl], [sgdr]
+        return [child, *self.search_strategy.optimizers(self)], [sgdr]
+
+    def child_optimizer(self) -> Any:
+        """The supernet's SGD (Lightning's wrapper; ``.optimizer`` is torch's)."""
+        opts = self.optimizers()
+        return opts[0] if isinstance(opts, list) else opts  # a list only when there are several
 
     def configure_model(self) -> None:
         """Lightning hook, before the strategy moves and wraps the module (DDP lays out its
@@ -132,7 +144,7 @@ class SearchModule(pl.LightningModule):
         n_val = len(self.data.val_y)
         world = self.trainer.world_size
         # each rank rewards its children on its own shard of the validation split
-        self._val_shard = torch.arange(self.global_rank, n_val, world, device=self.device)
+        self.val_shard = torch.arange(self.global_rank, n_val, world, device=self.device)
 
     def train_dataloader(self) -> SearchEpoch:
         s = self.cfg.search
@@ -144,12 +156,11 @@ class SearchModule(pl.LightningModule):
             world_size=self.trainer.world_size,
             setting="search.batch_size",
         )
-        steps = self.cfg.controller.train_steps if self.learns else 0
         # called again every epoch (the stream's length depends on the epoch), so it starts at
         # the current one
         self.loader = SearchEpoch(
             child,
-            steps,
+            self.search_strategy.controller_steps(self.cfg),
             self.cfg.controller.train_every,
             s.child_batches,
             warmup_epochs=s.warmup_epochs,
@@ -161,6 +172,10 @@ class SearchModule(pl.LightningModule):
         g = torch.Generator(device=self.device)
         g.manual_seed(step_seed(self.seed, *keys))
         return g
+
+    def uniform_archs(self, n: int, generator: torch.Generator) -> list[ArchRecord]:
+        """``n`` architectures sampled uniformly from the space (every decision uniform)."""
+        return self.controller.sample_archs(n, generator, uniform=True)
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[int, Tensor], batch_idx: int) -> None:
@@ -176,18 +191,21 @@ class SearchModule(pl.LightningModule):
         self.loader.consumed = batch_idx + 1
 
     def child_archs(self, epoch: int) -> list[ArchRecord]:
-        """This rank's children for every child step of ``epoch``, sampled in one batched pass.
+        """This rank's children for every child step of ``epoch``, chosen in one batch.
 
-        The controller is frozen during the child phase, so sampling them all up front is the
-        same as sampling one per step, and costs one host-device transfer per epoch instead of
-        one per step. Seeded per (rank, epoch): a resumed epoch gets the same children. In a
-        warm-up epoch (``search.warmup_epochs``) they are sampled uniformly.
+        The strategy's (the frozen controller's samples for ENAS), asked once per epoch: one
+        host-device transfer per epoch instead of one per step. Seeded per (rank, epoch): a
+        resumed epoch gets the same children. In a warm-up epoch (``search.warmup_epochs``)
+        they are sampled uniformly.
         """
         if self._child_archs is None or self._child_archs[0] != epoch:
             assert self.loader is not None
             gen = self.generator(self.global_rank, epoch, -1)
-            uniform = self.loader.warmup(epoch)
-            archs = self.controller.sample_archs(self.loader.child_batches, gen, uniform=uniform)
+            n = self.loader.child_batches
+            if self.loader.warmup(epoch):
+                archs = self.uniform_archs(n, gen)
+            else:
+                archs = self.search_strategy.child_archs(self, n, gen)
             self._child_archs = (epoch, archs)
         return self._child_archs[1]
 
@@ -198,7 +216,7 @@ class SearchModule(pl.LightningModule):
         return bool(ok)
 
     def child_step(self, idx: Tensor, batch_idx: int, gen: torch.Generator) -> None:
-        """One shared-weight SGD step of this step's sampled child.
+        """One shared-weight SGD step of this step's child.
 
         Nothing here waits for the device (on a GPU the host queues step after step): a step
         whose gradient is non-finite is skipped *on the device* by the fused SGD kernel's
@@ -216,7 +234,7 @@ class SearchModule(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         if aux is not None:
             loss = loss + self.cfg.search_space.aux_weight * F.cross_entropy(aux, y)
-        child_opt, _ = self.optimizers()
+        child_opt = self.child_optimizer()
         child_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         sgd = child_opt.optimizer
@@ -254,98 +272,38 @@ class SearchModule(pl.LightningModule):
         o = self.cfg.search.optim
         return clip_gradients_(optimizer_grads(sgd), o.grad_clip, o.grad_clip_mode)
 
-    @torch.no_grad()
-    def reward_accuracy(self, archs: list[ArchRecord], gen: torch.Generator) -> Tensor:
-        """Accuracy ``[n]`` of each child on its own validation minibatch (no augmentation).
-
-        BatchNorm normalises with the minibatch's statistics (search BatchNorm keeps none:
-        running statistics shared by all children describe none of them). With
-        ``search.reward_dropout`` (default, as the authors' micro search: ``build_valid_rl``
-        runs the child with ``is_training=True``) the dropout layers are on while scoring; the
-        supernet itself stays in eval mode so that no aux head is computed.
-        """
-        self.supernet.eval()
-        if self.cfg.search.reward_dropout:
-            for m in self.supernet.modules():
-                if isinstance(m, nn.Dropout):
-                    m.train()
-        b = self.cfg.search.batch_size
-        accs = []
-        for arch in archs:
-            pick = torch.randperm(len(self._val_shard), generator=gen, device=self.device)[:b]
-            x, y = self.data.val_batch(self._val_shard[pick])
-            out = self.supernet(x, arch)
-            accs.append((out.argmax(1) == y).float().mean())
-        self.supernet.train()
-        return torch.stack(accs)
-
     def controller_step(self, k: int, gen: torch.Generator) -> None:
-        c = self.cfg.controller
-        _, ctrl_opt = self.optimizers()
-        sample = self.controller(c.num_aggregate, generator=gen)
-        archs = self.controller.to_archs(sample.arcs)
-        reward = self.reward_accuracy(archs, gen) + c.entropy_weight * sample.entropy.detach()
-        # every rank's rewards in rank order (one all-gather): each rank runs the same
-        # sequential baseline over the same numbers, so the baselines are bit-identical
-        rewards = reward
-        if self.trainer.world_size > 1:
-            rewards = self.trainer.strategy.all_gather(reward).reshape(-1)
-        self.archs_per_update = len(rewards)
-        # the gathered rewards are the same on every rank, so every rank skips alike
-        if not bool(torch.isfinite(rewards).all()):
-            self.log("ctrl/skipped", 1.0, on_step=True)
-            return
-        # one moving-average update per sampled child, in order, each before its own loss term
-        # as in the reference (search/baseline.py); this rank's children sit at its rank's slots
-        baselines = sequential_baseline(rewards, self.baseline, c.baseline_decay)
-        n = len(reward)
-        advantage = reward - baselines[self.global_rank * n : (self.global_rank + 1) * n]
-        self.baseline.copy_(baselines[-1])
-        penalty = self.space.penalty_weight(c) * sample.penalty.mean()
-        loss = (-sample.log_prob * advantage).mean() + penalty
-        ctrl_opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        grads = [p.grad for p in self.controller.parameters() if p.grad is not None]
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        if not self.all_ranks_agree(finite):
-            ctrl_opt.zero_grad(set_to_none=True)
-            self.log("ctrl/skipped", 1.0, on_step=True)
-            return
-        ctrl_opt.step()
+        """Step ``k`` of the controller phase: the strategy's."""
+        self.search_strategy.controller_step(self, k, gen)
 
-        self.log("ctrl/reward", reward.mean(), on_step=True, on_epoch=True, prog_bar=True)
-        self.log("ctrl/baseline", self.baseline.clone(), on_step=True, prog_bar=True)
-        self.log(
-            "ctrl/entropy",
-            sample.entropy.mean().detach(),
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-        )
-        self.log("ctrl/loss", loss.detach(), on_step=True, on_epoch=True)
-        self.log("ctrl/archs_per_update", float(self.archs_per_update), on_step=True)
-        stats = {
-            "reward": reward.mean().detach(),
-            "entropy": sample.entropy.mean().detach(),
-            "op_probs": sample.op_probs.mean(0),
-        }
-        # the space's own statistics (e.g. a skip rate), logged and kept like the others
-        for key, value in self.space.sample_stats(self.controller, sample).items():
-            self.log(f"ctrl/{key}", value, on_step=True, on_epoch=True)
-            stats[key] = value
+    @torch.no_grad()
+    def rewards(self, archs: list[ArchRecord], generator: torch.Generator) -> Tensor:
+        """The reward ``[n]`` of each child in the controller phase (on the device): each on
+        its own random validation minibatch of this rank's shard, drawn with ``generator``
+        (see :mod:`enas_lightning.search.scoring` for the network's mode)."""
+        with ControllerScoring(self, generator) as shared:
+            return self.reward(archs, shared)
+
+    def record_update(
+        self, k: int, archs: list[ArchRecord], rewards: Tensor, stats: dict[str, Tensor]
+    ) -> None:
+        """Keep controller update ``k``'s rewarded architectures (``sampled_archs.csv``) and
+        its statistics (0-dim tensors; ``op_probs`` ``[D, num_ops]``), averaged over the
+        epoch's updates into its :class:`~enas_lightning.search.history.EpochSummary`
+        (``reward``, ``entropy``, ``op_probs`` and the rest as space statistics)."""
         for key, value in stats.items():
             self._epoch_stats[key] = self._epoch_stats.get(key, 0) + value
         self._epoch_stats["n"] = self._epoch_stats.get("n", 0) + 1
         self.epoch_samples += [
             {"epoch": self.current_epoch, "update": k, "arch": a, "reward": float(r)}
-            for a, r in zip(archs, reward.tolist(), strict=True)
+            for a, r in zip(archs, rewards.tolist(), strict=True)
         ]
 
     # ----------------------------------------------------------------- epochs
     def on_train_start(self) -> None:
         # after the optimizer states were restored (resume): buffers where still missing, and
         # laid out like their parameters (a checkpoint may come from a contiguous run)
-        child_opt = self.optimizers()[0].optimizer
+        child_opt = self.child_optimizer().optimizer
         if child_opt.defaults.get("fused"):
             ensure_momentum_buffers(child_opt)
         self.nonfinite.start(self.device)
@@ -366,27 +324,28 @@ class SearchModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
         # number logged per step is a host-to-device copy that waits for the device)
-        self.log("lr", self.optimizers()[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+        self.log("lr", self.child_optimizer().param_groups[0]["lr"], on_step=False, on_epoch=True)
         self.summarize_epoch()
         self.lr_schedulers().step()
 
     def summarize_epoch(self) -> None:
         """Append this epoch's :class:`~enas_lightning.search.history.EpochSummary` to
         ``history`` (once per epoch): the controller phase's means of its per-update
-        statistics, when one ran, and the greedy architecture of a learning controller."""
+        statistics, when one ran, and the strategy's baseline and greedy architecture."""
         if self.history and self.history[-1].epoch == self.current_epoch:
             return
         assert self.loader is not None
-        baseline = float(self.baseline)
-        lr = self.optimizers()[0].param_groups[0]["lr"]
+        baseline = self.search_strategy.baseline(self)
+        lr = self.child_optimizer().param_groups[0]["lr"]
         op_probs: dict[str, list[float]] | None = None
         stats: dict[str, float] = {}
         n = self._epoch_stats.pop("n", 0)
         if n:
-            probs = (self._epoch_stats.pop("op_probs") / n).tolist()
-            op_probs = dict(zip(self.controller.op_labels(), probs, strict=True))
+            probs = self._epoch_stats.pop("op_probs", None)
+            if probs is not None:
+                labels = self.controller.op_labels()
+                op_probs = dict(zip(labels, (probs / n).tolist(), strict=True))
             stats = {k: float(v / n) for k, v in self._epoch_stats.items()}
-        greedy = self.controller.sample_archs(1, greedy=True)[0] if self.learns else None
         summary = EpochSummary(
             epoch=self.current_epoch,
             # uniform children and no controller phase (search.warmup_epochs)
@@ -397,35 +356,40 @@ class SearchModule(pl.LightningModule):
             reward=stats.pop("reward", None),
             entropy=stats.pop("entropy", None),
             space_stats=stats,  # what is left: the space's own (e.g. skip_rate)
-            greedy_arch=greedy,
+            greedy_arch=self.search_strategy.greedy_arch(self),
         )
         self.history.append(summary)
 
     # ----------------------------------------------------------------- derivation
     @torch.no_grad()
+    def score(self, archs: list[ArchRecord], reward: Reward | None = None) -> Tensor:
+        """The derivation's score ``[n]`` of each architecture with the shared weights (float64
+        for the built-in rewards): the configured reward, or ``reward``, on the derivation's
+        validation batches (``search.derive_batches``, batch-statistics BN, no dropout)."""
+        with DerivationScoring(self) as shared:
+            return (reward or self.reward)(archs, shared)
+
     def accuracy(self, arch: ArchRecord) -> float:
-        """Validation accuracy of one child with the shared weights (batch-statistics BN)."""
-        self.supernet.eval()
-        s = self.cfg.search
-        n = len(self.data.val_y)
-        bs = s.eval_batch_size
-        batches = range(0, n, bs)
-        if s.derive_batches > 0:
-            batches = batches[: s.derive_batches]
-        correct = torch.zeros((), device=self.device)
-        seen = 0
-        for start in batches:
-            idx = torch.arange(start, min(start + bs, n), device=self.device)
-            x, y = self.data.val_batch(idx)
-            correct += (self.supernet(x, arch).argmax(1) == y).sum()
-            seen += len(idx)
-        self.supernet.train()
-        return float(correct) / max(seen, 1)
+        """Validation accuracy of one child with the shared weights, scored as the derivation
+        scores (whatever the configured reward)."""
+        return float(self.score([arch], get_reward("accuracy"))[0])
+
+    def cost(self, arch: ArchRecord) -> Cost:
+        """Parameters and multiply-adds of ``arch``'s standalone network (``final.*``),
+        counted once per architecture."""
+        key = tuple(arch.to_ints(tuple(self.cfg.search_space.ops)))
+        if key not in self._costs:
+            splits = self.data.splits
+            self._costs[key] = self.space.cost(
+                self.cfg.final, arch, splits.num_classes, splits.image_shape
+            )
+        return self._costs[key]
 
     @torch.no_grad()
     def derive(self) -> Derivation:
-        """Sample K candidates (plus the greedy one), score them, keep the best; score K
-        uniformly sampled architectures the same way as the random reference.
+        """Score the strategy's candidates (K samples plus the greedy one for ENAS) with the
+        reward, keep the best; score K uniformly sampled architectures the same way as the
+        random reference.
 
         The reference has its own seed (for ``controller=random`` the candidates are uniform
         too, but another draw). Every rank samples the same architectures (shared seeds),
@@ -435,24 +399,23 @@ class SearchModule(pl.LightningModule):
         self.data.to(self.device, channels_last=self.cfg.search.channels_last)
         k = self.cfg.search.derive_samples
         gen = self.generator(10**6, self.current_epoch)  # same on every rank
-        candidates = self.controller.sample_archs(k, gen)
-        greedy_index = None
-        if self.learns:
-            candidates = [self.controller.sample_archs(1, greedy=True)[0], *candidates]
-            greedy_index = 0
+        candidates, greedy_index = self.search_strategy.candidates(self, k, gen)
         gen = self.generator(10**6 + 1, self.current_epoch)
-        uniform = self.controller.sample_archs(k, gen, uniform=True)
+        uniform = self.uniform_archs(k, gen)
         scored = [*candidates, *uniform]
         world = self.trainer.world_size if self._trainer is not None else 1
         rank = self.global_rank if self._trainer is not None else 0
         scores = torch.zeros(len(scored), device=self.device)
-        for i in range(rank, len(scored), world):
-            scores[i] = self.accuracy(scored[i])
+        mine = list(range(rank, len(scored), world))
+        if mine:
+            scores[mine] = self.score([scored[i] for i in mine]).to(scores)
         if world > 1:
             scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
-        accs = scores.tolist()
+        values = scores.tolist()
         n = len(candidates)
-        self.derivation = Derivation(candidates, accs[:n], greedy_index, uniform, accs[n:])
+        self.derivation = Derivation(
+            candidates, values[:n], greedy_index, uniform, values[n:], metric=self.reward.metric
+        )
         return self.derivation
 
     # ----------------------------------------------------------------- checkpoints

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 from enas_lightning.config import Config
+from enas_lightning.rewards import get_reward
 from enas_lightning.tasks.final import run_final_arch
 from enas_lightning.tasks.search import run_search
 
-DERIVATION_KEYS = ("greedy_val_acc", "controller_mean_val_acc", "uniform_mean_val_acc")
+# best_arch.json's scores besides the derived architecture's: <prefix>_<metric>
+DERIVATION_KEYS = ("greedy", "controller_mean", "uniform_mean")
 
 
 def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
@@ -26,10 +28,11 @@ def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
         # rank 0 wrote it before the final training, whose collectives every rank has passed
         path = Path(arch_path)
         derived = json.loads(path.read_text()) if path.is_file() else {}
+        metric = get_reward(cfg.reward.name).metric  # val_acc, or the reward's score
         summary = {
-            "search_val_acc": val_acc,  # the derived architecture's, with the shared weights
+            f"search_{metric}": val_acc,  # the derived architecture's, with the shared weights
             # the random reference and the controller's own: see Derivation
-            **{f"search_{k}": derived.get(k) for k in DERIVATION_KEYS},
+            **{f"search_{k}_{metric}": derived.get(f"{k}_{metric}") for k in DERIVATION_KEYS},
             "arch": str(arch_path),
             "test_acc": metrics["test_acc"],
             "best_test_acc": metrics["best_test_acc"],

@@ -37,13 +37,13 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     the means of the controller's samples and of the uniform reference, and the caveat.
     ``arch_candidates.csv``: every scored architecture, best first, with its ``source``
     (``greedy``, ``controller`` or ``uniform``); the derived one is the first row not from
-    ``uniform``.
+    ``uniform``. Under another reward its score replaces the accuracy, named by its ``metric``.
     """
     path = output_dir / "best_arch.json"
     save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
     with (output_dir / "arch_candidates.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "source", "arc", "val_acc"])
+        w.writerow(["rank", "source", "arc", d.metric])
         rows = sorted(d.rows(), key=lambda row: -row[2])  # stable: ties keep the source order
         for r, (source, arch, acc) in enumerate(rows):
             w.writerow([r + 1, source, " ".join(map(str, arch.to_ints(ops))), f"{acc:.6f}"])

@@ -1,0 +1,108 @@
+"""The shared weights as the controller phase and the derivation score architectures with them.
+
+Both are :class:`~enas_lightning.rewards.SharedWeights` views that the configured reward is
+called with. Each is a context manager that puts the supernet in its phase's mode and back in
+training mode afterwards.
+
+BatchNorm normalises with the minibatch's statistics in both (search BatchNorm keeps none:
+running statistics shared by all children describe none of them). The supernet is in eval mode
+so that no aux head is computed; with ``search.reward_dropout`` (default, as the authors' micro
+search: ``build_valid_rl`` runs the child with ``is_training=True``) the dropout layers are on
+while the controller phase scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from enas_lightning.spaces import ArchRecord, Cost
+
+if TYPE_CHECKING:
+    from enas_lightning.search.module import SearchModule
+
+
+class _Scoring:
+    phase: str
+
+    def __init__(self, module: SearchModule) -> None:
+        self.module = module
+        self.cfg = module.cfg
+        self.space = module.space
+        self.device = module.device
+
+    def __enter__(self) -> _Scoring:
+        self.module.supernet.eval()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.supernet.train()
+
+    def logits(self, arch: ArchRecord, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.module.supernet(x, arch)
+
+    def cost(self, arch: ArchRecord) -> Cost:
+        return self.module.cost(arch)
+
+
+class ControllerScoring(_Scoring):
+    """The controller phase's view: each call of :meth:`batches` draws its own random
+    minibatches of ``search.batch_size`` from this rank's validation shard with ``generator``
+    (the controller step's)."""
+
+    phase = "controller"
+
+    def __init__(self, module: SearchModule, generator: torch.Generator) -> None:
+        super().__init__(module)
+        self.generator = generator
+
+    def __enter__(self) -> ControllerScoring:
+        super().__enter__()
+        if self.cfg.search.reward_dropout:
+            for m in self.module.supernet.modules():
+                if isinstance(m, nn.Dropout):
+                    m.train()
+        return self
+
+    def batches(self, count: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+        m = self.module
+        b = self.cfg.search.batch_size
+        for _ in range(count):
+            pick = torch.randperm(len(m.val_shard), generator=self.generator, device=m.device)[:b]
+            yield m.data.val_batch(m.val_shard[pick])
+
+    def mean(self, values: list[Tensor]) -> Tensor:
+        # on the device: the rewards feed the controller's loss without a host read
+        return torch.cat(values).mean()
+
+
+class DerivationScoring(_Scoring):
+    """The derivation's view: the first ``search.derive_batches`` batches of
+    ``search.eval_batch_size`` of the whole validation split (0 = all of them), in order."""
+
+    phase = "derivation"
+
+    def batches(self, count: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+        m = self.module
+        s = self.cfg.search
+        n = len(m.data.val_y)
+        starts = range(0, n, s.eval_batch_size)
+        if s.derive_batches > 0:
+            starts = starts[: s.derive_batches]
+        for start in starts:
+            idx = torch.arange(start, min(start + s.eval_batch_size, n), device=m.device)
+            yield m.data.val_batch(idx)
+
+    def mean(self, values: list[Tensor]) -> Tensor:
+        # summed on the device, divided on the host: the score of a count (a number of right
+        # answers) is the exact ratio, whatever the device's division rounds
+        total = torch.zeros((), device=self.module.device)
+        seen = 0
+        for v in values:
+            total += v.sum()
+            seen += len(v)
+        return torch.tensor(float(total) / max(seen, 1), dtype=torch.float64, device=self.device)
