@@ -49,6 +49,8 @@ class ControllerConfig:
     name: str = "enas"
     lstm_size: int = 64
     lstm_layers: int = 1
+    # biases in the LSTM cells (torch's LSTMCell); false: none, as the authors' LSTM
+    lstm_bias: bool = True
     tanh_constant: float | None = 1.1
     temperature: float | None = None
     lr: float = 3.5e-3

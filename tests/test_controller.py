@@ -15,7 +15,7 @@ from torch import nn
 
 from enas_lightning.search.module import SearchModule
 from enas_lightning.spaces.macro.arch import STEM
-from enas_lightning.spaces.macro.controller import MacroController
+from enas_lightning.spaces.macro.controller import MacroController, skip_kl
 from enas_lightning.spaces.macro.ops import AUTHORS_MACRO_OPS
 from enas_lightning.spaces.micro.controller import MicroController
 from enas_lightning.spaces.micro.ops import AUTHORS_MICRO_OPS
@@ -318,6 +318,91 @@ def test_macro_skip_penalty_is_kl_to_the_target() -> None:
     expected = kl * (5 * 4 / 2) / 4
     torch.testing.assert_close(ctrl(3, generator=gen()).penalty, torch.full((3,), expected))
     assert (micro()(3).penalty == 0).all()
+
+
+def _optimise_skip_logit(mode: str, target: float) -> float:
+    """The sampling probability ``softmax([-l, l])[1]`` at the minimum of the penalty alone
+    over a free logit ``l``."""
+    logit = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([logit], lr=0.5, max_iter=200, tolerance_grad=1e-10)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = skip_kl(torch.stack([-logit, logit], -1), target, mode).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(torch.softmax(torch.stack([-logit, logit], -1), -1)[0, 1])
+
+
+def test_skip_penalty_optimum_samples_the_target_or_the_authors_rate() -> None:
+    # sampled (default): the penalty's optimum samples skips at the target
+    assert _optimise_skip_logit("sampled", 0.4) == pytest.approx(0.4, abs=1e-4)
+    # authors: KL of sigmoid(l) against the target while skips are sampled with sigmoid(2 l),
+    # so the optimum l = logit(0.4) samples at sigmoid(2 logit(0.4)) = 0.3077
+    authors_rate = 1 / (1 + (0.6 / 0.4) ** 2)
+    assert authors_rate == pytest.approx(0.3077, abs=1e-4)
+    assert _optimise_skip_logit("authors", 0.4) == pytest.approx(authors_rate, abs=1e-4)
+    # at l = 0 both are KL(1/2 || target)
+    zero = torch.zeros(2)
+    assert float(skip_kl(zero, 0.4, "authors")) == pytest.approx(float(skip_kl(zero, 0.4)))
+
+
+@pytest.mark.parametrize("mode,rate", [("sampled", 0.4), ("authors", 0.3077)])
+def test_controller_trained_on_its_skip_penalty_alone_samples_that_rate(mode, rate) -> None:
+    """The penalty through the controller (every weight free, Adam): the skip rate it samples
+    at the penalty's optimum under each ``skip_penalty`` setting."""
+    ctrl = macro(num_layers=4, skip_penalty=mode)
+    opt = torch.optim.Adam(ctrl.parameters(), lr=0.02)
+    for k in range(150):
+        opt.zero_grad()
+        ctrl(32, generator=gen(k)).penalty.mean().backward()
+        opt.step()
+    with torch.no_grad():
+        arcs = ctrl(4000, generator=gen(999)).arcs
+    assert float(arcs[:, :, 1:].sum()) / (4000 * 6) == pytest.approx(rate, abs=0.02)
+
+
+def test_skip_penalty_setting_changes_only_the_penalty() -> None:
+    sampled, authors = macro(), macro(skip_penalty="authors")
+    a, b = sampled(16, generator=gen(3)), authors(16, generator=gen(3))
+    assert torch.equal(a.arcs, b.arcs)
+    torch.testing.assert_close(a.log_prob, b.log_prob)
+    assert (b.penalty >= 0).all() and (a.penalty - b.penalty).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="skip_penalty"):
+        macro(skip_penalty="sigmoid")
+
+
+def test_macro_chosen_entropy_is_the_authors_sampled_term() -> None:
+    """``entropy="chosen"``: per decision only ``-p log p`` of the chosen value (the authors'
+    macro ``log_prob * exp(-log_prob)``); exact for the uniform controller."""
+    big_l = 5
+    s = macro(num_layers=big_l, uniform=True, entropy="chosen")(4, generator=gen())
+    skips = big_l * (big_l - 1) // 2
+    expected = big_l * math.log(MACRO_K) / MACRO_K + skips * math.log(2) / 2
+    torch.testing.assert_close(s.entropy, torch.full((4,), expected))
+    full, chosen = macro(), macro(entropy="chosen")
+    a, b = full(8, generator=gen(2)), chosen(8, generator=gen(2))
+    assert torch.equal(a.arcs, b.arcs) and (b.entropy > 0).all() and (b.entropy < a.entropy).all()
+    assert not b.entropy.requires_grad  # the authors' stop_gradient
+    with pytest.raises(ValueError, match="entropy"):
+        macro(entropy="sampled")
+
+
+# --- LSTM biases --------------------------------------------------------------------------------
+@BOTH
+def test_lstm_without_biases_as_the_authors(make) -> None:
+    with_bias, without = make(), make(lstm_bias=False, lstm_layers=2)
+    assert all(cell.bias_ih is not None for cell in with_bias.lstm)
+    assert all(cell.bias_ih is None and cell.bias_hh is None for cell in without.lstm)
+    assert not any("bias" in name for name, _ in without.lstm.named_parameters())
+    two_layers = make(lstm_layers=2)
+    n_params = sum(p.numel() for p in two_layers.parameters())
+    # two biases of 4 H per LSTM layer, H = 16
+    assert n_params - sum(p.numel() for p in without.parameters()) == 2 * 2 * 4 * 16
+    s = without(8, generator=gen(1))
+    torch.testing.assert_close(without(arcs=s.arcs).log_prob, s.log_prob)
 
 
 # --- learning through SearchModule.controller_step ----------------------------------------------

@@ -53,6 +53,44 @@ def test_the_presets_keep_their_values() -> None:
     assert macro.controller.tanh_constant == 1.5 and macro.search.reward_dropout is False
 
 
+def test_the_paper_presets_run_the_authors_settings() -> None:
+    """The paper presets (experiment=*_search, *_final) run fp32 as the authors; the searches
+    use the authors' controller LSTM (no biases), the macro search their skip penalty and
+    entropy; the macro final training no cutout (neither the script nor the paper), the micro
+    final cutout 16 (the paper's result). The spaces' own presets keep this project's choices."""
+    for preset in ("micro_search", "macro_search", "micro_final", "macro_final"):
+        cfg = compose([f"experiment={preset}"])
+        assert cfg.trainer.precision == "32-true" and cfg.trainer.accelerator == "gpu", preset
+    macro = compose(["experiment=macro_search"]).controller
+    assert (macro.skip_penalty, macro.entropy, macro.lstm_bias) == ("authors", "chosen", False)
+    for preset in ("micro_search", "macro_search"):  # the settings reach the controller
+        cfg = compose([f"experiment={preset}"])
+        ctrl = SPACES[cfg.search_space.name].build_controller(cfg.search_space, cfg.controller)
+        assert all(cell.bias_ih is None for cell in ctrl.lstm), preset
+    assert ctrl.skip_penalty == "authors" and ctrl.entropy == "chosen"
+    assert compose(["experiment=macro_final"]).final.cutout == 0
+    assert compose(["experiment=macro_search"]).final.cutout == 0
+    assert compose(["experiment=micro_final"]).final.cutout == 16
+    default = compose(["search_space=macro"])
+    assert (default.controller.skip_penalty, default.controller.entropy) == ("sampled", "full")
+    assert default.controller.lstm_bias is True and default.trainer.precision == "32-true"
+    quick = compose(["experiment=quickstart"])
+    assert quick.controller.lstm_bias is True and quick.trainer.precision == "32-true"
+
+
+@pytest.mark.parametrize(
+    "overrides,setting",
+    [
+        (["search_space=macro", "controller.skip_penalty=sigmoid"], "controller.skip_penalty"),
+        (["search_space=macro", "controller.entropy=sampled"], "controller.entropy"),
+    ],
+)
+def test_a_wrong_macro_controller_choice_is_one_line(overrides, setting) -> None:
+    with pytest.raises(ENASError, match=rf"^{setting}='\w+' is not allowed: one of ") as exc:
+        validate(compose(overrides))
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

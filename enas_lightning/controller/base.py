@@ -47,6 +47,8 @@ class Controller(nn.Module):
         temperature: divides the logits before the tanh; ``None`` off.
         uniform: sample every decision uniformly and never learn (the random-search baseline):
             the logits are zeros, so probabilities, log-probabilities and entropies stay exact.
+        lstm_bias: the LSTM cells' biases (``nn.LSTMCell``'s); the authors' LSTM
+            (``common_ops.lstm``) has none: ``False``.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Controller(nn.Module):
         tanh_constant: float | None = 1.1,
         temperature: float | None = None,
         uniform: bool = False,
+        lstm_bias: bool = True,
     ) -> None:
         super().__init__()
         self.ops = tuple(ops)
@@ -64,7 +67,9 @@ class Controller(nn.Module):
         self.tanh_constant = tanh_constant
         self.temperature = temperature
         self.uniform = uniform
-        self.lstm = nn.ModuleList(nn.LSTMCell(lstm_size, lstm_size) for _ in range(lstm_layers))
+        self.lstm = nn.ModuleList(
+            nn.LSTMCell(lstm_size, lstm_size, bias=lstm_bias) for _ in range(lstm_layers)
+        )
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
         # op decisions: softmax classifier over the ops, the choice embedded as the next input
         self.w_emb = nn.Embedding(len(self.ops), lstm_size)

@@ -104,10 +104,12 @@ class Space(ABC):
     @staticmethod
     def lstm_options(c: ControllerConfig) -> dict[str, Any]:
         """The ``controller`` settings every :class:`~enas_lightning.controller.Controller`
-        takes (LSTM size and depth, logit bounds, ``uniform`` for ``controller=random``)."""
+        takes (LSTM size, depth and biases, logit bounds, ``uniform`` for
+        ``controller=random``)."""
         return dict(
             lstm_size=c.lstm_size,
             lstm_layers=c.lstm_layers,
+            lstm_bias=c.lstm_bias,
             tanh_constant=c.tanh_constant,
             temperature=c.temperature,
             uniform=c.name == "random",

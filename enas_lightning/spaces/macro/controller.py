@@ -11,8 +11,13 @@ code; layer k-1, whose output is layer k's own input, has no bit.
 
 The skip penalty pulls the skip probability towards ``skip_target``:
 ``KL(Bernoulli(p_b) || Bernoulli(skip_target))`` summed over a layer's skip bits ``b`` and averaged
-over the layers. ``p_b`` is the probability with which the skip is actually sampled (the
-reference applied a sigmoid to the pre-softmax logit, which is not quite that probability).
+over the layers (:func:`skip_kl`). With ``skip_penalty="sampled"`` (default) ``p_b`` is the
+probability with which the skip is actually sampled, ``softmax([-l, l])[1] = sigmoid(2 l)``;
+with ``"authors"`` it is ``sigmoid(l)``, as the reference computes it, so the penalty's optimum
+samples skips at ``sigmoid(2 logit(skip_target))`` (about 0.31 for 0.4), not at the target.
+
+``entropy="full"`` (default) sums each decision's entropy; ``"chosen"`` only the chosen value's
+term ``-p log p`` (the reference's macro ``sample_entropy``: ``log_prob * exp(-log_prob)``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,32 @@ from torch import Tensor
 
 from enas_lightning.controller.base import Controller, Sample
 from enas_lightning.spaces.macro.arch import MacroArch, MacroLayer, bit_source, source_bit
+
+SKIP_PENALTIES = ("sampled", "authors")
+ENTROPIES = ("full", "chosen")
+
+
+def skip_kl(logits: Tensor, target: float, mode: str = "sampled") -> Tensor:
+    """``KL(Bernoulli(p) || Bernoulli(target))`` per skip bit, from its logits ``[..., 2]``
+    (``[-l, l]``, no-skip then skip) -> ``[...]``.
+
+    ``mode="sampled"``: ``p = softmax(logits)[..., 1]``, the probability the skip is sampled
+    with. ``"authors"``: ``p = sigmoid(l)`` (``general_controller.py``, ``_build_sampler``:
+    ``skip_prob = tf.sigmoid(logit)``), while the skip is sampled with ``sigmoid(2 l)``.
+    """
+    if mode == "authors":
+        p = torch.sigmoid(logits[..., 1])
+    else:
+        p = torch.softmax(logits, -1)[..., 1]
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return p * torch.log(p / target) + (1 - p) * torch.log((1 - p) / (1 - target))
+
+
+def chosen_entropy(log_prob: Tensor) -> Tensor:
+    """The chosen value's term of the entropy, ``-p log p`` from its log-probability (any
+    shape), without gradient: the reference's ``tf.stop_gradient(log_prob * tf.exp(-log_prob))``
+    with its ``log_prob = -log p``."""
+    return -(log_prob * log_prob.exp()).detach()
 
 
 class MacroController(Controller):
@@ -41,10 +72,21 @@ class MacroController(Controller):
         temperature: float | None = None,
         skip_target: float = 0.4,
         uniform: bool = False,
+        lstm_bias: bool = True,
+        skip_penalty: str = "sampled",
+        entropy: str = "full",
     ) -> None:
-        super().__init__(ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform)
+        super().__init__(
+            ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform, lstm_bias
+        )
+        if skip_penalty not in SKIP_PENALTIES:
+            raise ValueError(f"skip_penalty {skip_penalty!r}: one of {', '.join(SKIP_PENALTIES)}")
+        if entropy not in ENTROPIES:
+            raise ValueError(f"entropy {entropy!r}: one of {', '.join(ENTROPIES)}")
         self.num_layers = num_layers
         self.skip_target = skip_target
+        self.skip_penalty = skip_penalty
+        self.entropy = entropy
         self.reset_parameters()
 
     def forward(
@@ -73,6 +115,8 @@ class MacroController(Controller):
             logits = self.scale(self.w_soft(h), self.tanh_constant)
             forced = None if arcs is None else arcs[:, layer, 0]
             op, lp, ent = self.decide(logits, forced, greedy, generator)
+            if self.entropy == "chosen":
+                ent = chosen_entropy(lp)
             out[:, layer, 0] = op
             log_prob, entropy = log_prob + lp, entropy + ent
             op_probs.append(torch.softmax(logits, -1).detach())
@@ -83,11 +127,12 @@ class MacroController(Controller):
                 logits = self.scale(torch.stack([-q, q], -1), self.tanh_constant)  # [n, layer, 2]
                 forced = None if arcs is None else arcs[:, layer, 1 : 1 + layer]
                 skip, lp, ent = self.decide(logits, forced, greedy, generator)
+                if self.entropy == "chosen":
+                    ent = chosen_entropy(lp)
                 out[:, layer, 1 : 1 + layer] = skip
                 log_prob = log_prob + lp.sum(-1)
                 entropy = entropy + ent.sum(-1)
-                p = torch.softmax(logits, -1)[..., 1].clamp(1e-6, 1 - 1e-6)
-                kl = p * torch.log(p / t) + (1 - p) * torch.log((1 - p) / (1 - t))
+                kl = skip_kl(logits, t, self.skip_penalty)
                 penalty = penalty + kl.sum(-1) / (big_l - 1)
                 chosen = skip.to(h.dtype)
                 values = torch.stack(anchors, 1)

@@ -42,6 +42,14 @@ class MacroSpace(Space):
         c = cfg.controller
         if not 0 < c.skip_target < 1:
             raise ConfigError("controller.skip_target", c.skip_target, "in (0, 1)")
+        from enas_lightning.spaces.macro.controller import ENTROPIES, SKIP_PENALTIES
+
+        for setting, value, allowed in (
+            ("controller.skip_penalty", c.skip_penalty, SKIP_PENALTIES),
+            ("controller.entropy", c.entropy, ENTROPIES),
+        ):
+            if value not in allowed:
+                raise ConfigError(setting, value, f"one of {', '.join(allowed)}")
 
     def fingerprint(self, s: MacroSearchSpaceConfig) -> dict[str, Any]:
         # a sum merge and a concat merge hold different weights
@@ -66,6 +74,8 @@ class MacroSpace(Space):
             tuple(s.ops),
             num_layers=s.layers,
             skip_target=c.skip_target,
+            skip_penalty=c.skip_penalty,
+            entropy=c.entropy,
             **self.lstm_options(c),
         )
 

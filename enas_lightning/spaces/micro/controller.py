@@ -31,8 +31,11 @@ class MicroController(Controller):
         temperature: float | None = None,
         op_bias: bool = True,
         uniform: bool = False,
+        lstm_bias: bool = True,
     ) -> None:
-        super().__init__(ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform)
+        super().__init__(
+            ops, lstm_size, lstm_layers, tanh_constant, temperature, uniform, lstm_bias
+        )
         self.num_nodes = num_nodes
         self.op_tanh_reduce = op_tanh_reduce
         self.op_bias = op_bias
