@@ -114,7 +114,7 @@ def _sugiyama(
     long edge, head centre) and every vertex's rank. Connected components are placed side by
     side.
     """
-    from grandalf.graphs import Edge, Graph, Vertex
+    from grandalf.graphs import Edge, Vertex, graph_core
     from grandalf.layouts import SugiyamaLayout
 
     verts = {}
@@ -126,10 +126,27 @@ def _sugiyama(
         e = Edge(verts[a], verts[b])
         e.view = _EdgeView()
         gedges.append(e)
+    # grandalf's Graph gathers each connected component's edges in a set, whose order (memory
+    # addresses) would change the picture from run to run: the components are found here
+    root = {n: n for n in sizes}
+
+    def find(n: str) -> str:
+        while root[n] != n:
+            n = root[n]
+        return n
+
+    for a, b in edges:
+        root[find(a)] = find(b)
+    parts: dict[str, list[str]] = {}
+    for n in sizes:
+        parts.setdefault(find(n), []).append(n)
     pos: dict[str, Point] = {}
     rank: dict[str, int] = {}
     offset = 0.0
-    for component in Graph(list(verts.values()), gedges).C:  # one connected part at a time
+    for members in parts.values():  # grandalf lays out one connected component at a time
+        inside = set(members)
+        part = [e for e, (a, _) in zip(gedges, edges, strict=True) if a in inside]
+        component = graph_core([verts[n] for n in members], part)
         sug = SugiyamaLayout(component)
         sug.xspace, sug.yspace = _ACROSS_GAP * _PT, _ALONG_GAP * _PT
         sug.init_all()
@@ -180,9 +197,10 @@ def layout(p: Picture) -> Layout:
     groups = [c for c in p.clusters if p.members(c)] + ([None] if p.members(None) else [])
     offset = 0.0  # across the ranks: where the next group starts, inches
     for cluster in groups:
-        inside = set(p.members(cluster))
+        members = p.members(cluster)
+        inside = set(members)
         # the layout works top down in points: x across the ranks, y along them
-        sizes = {n: (h, w) if lr else (w, h) for n, (w, h) in ((n, size[n]) for n in inside)}
+        sizes = {n: (h, w) if lr else (w, h) for n, (w, h) in ((n, size[n]) for n in members)}
         halves: list[tuple[str, str]] = []
         owner: list[int] = []  # the picture's edge index of each half
         skips: list[int] = []
@@ -227,7 +245,7 @@ def layout(p: Picture) -> Layout:
             x, y = x / _PT + offset, y / _PT
             return (y, -x) if lr else (x, -y)
 
-        for n in inside:
+        for n in p.members(cluster):
             out.pos[n] = place(*pos[n])
         for k, route in zip(owner, routes, strict=True):
             points = [place(*q) for q in route]
