@@ -1,5 +1,6 @@
-"""Pictures without Graphviz: the DOT reader, the layered layout and the matplotlib drawing
-(enas_lightning/viz/mpl_dag.py), and that render() uses Graphviz when it is there."""
+"""Pictures without Graphviz: grandalf's layered layout of the space's picture record and the
+matplotlib drawing (enas_lightning/viz/mpl_dag.py), and that render() uses Graphviz when it is
+there."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from PIL import Image
 from enas_lightning.arch import parse_ints
 from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL, MacroArch
 from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL, MicroArch
-from enas_lightning.viz import arch_dot, render
+from enas_lightning.viz import arch_dot, mpl_dag, render
 from enas_lightning.viz import dot as viz_dot
-from enas_lightning.viz import mpl_dag as viz_render
-from enas_lightning.viz.mpl_dag import layout, parse_dot, render_dot_source
+from enas_lightning.viz.graph import Picture
+from enas_lightning.viz.mpl_dag import label_size, layout, render_picture
+from tests.toy_space import ChainArch
 
 HAS_DOT = shutil.which("dot") is not None
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,81 +33,95 @@ def macro(layers: int = 12) -> MacroArch:
     return MacroArch.from_ints(parse_ints(" ".join(AUTHORS_MACRO_FINAL.split()[:n])))
 
 
-def test_parse_dot_reads_the_micro_graph() -> None:
-    arch = micro()
-    g = parse_dot(arch_dot(arch).source)
-    assert g.rankdir == "LR"
-    assert sorted(g.clusters) == ["cluster_normal", "cluster_reduce"]
-    assert g.clusters["cluster_normal"]["label"] == "normal cell"
-    for key in ("normal", "reduce"):
-        cell = arch.cells[key]
-        members = [n for n, c in g.cluster_of.items() if c == f"cluster_{key}"]
-        assert len(members) == 2 + len(cell.nodes) + 1  # two inputs, B nodes, the output
-        op_edges = [
-            e for a, b, e in g.edges if b.startswith(f"{key}_n") and a.startswith(f"{key}_")
-        ]
-        # every node's two ops label its two incoming edges, in the authors' order
-        assert [e["label"] for e in op_edges] == [op for n in cell.nodes for op in n.ops]
-        to_out = [a for a, b, _ in g.edges if b == f"{key}_out"]
-        assert len(to_out) == len(cell.loose_ends)
-    assert g.nodes["normal_in0"]["label"] == "c_{k-2}"
-    assert g.nodes["normal_in0"]["fillcolor"] == "darkseagreen2"
-    assert g.nodes["normal_n0"]["style"] == "filled,rounded"  # node defaults are applied
+def overlap(a: tuple[float, float], sa, b: tuple[float, float], sb) -> bool:
+    return abs(a[0] - b[0]) < (sa[0] + sb[0]) / 2 and abs(a[1] - b[1]) < (sa[1] + sb[1]) / 2
 
 
-def test_parse_dot_general_syntax() -> None:
-    source = """// a comment
-    strict digraph "g" {
-      rankdir=TB; node [shape=box, style=filled]
-      a -> b -> c [label="x \\"y\\""];
-      /* block
-         comment */
-      subgraph cluster_1 { label=one; d [fillcolor=khaki] }
-      c:port -> d
-    }"""
-    g = parse_dot(source)
-    assert g.rankdir == "TB"
-    assert list(g.nodes) == ["a", "b", "c", "d"]
-    assert [(a, b) for a, b, _ in g.edges] == [("a", "b"), ("b", "c"), ("c", "d")]
-    assert g.edges[0][2]["label"] == 'x "y"'
-    assert g.cluster_of["d"] == "cluster_1" and g.cluster_of["a"] is None
-    assert g.clusters["cluster_1"]["label"] == "one"
-    assert g.nodes["d"] == {"shape": "box", "style": "filled", "fillcolor": "khaki"}
+def boxes(p: Picture, lay: mpl_dag.Layout) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Every node box and edge label box: centre and size, inches."""
+    out = [(lay.pos[n], lay.size[n]) for n in p.nodes]
+    return out + [
+        (at, label_size(e.label)) for e, at in zip(p.edges, lay.labels, strict=True) if at
+    ]
 
 
-@pytest.mark.parametrize("space", ["micro", "macro"])
+@pytest.mark.parametrize("space", ["micro", "macro", "chain"])
 def test_layout_ranks_run_along_rankdir(space: str) -> None:
-    """Every edge points forward (left to right for LR, downwards for TB); no two boxes overlap."""
-    arch = micro() if space == "micro" else macro()
-    g = parse_dot(arch_dot(arch).source)
-    pos = layout(g)
-    assert set(pos) == set(g.nodes)
-    for a, b, _ in g.edges:
-        if space == "micro":
-            assert pos[a][0] < pos[b][0], (a, b)
-        else:
-            assert pos[a][1] > pos[b][1], (a, b)
-    sizes = {n: viz_render.node_size(g, n) for n in g.nodes}
-    names = list(g.nodes)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            apart_x = abs(pos[a][0] - pos[b][0]) >= (sizes[a][0] + sizes[b][0]) / 2
-            apart_y = abs(pos[a][1] - pos[b][1]) >= (sizes[a][1] + sizes[b][1]) / 2
-            assert apart_x or apart_y, (a, b)
+    """Every edge points forward (left to right for LR, downwards for TB); no two boxes or
+    labels overlap; each route starts and ends at its nodes."""
+    arch = {"micro": micro, "macro": macro, "chain": lambda: ChainArch(("conv_3x3",) * 3)}[space]()
+    p = arch_dot(arch)
+    lay = layout(p)
+    assert set(lay.pos) == set(p.nodes)
+    for e, route in zip(p.edges, lay.routes, strict=True):
+        a, b = lay.pos[e.tail], lay.pos[e.head]
+        assert a[0] < b[0] if p.rankdir == "LR" else a[1] > b[1], e
+        assert route[0] == pytest.approx(a) and route[-1] == pytest.approx(b)
+    placed = boxes(p, lay)
+    for i, (a, sa) in enumerate(placed):
+        for b, sb in placed[i + 1 :]:
+            assert not overlap(a, sa, b, sb), (a, b)
 
 
-def test_layout_survives_a_cycle() -> None:
-    g = parse_dot("digraph { a -> b -> c -> a; c -> d }")
-    pos = layout(g)
-    assert len(set(pos.values())) == 4
+def test_layout_labels_sit_on_their_edges() -> None:
+    p = arch_dot(micro())
+    lay = layout(p)
+    for e, route, at in zip(p.edges, lay.routes, lay.labels, strict=True):
+        assert (at is not None) == bool(e.label)
+        if at is not None:  # the route passes through its label
+            assert any(q == pytest.approx(at) for q in route)
+
+
+def test_layout_stacks_the_clusters() -> None:
+    p = arch_dot(micro())
+    lay = layout(p)
+    normal, reduce = ([lay.pos[n][1] for n in p.members(c)] for c in ("normal", "reduce"))
+    assert min(normal) > max(reduce)  # LR: ranks left to right, cells one above the other
+
+
+def test_layout_keeps_the_main_chain_straight_and_skips_beside_it() -> None:
+    """The macro picture's skips run in lanes to the right of the chain (Graphviz's
+    constraint=false), so every layer sits in one column and no skip crosses a box."""
+    p = arch_dot(macro())
+    lay = layout(p)
+    xs = {round(lay.pos[n][0], 6) for n in p.nodes}
+    assert len(xs) == 1
+    right = max(lay.pos[n][0] + lay.size[n][0] / 2 for n in p.nodes)
+    for e, route in zip(p.edges, lay.routes, strict=True):
+        if e.kind == "skip" and len(route) > 2:
+            assert all(x > right for x, _ in route[1:-1]), e
+    # lanes: two skips that run beside the same rank never share a lane
+    lanes = [
+        (route[1][0], route[1][1], route[-2][1])
+        for e, route in zip(p.edges, lay.routes, strict=True)
+        if e.kind == "skip" and len(route) > 2
+    ]
+    for i, (x, top, bottom) in enumerate(lanes):
+        for x2, top2, bottom2 in lanes[i + 1 :]:
+            if x == x2:
+                assert bottom > top2 or bottom2 > top
+
+
+def test_lanes_nest_shorter_spans_inside() -> None:
+    assert mpl_dag._lanes([(1, 5), (2, 3), (4, 4), (6, 7)]) == [1, 0, 0, 0]
+
+
+def test_layout_survives_a_cycle_and_loose_nodes() -> None:
+    p = Picture("cycle", "TB")
+    for n in "abcde":
+        p.node(n, n)
+    for a, b in ("ab", "bc", "ca", "cd"):
+        p.edge(a, b)
+    lay = layout(p)  # e has no edge: a component of its own
+    assert len({tuple(round(v, 6) for v in q) for q in lay.pos.values()}) == 5
 
 
 def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_render_dot_source_draws_the_boxes_in_their_colours(tmp_path: Path) -> None:
-    paths = render_dot_source(arch_dot(micro()).source, tmp_path / "arch", ("png", "svg"))
+def test_render_picture_draws_the_boxes_in_their_colours(tmp_path: Path) -> None:
+    paths = render_picture(arch_dot(micro()), tmp_path / "arch", ("png", "svg"))
     assert paths == [tmp_path / "arch.png"]  # PNG only when PNG is asked for (cost)
     png = paths[0].read_bytes()
     assert png.startswith(PNG_SIGNATURE)
@@ -115,7 +131,7 @@ def test_render_dot_source_draws_the_boxes_in_their_colours(tmp_path: Path) -> N
     # the fills: lightblue nodes, darkseagreen2 inputs, palegoldenrod outputs
     for rgb in ((173, 216, 230), (180, 238, 180), (238, 232, 170)):
         assert rgb in colours, rgb
-    svg = render_dot_source(arch_dot(micro()).source, tmp_path / "only", ("svg",))
+    svg = render_picture(arch_dot(micro()), tmp_path / "only", ("svg",))
     assert svg == [tmp_path / "only.svg"] and "<svg" in svg[0].read_text()
 
 
@@ -134,7 +150,7 @@ def test_render_survives_a_failing_fallback(tmp_path: Path, monkeypatch) -> None
     def boom(*a, **k):
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(viz_render, "render_dot_source", boom)
+    monkeypatch.setattr(mpl_dag, "render_picture", boom)
     assert render(arch_dot(micro()), tmp_path / "a") == [tmp_path / "a.dot"]
 
 
@@ -143,7 +159,7 @@ def test_render_prefers_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def not_called(*a, **k):
         raise AssertionError("the matplotlib fallback ran although dot is installed")
 
-    monkeypatch.setattr(viz_render, "render_dot_source", not_called)
+    monkeypatch.setattr(mpl_dag, "render_picture", not_called)
     paths = render(arch_dot(micro()), tmp_path / "arch")
     assert [p.suffix for p in paths] == [".dot", ".png", ".svg"]
     assert paths[1].read_bytes().startswith(PNG_SIGNATURE)

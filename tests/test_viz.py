@@ -1,57 +1,30 @@
-"""Visualisation: DOT structure for both spaces, rendering with and without Graphviz, plots."""
+"""Visualisation: the pictures' structure for both spaces, DOT from it, rendering with and
+without Graphviz, plots."""
 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 
+import graphviz
 import pytest
 
 from enas_lightning.arch import parse_ints
 from enas_lightning.errors import ArchError
 from enas_lightning.spaces.macro.arch import STEM, MacroArch
-from enas_lightning.spaces.macro.picture import macro_arch_dot
+from enas_lightning.spaces.macro.picture import macro_arch_picture
 from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
-from enas_lightning.spaces.micro.picture import micro_arch_dot, micro_cell_dot
+from enas_lightning.spaces.micro.picture import micro_arch_picture
 from enas_lightning.viz import arch_dot, plot_curves, plot_op_probs, render
 from enas_lightning.viz import dot as viz_dot
+from enas_lightning.viz.graph import INPUT_COLOR, Picture
 
 AUTHORS_MICRO_ARC = (
     "0 2 0 0 0 4 0 1 1 4 0 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HAS_DOT = shutil.which("dot") is not None
-
-_ID = r'(?:"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z_0-9]*|-?\d+(?:\.\d+)?)'
-_EDGE = re.compile(rf"^({_ID})\s*->\s*({_ID})\s*(?:\[(.*)\])?$")
-_NODE = re.compile(rf"^({_ID})\s*(?:\[(.*)\])?$")
-_ATTR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s\]]+)')
-_KEYWORDS = {"graph", "node", "edge", "subgraph", "digraph", "strict"}
-
-
-def parse_dot(
-    source: str,
-) -> tuple[dict[str, dict[str, str]], list[tuple[str, str, dict[str, str]]]]:
-    """Nodes (id -> attrs) and edges (tail, head, attrs) of the simple DOT graphviz emits."""
-    nodes: dict[str, dict[str, str]] = {}
-    edges: list[tuple[str, str, dict[str, str]]] = []
-
-    def attrs(text: str | None) -> dict[str, str]:
-        return {k: v.strip('"') for k, v in _ATTR.findall(text or "")}
-
-    for raw in source.splitlines():
-        line = raw.strip()
-        if not line or line.endswith("{") or line == "}" or re.match(r"^\w+=", line):
-            continue  # graph/subgraph headers, closing braces, graph attribute statements
-        if m := _EDGE.match(line):
-            edges.append((m[1].strip('"'), m[2].strip('"'), attrs(m[3])))
-        elif (m := _NODE.match(line)) and m[1] not in _KEYWORDS:
-            nodes[m[1].strip('"')] = attrs(m[2])
-        else:
-            assert line.split()[0] in _KEYWORDS, f"unparsed DOT line: {line!r}"
-    return nodes, edges
 
 
 def micro() -> MicroArch:
@@ -66,98 +39,102 @@ def macro(layers: int = 12) -> MacroArch:
     return MacroArch.from_ints(ints)
 
 
-def check_edges_declared(nodes: dict, edges: list) -> None:
-    for tail, head, _ in edges:
-        assert tail in nodes, f"edge from undeclared node {tail}"
-        assert head in nodes, f"edge to undeclared node {head}"
+def edges(p: Picture, **match: str) -> list[tuple[str, str]]:
+    """(tail, head) of the edges whose fields equal ``match``."""
+    return [(e.tail, e.head) for e in p.edges if all(getattr(e, k) == v for k, v in match.items())]
 
 
-def test_micro_cell_dot_structure() -> None:
+@pytest.mark.parametrize("key", ["normal", "reduce"])
+def test_micro_picture_cell_structure(key: str) -> None:
     arch = micro()
-    for cell in (arch.normal, arch.reduce):
-        g = micro_cell_dot(cell, "normal")
-        nodes, edges = parse_dot(g.source)
-        check_edges_declared(nodes, edges)
-        b = len(cell.nodes)
-        assert len(nodes) == 2 + b + 1  # 2 inputs, B computed nodes, output
-        labelled = [e for e in edges if "label" in e[2]]
-        concat = [e for e in edges if "label" not in e[2]]
-        assert len(labelled) == 2 * b
-        assert len(concat) == len(cell.loose_ends)
-        assert {e[2]["label"] for e in labelled} <= {op for n in cell.nodes for op in n.ops}
-        labels = {a.get("label") for a in nodes.values()}
-        assert {"c_{k-2}", "c_{k-1}", "c_{k}"} | {str(j) for j in range(b)} == labels
-        assert all(e[1].endswith("_out") for e in concat)
-        assert "rankdir=LR" in g.source
+    cell = arch.cells[key]
+    p = micro_arch_picture(arch)
+    b = len(cell.nodes)
+    members = p.members(key)
+    assert members == [f"{key}_in0", f"{key}_in1", *(f"{key}_n{j}" for j in range(b)), f"{key}_out"]
+    assert [p.nodes[n].label for n in members] == [
+        "c_{k-2}",
+        "c_{k-1}",
+        *map(str, range(b)),
+        "c_{k}",
+    ]
+    assert [p.nodes[n].kind for n in members] == ["input"] * 2 + ["node"] * b + ["output"]
+    ops = [e for e in p.edges if e.kind == "data" and e.head.startswith(f"{key}_n")]
+    # every node's two ops label its two incoming edges, in the authors' order
+    assert [e.label for e in ops] == [op for node in cell.nodes for op in node.ops]
+    assert [e.tail for e in ops] == [
+        f"{key}_in{i}" if i < 2 else f"{key}_n{i - 2}" for node in cell.nodes for i in node.inputs
+    ]
+    concat = edges(p, kind="merge", head=f"{key}_out")
+    assert len(concat) == len(cell.loose_ends) and all(
+        e.label == "" for e in p.edges if e.kind == "merge"
+    )
 
 
-def test_micro_cell_dot_unused_input_feeds_output() -> None:
+def test_micro_picture_unused_input_feeds_output() -> None:
     cell = MicroCell((MicroNode((0, 0), ("identity", "max_pool_3x3")),))
-    nodes, edges = parse_dot(micro_cell_dot(cell, "my cell").source)
-    check_edges_declared(nodes, edges)
+    p = micro_arch_picture(MicroArch(cell, cell))
     # input 1 (c_{k-1}) is never used, so it is concatenated into the output with node 0
-    concat_tails = sorted(nodes[t]["label"] for t, _, a in edges if "label" not in a)
-    assert concat_tails == ["0", "c_{k-1}"]
+    concat = sorted(p.nodes[t].label for t, _ in edges(p, kind="merge", head="normal_out"))
+    assert concat == ["0", "c_{k-1}"]
+    # the two ops from the same input are two edges, not one
+    assert edges(p, head="normal_n0", kind="data") == [("normal_in0", "normal_n0")] * 2
 
 
-def test_micro_arch_dot_two_clusters() -> None:
+def test_micro_picture_two_clusters() -> None:
     arch = micro()
-    g = micro_arch_dot(arch)
-    assert "subgraph cluster_normal" in g.source and "subgraph cluster_reduce" in g.source
-    nodes, edges = parse_dot(g.source)
-    check_edges_declared(nodes, edges)
+    p = micro_arch_picture(arch)
+    assert p.rankdir == "LR"
+    assert {c.id: c.label for c in p.clusters.values()} == {
+        "normal": "normal cell",
+        "reduce": "reduction cell",
+    }
     b = arch.num_nodes
-    assert len(nodes) == 2 * (b + 3)
+    assert len(p.nodes) == 2 * (b + 3) and p.members(None) == []
     n_loose = len(arch.normal.loose_ends) + len(arch.reduce.loose_ends)
-    assert len(edges) == 2 * (2 * b) + n_loose
+    assert len(p.edges) == 2 * (2 * b) + n_loose
     # no edge crosses between the two cells
-    for tail, head, _ in edges:
-        assert tail.split("_")[0] == head.split("_")[0]
-    assert arch_dot(arch).source == g.source
+    assert all(p.nodes[e.tail].cluster == p.nodes[e.head].cluster for e in p.edges)
+    assert arch_dot(arch) == p  # the registered space describes it
 
 
 @pytest.mark.parametrize("layers", [1, 12, 24])
-def test_macro_arch_dot_structure(layers: int) -> None:
+def test_macro_picture_structure(layers: int) -> None:
     arch = macro(layers)
     reductions = (layers // 3 - 1, 2 * (layers // 3) - 1) if layers >= 3 else ()
-    g = macro_arch_dot(arch, reductions=reductions)
-    nodes, edges = parse_dot(g.source)
-    check_edges_declared(nodes, edges)
-    assert len(nodes) == layers + 2  # stem, layers, classifier
-    layer_ids = {f"layer{i}" for i in range(layers)}
-    chain = [e for e in edges if e[0] in layer_ids and e[1] in layer_ids and "style" not in e[2]]
-    skips = [e for e in edges if e[2].get("style") == "dashed"]
-    assert len(chain) == layers - 1
-    assert len(skips) == sum(len(layer.skips) for layer in arch.layers)
+    p = macro_arch_picture(arch, reductions=reductions)
+    assert p.rankdir == "TB" and p.clusters == {}
+    assert list(p.nodes) == ["stem", *(f"layer{i}" for i in range(layers)), "classifier"]
+    assert (p.nodes["stem"].kind, p.nodes["classifier"].kind) == ("stem", "output")
+    chain = ["stem", *(f"layer{i}" for i in range(layers)), "classifier"]
+    assert edges(p, kind="data") == list(zip(chain, chain[1:], strict=False))
     # a skip from the stem is drawn from the stem node; none from a layer's own input
-    assert sorted((t, h) for t, h, _ in skips) == sorted(
+    assert sorted(edges(p, kind="skip")) == sorted(
         ("stem" if j == STEM else f"layer{j}", f"layer{i}")
         for i, layer in enumerate(arch.layers)
         for j in layer.skips
     )
-    assert all(t != f"layer{int(h[5:]) - 1}" for t, h, _ in skips)
+    assert all(t != f"layer{int(h[5:]) - 1}" for t, h in edges(p, kind="skip"))
     if layers >= 3:  # every third bit is set, bit 0 of layer 3 (the stem) among them
-        assert ("stem", "layer3") in {(t, h) for t, h, _ in skips}
-    assert ("stem", "layer0") in {(t, h) for t, h, _ in edges}
-    assert (f"layer{layers - 1}", "classifier") in {(t, h) for t, h, _ in edges}
+        assert ("stem", "layer3") in edges(p, kind="skip")
     for i, layer in enumerate(arch.layers):
-        assert nodes[f"layer{i}"]["label"] == f"{i}: {layer.op}"
-        assert ("peripheries" in nodes[f"layer{i}"]) == (i in reductions)
-    reduce_edges = [e for e in edges if e[2].get("label", "").startswith("reduce")]
-    assert len(reduce_edges) == len(set(reductions))
+        assert p.nodes[f"layer{i}"].label == f"{i}: {layer.op}"
+        assert p.nodes[f"layer{i}"].emphasis == (i in reductions)
+    assert sorted(e.tail for e in p.edges if e.label == "reduce /2") == sorted(
+        f"layer{r}" for r in set(reductions)
+    )
     # the space draws its own layout (the pooling layers) into the picture
-    assert arch_dot(arch).source == g.source
+    assert arch_dot(arch) == p
 
 
 def test_macro_colours_by_family() -> None:
-    nodes, _ = parse_dot(macro_arch_dot(macro(6)).source)
-    colours = {nodes[f"layer{i}"]["fillcolor"] for i in range(6)}
-    assert len(colours) == 4  # conv, sep_conv, avg_pool, max_pool
+    p = macro_arch_picture(macro(6))
+    assert len({p.nodes[f"layer{i}"].color for i in range(6)}) == 4  # conv, sep, avg, max
 
 
 def test_macro_bad_reduction() -> None:
     with pytest.raises(ArchError, match="reductions"):
-        macro_arch_dot(macro(4), reductions=(4,))
+        macro_arch_picture(macro(4), reductions=(4,))
 
 
 def test_arch_dot_rejects_other_types() -> None:
@@ -167,22 +144,55 @@ def test_arch_dot_rejects_other_types() -> None:
         arch_dot(micro().normal)  # a cell is part of an architecture, not one
 
 
+def test_picture_rejects_what_it_cannot_draw() -> None:
+    p = Picture("g")
+    p.cluster("c", "a cluster")
+    p.node("a", "a", cluster="c")
+    with pytest.raises(ValueError, match="undeclared 'b'"):
+        p.edge("a", "b")
+    with pytest.raises(ValueError, match="declared twice"):
+        p.node("a", "again")
+    with pytest.raises(ValueError, match="undeclared cluster 'd'"):
+        p.node("b", "b", cluster="d")
+    with pytest.raises(ValueError, match="node kind"):
+        p.node("b", "b", kind="blob")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="edge kind"):
+        p.edge("a", "a", kind="wire")  # type: ignore[arg-type]
+
+
+def test_dot_source_from_the_record() -> None:
+    p = micro_arch_picture(micro())
+    source = viz_dot.to_dot(p).source
+    assert "rankdir=LR" in source
+    assert source.count("subgraph cluster_") == 2 and 'label="reduction cell"' in source
+    assert source.count("->") == len(p.edges)
+    assert source.count(f'fillcolor="{INPUT_COLOR}"') == 4
+    assert "normal_in0 -> normal_n0 [label=sep_conv_3x3]" in source
+    m = viz_dot.to_dot(macro_arch_picture(macro(), reductions=(3, 7))).source
+    skips = len(edges(macro_arch_picture(macro()), kind="skip"))
+    # a skip is dashed and leaves the ranks to the main chain
+    assert m.count("style=dashed") == m.count("constraint=false") == skips
+    assert m.count("peripheries=2") == 2 and m.count('label="reduce /2"') == 2
+
+
 @pytest.mark.skipif(not HAS_DOT, reason="Graphviz 'dot' program not installed")
-@pytest.mark.parametrize("kind", ["micro", "macro", "cell"])
+@pytest.mark.parametrize("kind", ["micro", "macro", "chain"])
 def test_render_with_dot(tmp_path: Path, kind: str) -> None:
-    g = {
-        "micro": lambda: micro_arch_dot(micro()),
-        "macro": lambda: macro_arch_dot(macro(), reductions=(3, 7)),
-        "cell": lambda: micro_cell_dot(micro().reduce, "reduce"),
+    from tests.toy_space import ChainArch
+
+    p = {
+        "micro": lambda: micro_arch_picture(micro()),
+        "macro": lambda: macro_arch_picture(macro(), reductions=(3, 7)),
+        "chain": lambda: arch_dot(ChainArch(("conv_3x3", "avg_pool_3x3"))),
     }[kind]()
     stem = tmp_path / "out" / f"{kind}.epoch3"  # a dot in the stem must survive
-    paths = render(g, stem)
+    paths = render(p, stem)
     assert [p.name for p in paths] == [
         f"{kind}.epoch3.dot",
         f"{kind}.epoch3.png",
         f"{kind}.epoch3.svg",
     ]
-    assert paths[0].read_text() == g.source
+    assert paths[0].read_text() == viz_dot.to_dot(p).source
     png = paths[1].read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
     svg = paths[2].read_text()
@@ -195,10 +205,10 @@ def test_render_without_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     """Without the dot program the PNG is drawn by matplotlib (viz/mpl_dag.py; tests/test_render.py)."""
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     monkeypatch.setattr(viz_dot, "_missing_dot_logged", False)
-    g = micro_arch_dot(micro())
+    p = micro_arch_picture(micro())
     with caplog.at_level(logging.INFO, logger=viz_dot.__name__):
-        paths = render(g, tmp_path / "arch")
-        paths2 = render(macro_arch_dot(macro()), tmp_path / "macro", formats=("png",))
+        paths = render(p, tmp_path / "arch")
+        paths2 = render(macro_arch_picture(macro()), tmp_path / "macro", formats=("png",))
     assert paths == [tmp_path / "arch.dot", tmp_path / "arch.png"]
     assert paths2 == [tmp_path / "macro.dot", tmp_path / "macro.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -207,7 +217,7 @@ def test_render_without_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
         "macro.dot",
         "macro.png",
     ]
-    assert (tmp_path / "arch.dot").read_text() == g.source
+    assert (tmp_path / "arch.dot").read_text() == viz_dot.to_dot(p).source
     assert (tmp_path / "arch.png").read_bytes().startswith(PNG_SIGNATURE)
     hints = [r for r in caplog.records if "pictures with matplotlib" in r.getMessage()]
     assert len(hints) == 1  # logged once, not per call
@@ -215,17 +225,14 @@ def test_render_without_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
 
 
 def test_render_failure_keeps_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    import graphviz
-
     monkeypatch.setattr(shutil, "which", lambda *a, **k: "/usr/bin/dot")
 
     def boom(*a, **k):
         raise graphviz.ExecutableNotFound(("dot",))
 
-    g = micro_arch_dot(micro())
-    monkeypatch.setattr(g, "pipe", boom)
+    monkeypatch.setattr(graphviz.Digraph, "pipe", boom)
     with caplog.at_level(logging.WARNING, logger=viz_dot.__name__):
-        paths = render(g, tmp_path / "arch")
+        paths = render(micro_arch_picture(micro()), tmp_path / "arch")
     assert paths == [tmp_path / "arch.dot"] and paths[0].exists()
     assert any(r.levelno == logging.WARNING for r in caplog.records)
 

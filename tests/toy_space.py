@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, ClassVar
 
-import graphviz
 import torch
 from torch import Tensor, nn
 
@@ -20,7 +20,7 @@ from enas_lightning.config import FinalConfig, SearchSpaceConfig
 from enas_lightning.controller import Controller, Sample
 from enas_lightning.errors import ArchError, ConfigError
 from enas_lightning.spaces import Space, register_space
-from enas_lightning.viz.dot import NODE_COLOR, OUTPUT_COLOR, STEM_COLOR, new_graph
+from enas_lightning.viz.graph import Picture
 
 CHAIN_OPS = ("conv_3x3", "avg_pool_3x3")
 
@@ -227,17 +227,16 @@ class ChainSpace(Space):
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         return ()  # the chain never halves the feature map
 
-    def picture(self, arch: ChainArch) -> graphviz.Digraph:
-        g = new_graph("chain", "LR")
-        g.node("stem", label="stem", fillcolor=STEM_COLOR)
-        prev = "stem"
+    def picture(self, arch: ChainArch) -> Picture:
+        p = Picture("chain", "LR")
+        p.node("stem", "stem", "stem")
         for i, op in enumerate(arch.ops):
-            g.node(f"layer{i}", label=f"{i}: {op}", fillcolor=NODE_COLOR)
-            g.edge(prev, f"layer{i}")
-            prev = f"layer{i}"
-        g.node("classifier", label="classifier", fillcolor=OUTPUT_COLOR)
-        g.edge(prev, "classifier")
-        return g
+            p.node(f"layer{i}", f"{i}: {op}")
+        p.node("classifier", "classifier", "output")
+        chain = ["stem", *(f"layer{i}" for i in range(len(arch.ops))), "classifier"]
+        for tail, head in pairwise(chain):
+            p.edge(tail, head)
+        return p
 
 
 CHAIN = register_space(ChainSpace())

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-if TYPE_CHECKING:  # torch, graphviz and the config are imported where a space is used
-    import graphviz
+if TYPE_CHECKING:  # torch and the config are imported where a space is used
     from torch import Tensor, nn
 
     from enas_lightning.config import Config, ControllerConfig, FinalConfig, SearchSpaceConfig
     from enas_lightning.controller.base import Controller, Sample
+    from enas_lightning.viz.graph import Picture
 
 
 @dataclass(frozen=True)
@@ -176,5 +176,6 @@ class Space(ABC):
 
     # ----------------------------------------------------------------------------- picture
     @abstractmethod
-    def picture(self, arch: Any) -> graphviz.Digraph:
-        """The architecture as a Graphviz graph (rendered by :func:`enas_lightning.viz.render`)."""
+    def picture(self, arch: Any) -> Picture:
+        """The architecture as a small graph record (nodes, edges, labels, clusters), which
+        :func:`enas_lightning.viz.render` writes as DOT and draws with Graphviz or matplotlib."""

@@ -16,12 +16,12 @@ from enas_lightning.spaces.macro.settings import (
 )
 
 if TYPE_CHECKING:
-    import graphviz
     from torch import Tensor, nn
 
     from enas_lightning.config import Config
     from enas_lightning.controller.base import Sample
     from enas_lightning.spaces.macro.controller import MacroController
+    from enas_lightning.viz.graph import Picture
 
 
 class MacroSpace(Space):
@@ -135,13 +135,13 @@ class MacroSpace(Space):
 
         return reduction_layers(layers)
 
-    def picture(self, arch: MacroArch) -> graphviz.Digraph:
-        from enas_lightning.spaces.macro.picture import macro_arch_dot
+    def picture(self, arch: MacroArch) -> Picture:
+        from enas_lightning.spaces.macro.picture import macro_arch_picture
 
         n = arch.num_layers
         # a network shallower than the layout (only in tests: configs ask for 3+) has none
         reductions = tuple(r for r in self.reduction_layers(n) if 0 <= r < n)
-        return macro_arch_dot(arch, reductions=reductions)
+        return macro_arch_picture(arch, reductions=reductions)
 
 
 MACRO = register_space(MacroSpace())

@@ -16,11 +16,11 @@ from enas_lightning.spaces.micro.settings import (
 )
 
 if TYPE_CHECKING:
-    import graphviz
     from torch import nn
 
     from enas_lightning.config import Config
     from enas_lightning.spaces.micro.controller import MicroController
+    from enas_lightning.viz.graph import Picture
 
 
 class MicroSpace(Space):
@@ -121,10 +121,10 @@ class MicroSpace(Space):
 
         return reduction_positions(layers)
 
-    def picture(self, arch: MicroArch) -> graphviz.Digraph:
-        from enas_lightning.spaces.micro.picture import micro_arch_dot
+    def picture(self, arch: MicroArch) -> Picture:
+        from enas_lightning.spaces.micro.picture import micro_arch_picture
 
-        return micro_arch_dot(arch)
+        return micro_arch_picture(arch)
 
 
 MICRO = register_space(MicroSpace())
