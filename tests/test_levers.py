@@ -169,13 +169,7 @@ def test_param_free_dropout_is_checked(make_cfg) -> None:
 def test_a_space_without_the_dropout_refuses_it(make_cfg) -> None:
     from tests.toy_space import CHAIN  # noqa: F401 (registers the chain space)
 
-    cfg = make_cfg(
-        [
-            "search_space.name=chain",
-            "search_space.ops=[conv_3x3,avg_pool_3x3]",
-            "search.param_free_dropout=0.1",
-        ]
-    )
+    cfg = make_cfg(["search_space=chain", "search.param_free_dropout=0.1"])
     splits = load_splits(cfg.dataset, holdout=True)
     with pytest.raises(ConfigError, match="search.param_free_dropout=0.1 is not allowed: 0 for"):
         build_supernet(cfg, splits)
