@@ -24,6 +24,8 @@ from enas_lightning.optim import CLIP_MODES
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.spaces import Space, get_space
 from enas_lightning.strategies import SearchStrategy, get_strategy
+from enas_lightning.spaces.init import INITS, authors_init_
+from enas_lightning.spaces.ops import without_batch_norm_affine
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
@@ -83,6 +85,11 @@ def validate(cfg: Config) -> None:
         section, key = name.split(".")
         _positive(name, getattr(getattr(cfg, section), key))
     _positive("search.warmup_epochs", cfg.search.warmup_epochs, 0)
+    _choice("search.init", cfg.search.init, INITS)
+    if not 0 <= cfg.search.param_free_dropout < 1:
+        raise ConfigError(
+            "search.param_free_dropout", cfg.search.param_free_dropout, "a rate in [0, 1) (0 = off)"
+        )
     for name in ("search_space.dropout_keep", "final.dropout_keep", "final.drop_path_keep"):
         section, key = name.split(".")
         value = getattr(getattr(cfg, section), key)
@@ -171,9 +178,26 @@ def validate_data(cfg: Config, splits: ImageSplits, stage: str) -> None:
 
 
 def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
-    return get_space(cfg.search_space.name).build_supernet(
+    """The space's supernet, then the ``search.*`` levers that change it (all off by default):
+    BatchNorm without affine, the authors' initialisation, parameter-free op dropout."""
+    s = cfg.search
+    net = get_space(cfg.search_space.name).build_supernet(
         cfg.search_space, splits.num_classes, splits.image_shape
     )
+    if not s.bn_affine:
+        without_batch_norm_affine(net)
+    if s.init == "authors":
+        authors_init_(net, int(cfg.seed))
+    if s.param_free_dropout > 0:
+        if not hasattr(net, "set_param_free_dropout"):
+            raise ConfigError(
+                "search.param_free_dropout",
+                s.param_free_dropout,
+                f"0 for search_space={cfg.search_space.name} (its supernet has no "
+                "set_param_free_dropout)",
+            )
+        net.set_param_free_dropout(float(s.param_free_dropout))
+    return net
 
 
 def build_controller(cfg: Config) -> Controller:

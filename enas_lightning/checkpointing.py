@@ -180,11 +180,12 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
     """The settings a checkpoint's weights depend on; resuming under others is refused.
 
     Args:
-        cfg: the run's config (its ``search_space`` and ``controller`` parts are read).
+        cfg: the run's config (its ``search_space`` and ``controller`` parts and the
+            ``search`` settings that change the supernet or its training are read).
 
     Returns:
-        ``{"search_space.<key>" | "controller.<key>": value}``: plain values (``str``, ``int``,
-        ``bool``, ``list[str]``), saved as
+        ``{"search_space.<key>" | "controller.<key>" | "search.<key>": value}``: plain values
+        (``str``, ``int``, ``float``, ``bool``, ``list[str]``), saved as
         ``checkpoint["enas"]["fingerprint"]`` by the search module.
     """
     from enas_lightning.spaces import get_space
@@ -201,6 +202,12 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         **get_space(s.name).fingerprint(s),
         "controller.lstm_size": cfg.controller.lstm_size,
         "controller.lstm_layers": cfg.controller.lstm_layers,
+        # the levers against the collapse (issue 20): a run continues under the ones it started
+        # with (checkpoints from before them do not record them and still load)
+        "search.param_free_dropout": float(cfg.search.param_free_dropout),
+        "search.bn_affine": cfg.search.bn_affine,
+        "search.init": cfg.search.init,
+        "search.optim.dense_weight_decay": cfg.search.optim.dense_weight_decay,
     }
 
 

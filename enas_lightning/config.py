@@ -93,6 +93,17 @@ class ChildOptimConfig:
 
 
 @dataclass
+class SearchOptimConfig(ChildOptimConfig):
+    """The child optimiser of the search: :class:`ChildOptimConfig` and what only a supernet has."""
+
+    # true: the authors' search: every supernet weight, sampled by the child or not, is decayed
+    # and moved by momentum at every child step (their L2 term covers every variable and
+    # _enas_cell gives the ops not sampled zero gradients); false: only the child's weights
+    # (torch's SGD skips a weight without a gradient). See docs/faithfulness.md.
+    dense_weight_decay: bool = False
+
+
+@dataclass
 class SearchConfig:
     """The search loop: child phase, controller phase, derivation."""
 
@@ -110,7 +121,19 @@ class SearchConfig:
     # dropout on while rewards are scored, as the authors' micro search (false: off, a less
     # noisy reward)
     reward_dropout: bool = True
-    optim: ChildOptimConfig = field(default_factory=ChildOptimConfig)
+    # Levers against the collapse to parameter-free cells (issue 20), all off by default; see
+    # docs/faithfulness.md. param_free_dropout: elementwise dropout at this rate on the output of
+    # every parameter-free candidate op (pools, identity) in child training only, never when
+    # rewards or candidates are scored (P-DARTS, DARTS-; 0 = off, not the authors')
+    param_free_dropout: float = 0.0
+    # false: the supernet's BatchNorm layers have no affine weight and bias (Ning et al. 2021;
+    # not the authors'); the final network always keeps them
+    bn_affine: bool = True
+    # supernet weights: torch (torch's default initialisation) | authors (the authors' he_normal
+    # with their fan-in, which for the micro supernet's weights is the number of inputs a node
+    # can read, so they start several times larger; see spaces/init.py)
+    init: str = "torch"
+    optim: SearchOptimConfig = field(default_factory=SearchOptimConfig)
 
 
 @dataclass

@@ -67,6 +67,23 @@ def optimizer_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
 
 
+def fill_missing_gradients_(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter of ``optimizer`` without a gradient a zero gradient (in place).
+
+    ``search.optim.dense_weight_decay``, the authors' search: their L2 term is in the loss of every
+    variable and ``_enas_cell`` computes every op (the sampled one is selected after), so the ops
+    a child did not sample get zero data gradients and are still decayed and moved by momentum
+    at every step. torch's SGD skips a parameter whose ``grad`` is ``None``; a zero gradient
+    makes it apply ``weight_decay`` and momentum to it as to any other. Called after clipping
+    (a zero gradient changes no norm); under DDP the parameters no rank used are the same on
+    every rank after the all-reduce, so every rank fills the same ones.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
 def clip_gradients_(grads: list[torch.Tensor], bound: float, mode: str) -> torch.Tensor:
     """Clip ``grads`` in place; return their total norm before clipping (a 0-dim tensor).
 

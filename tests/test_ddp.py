@@ -73,6 +73,30 @@ def test_ranks_hold_identical_weights_optimizers_and_baseline(ddp_run):
     assert sgd["state"] and adam["state"]  # momentum buffers and Adam moments exist
 
 
+def test_ranks_stay_identical_with_the_levers_on(tmp_path):
+    """The levers against the collapse (issue 20) keep the ranks bit-identical: every rank gives
+    the same parameters zero gradients (dense weight decay), each draws its own dropout."""
+    dump = tmp_path / "dump"
+    levers = [
+        "search.param_free_dropout=0.3",
+        "search.bn_affine=false",
+        "search.init=authors",
+        "search.optim.dense_weight_decay=true",
+    ]
+    r = cli(
+        [*TINY, "search.epochs=1", "trainer.devices=2", *levers],
+        tmp_path,
+        ENAS_LIGHTNING_DUMP_RANK_STATE=str(dump),
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    r0, r1 = (torch.load(dump / f"rank{i}_state.pt", weights_only=False) for i in range(2))
+    same(r0["module"], r1["module"], "state_dict")
+    same(r0["optimizers"], r1["optimizers"], "optimizers")
+    sgd = r0["optimizers"][0]
+    # dense weight decay: every supernet weight has a non-zero momentum buffer
+    assert all(bool(s["momentum_buffer"].any()) for s in sgd["state"].values())
+
+
 def test_controller_update_aggregates_all_ranks_archs(ddp_run):
     _, (r0, r1) = ddp_run
     assert r0["archs_per_update"] == r1["archs_per_update"] == 2 * NUM_AGGREGATE

@@ -43,13 +43,17 @@ def test_two_epochs_equal_one_plus_resumed_one_cli(tmp_path):
 
 
 class SaveEveryBatch(pl.Callback):
-    """``e{epoch}_b{batch_idx}.ckpt`` after every training step (as ModelCheckpoint would)."""
+    """``e{epoch}_b{batch_idx}.ckpt`` after every training step (as ModelCheckpoint would), or
+    after the one step named ``only``."""
 
-    def __init__(self, dirpath: Path) -> None:
+    def __init__(self, dirpath: Path, only: str | None = None) -> None:
         self.dirpath = dirpath
+        self.only = only
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        trainer.save_checkpoint(self.dirpath / f"e{trainer.current_epoch}_b{batch_idx}.ckpt")
+        name = f"e{trainer.current_epoch}_b{batch_idx}.ckpt"
+        if self.only in (None, name):
+            trainer.save_checkpoint(self.dirpath / name)
 
 
 def tiny_cfg(out: Path, **extra):
@@ -86,6 +90,28 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
             assert_same_training_state(ref / "checkpoints/last.ckpt", out / "checkpoints/last.ckpt")
         except AssertionError as e:
             raise AssertionError(f"resume from {name} ({what}): {e}") from e
+
+
+@pytest.mark.parametrize(
+    "lever",
+    [
+        {"search.param_free_dropout": 0.3},
+        {"search.bn_affine": False},
+        {"search.init": "authors"},
+        {"search.optim.dense_weight_decay": True},
+    ],
+    ids=lambda lever: next(iter(lever)),
+)
+def test_mid_epoch_resume_with_each_lever(tmp_path, lever):
+    """Each lever against the collapse (issue 20) resumes exactly from the middle of a child
+    phase: its dropout draws, its weights and its optimizer state are those of the run."""
+    from enas_lightning.tasks.search import run_search
+
+    ref, snaps, out = tmp_path / "ref", tmp_path / "snaps", tmp_path / "out"
+    lever = {"search.epochs": 1, **lever}  # 4 child steps (b0-b3), 2 controller steps
+    run_search(tiny_cfg(ref, **lever), ref, (SaveEveryBatch(snaps, only="e0_b1.ckpt"),))
+    run_search(tiny_cfg(out, ckpt_path=str(snaps / "e0_b1.ckpt"), **lever), out)
+    assert_same_training_state(ref / "checkpoints/last.ckpt", out / "checkpoints/last.ckpt")
 
 
 def test_resume_across_the_end_of_the_warmup(tmp_path):

@@ -204,6 +204,11 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search_space.weights_per_input",
         "controller.lstm_size",
         "controller.lstm_layers",
+        # the levers against the collapse (issue 20); older checkpoints lack them and still load
+        "search.param_free_dropout",
+        "search.bn_affine",
+        "search.init",
+        "search.optim.dense_weight_decay",
     ]
     cfg = compose(["search_space=macro"])
     old = {k: v for k, v in space_fingerprint(cfg).items() if k != "search_space.skip_merge"}

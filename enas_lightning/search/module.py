@@ -53,6 +53,7 @@ from enas_lightning.data.loader import EpochBatches
 from enas_lightning.optim import (
     clip_gradients_,
     ensure_momentum_buffers,
+    fill_missing_gradients_,
     fused_supported,
     optimizer_grads,
     sgd_with_sgdr,
@@ -239,6 +240,8 @@ class SearchModule(pl.LightningModule):
         self.manual_backward(loss)
         sgd = child_opt.optimizer
         skip = ~torch.isfinite(self.clip_child_gradients(sgd))
+        if self.cfg.search.optim.dense_weight_decay:  # decay and momentum for unsampled weights
+            fill_missing_gradients_(sgd)
         self.nonfinite.count(skip)
         if sgd.defaults.get("fused"):
             sgd.found_inf = skip.float()  # read by torch's fused SGD: no update where 1

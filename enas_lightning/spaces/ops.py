@@ -61,6 +61,54 @@ def batch_norm(channels: int, search: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, track_running_stats=not search)
 
 
+def without_batch_norm_affine(net: nn.Module) -> int:
+    """Drop the affine weight and bias of every BatchNorm layer in ``net`` (in place).
+
+    ``search.bn_affine=false`` (Ning et al. 2021): the supernet's BatchNorm layers only normalise,
+    as if built with ``affine=False``. A BatchNorm's weight and bias start as ones and zeros, so
+    removing them after construction draws no random number: every other weight is the one the
+    same seed gives with them. Returns the number of layers changed.
+    """
+    changed = 0
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            m.affine = False
+            m.register_parameter("weight", None)
+            m.register_parameter("bias", None)
+            changed += 1
+    return changed
+
+
+def parameter_free(module: nn.Module) -> bool:
+    """Whether ``module`` has no parameters (a pool, an identity; a stride-2 identity, a
+    factorized reduction, has weights)."""
+    return next(module.parameters(), None) is None
+
+
+class ParamFreeDropout(nn.Module):
+    """Elementwise dropout on a parameter-free candidate op's output: ``[B, C, H, W]`` in and out.
+
+    ``search.param_free_dropout`` (P-DARTS, DARTS-): during child training each element is zeroed
+    with probability ``p`` and the rest scaled by ``1 / (1 - p)``, so a pool or identity no longer
+    gives its exact input a weighted op must first learn to produce. Not an ``nn.Dropout`` on
+    purpose: reward scoring switches every ``nn.Dropout`` on (``search.reward_dropout``), and this
+    one must follow the supernet's own train/eval mode only, off when rewards and candidates are
+    scored. It draws from torch's global generator, which every search step seeds.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"ParamFreeDropout: p={p} is not in [0, 1)")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU -> k x k conv -> BN: ``[B, C_in, H, W] -> [B, C_out, H/stride, W/stride]``."""
 

@@ -11,6 +11,12 @@ output still needed (the stem's included) is factorized-reduced (no ReLU first, 
 authors' ``_factorized_reduction``); channels stay fixed in search
 (the final network doubles them). Head: global average pool (no ReLU, as the authors'),
 dropout, linear.
+
+``set_param_free_dropout(p)`` (``search.param_free_dropout``, not the authors') passes the output
+of every pool branch through :class:`~enas_lightning.spaces.ops.ParamFreeDropout` while the
+supernet trains. Every search branch starts with its own 1x1 conv-BN-ReLU (the authors'
+``_conv_branch`` and ``_pool_branch``); what follows it is the op itself, and for a pool it has
+no weights: the pools are this space's parameter-free candidates.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from torch import Tensor, nn
 
 from enas_lightning.spaces.macro.arch import STEM, MacroArch
 from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
-from enas_lightning.spaces.ops import Classifier, FactorizedReduce, batch_norm
+from enas_lightning.spaces.ops import (
+    Classifier,
+    FactorizedReduce,
+    ParamFreeDropout,
+    batch_norm,
+    parameter_free,
+)
 
 
 def reduction_layers(layers: int) -> tuple[int, int]:
@@ -84,12 +96,24 @@ class MacroSupernet(nn.Module):
             for after in self.reductions
         )
         self.classifier = Classifier(channels, num_classes, dropout_keep, relu=False)
+        # the ops whose own computation, after the branch's 1x1 conv-BN-ReLU, has no weights
+        self.param_free_ops = frozenset(
+            k for k, branch in enumerate(self.branches[0]) if parameter_free(branch[1:])
+        )
+        self.param_free_dropout: ParamFreeDropout | None = None
+
+    def set_param_free_dropout(self, p: float) -> None:
+        """Dropout at rate ``p`` on every pool branch's output in training (0 = none)."""
+        self.param_free_dropout = ParamFreeDropout(p) if p > 0 else None
 
     def forward(self, x: Tensor, arch: MacroArch) -> Tensor:
         prev = self.stem(x)
         outputs: dict[int, Tensor] = {STEM: prev}  # source -> output at the current resolution
         for i, layer in enumerate(arch.layers):
-            out = self.branches[i][self.op_index[layer.op]](prev)
+            k = self.op_index[layer.op]
+            out = self.branches[i][k](prev)
+            if self.param_free_dropout is not None and k in self.param_free_ops:
+                out = self.param_free_dropout(out)
             if i > 0:
                 skips = [outputs[j] for j in layer.skips]
                 # concat: block b = j + 1 of source j (skip bit b), block i of the op's output

@@ -13,6 +13,10 @@ Weights are shared per (cell, node, input slot, input index, op): the same compu
 children uses the same tensors. A forward pass runs only the sampled ops. With
 ``weights_per_input=False`` (not the authors') one copy per (cell, node, slot, op) serves every
 input index, so each copy is trained ``j + 2`` times as often at node ``j``.
+
+``set_param_free_dropout(p)`` (``search.param_free_dropout``, not the authors') passes the output
+of every parameter-free candidate op (pools, identity) through
+:class:`~enas_lightning.spaces.ops.ParamFreeDropout` while the supernet trains.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from torch.nn import functional as F
 from enas_lightning.spaces.micro.arch import MicroArch, MicroCell
 from enas_lightning.spaces.micro.network import reduction_positions
 from enas_lightning.spaces.micro.ops import MICRO_OPS
-from enas_lightning.spaces.ops import AuxHead, Classifier, FactorizedReduce, ReLUConvBN, batch_norm
+from enas_lightning.spaces.ops import (
+    AuxHead,
+    Classifier,
+    FactorizedReduce,
+    ParamFreeDropout,
+    ReLUConvBN,
+    SepConvUnit,
+    batch_norm,
+    parameter_free,
+)
 
 
 class Calibrate(nn.Module):
@@ -83,6 +96,12 @@ class SearchCell(nn.Module):
         self.out_weight = nn.Parameter(torch.empty(channels, (num_nodes + 2) * channels, 1, 1))
         nn.init.kaiming_normal_(self.out_weight)
         self.out_bn = batch_norm(channels, search=True)
+        # the op indices without weights (every op runs at stride 1 here, so an identity is
+        # nn.Identity); their outputs pass through param_free_dropout when one is set
+        self.param_free_ops = frozenset(
+            k for k, op in enumerate(self.ops[0][0][0]) if parameter_free(op)
+        )
+        self.param_free_dropout: ParamFreeDropout | None = None
 
     def forward(self, s0: Tensor, s1: Tensor, cell: MicroCell) -> Tensor:
         """``s0``, ``s1``: the outputs of the previous two cells -> ``[B, C, H, W]``."""
@@ -91,7 +110,10 @@ class SearchCell(nn.Module):
             out = None
             for slot, (i, op) in enumerate(zip(node.inputs, node.ops, strict=True)):
                 copy = i if self.weights_per_input else 0
-                y = self.ops[j][slot][copy][self.op_index[op]](nodes[i])
+                k = self.op_index[op]
+                y = self.ops[j][slot][copy][k](nodes[i])
+                if self.param_free_dropout is not None and k in self.param_free_ops:
+                    y = self.param_free_dropout(y)
                 out = y if out is None else out + y
             nodes.append(out)
         loose = cell.loose_ends
@@ -154,6 +176,32 @@ class MicroSupernet(nn.Module):
                 self.aux_after = k
                 self.aux_head = AuxHead(c, num_classes, feature_size=image_size // 4, search=True)
         self.classifier = Classifier(c_p, num_classes, dropout_keep)
+
+    def set_param_free_dropout(self, p: float) -> None:
+        """Dropout at rate ``p`` on every parameter-free op's output in training (0 = none)."""
+        for cell in self.cells:
+            cell.param_free_dropout = ParamFreeDropout(p) if p > 0 else None
+
+    def authors_fan_in(self) -> dict[nn.Parameter, int]:
+        """The fan-in of the authors' he_normal for the weights their supernet lays out in 2-D.
+
+        ``_enas_conv`` makes each separable conv's depthwise and pointwise weights one
+        ``[j + 2, k*k*C]`` and ``[j + 2, C*C]`` tensor per node ``j`` (a row per input it can
+        read), and ``_enas_layer``'s output conv one ``[num_nodes + 2, C*C]``: TF's fan-in of a
+        2-D shape is its first dimension, ``j + 2`` and ``num_nodes + 2``. Every other weight
+        (a plain ``conv_kxk``, which the authors' space lacks, included) has TF's 4-D fan-in
+        (see :mod:`enas_lightning.spaces.init`).
+        """
+        fan: dict[nn.Parameter, int] = {}
+        for cell in self.cells:
+            fan[cell.out_weight] = cell.num_nodes + 2
+            for j, per_slot in enumerate(cell.ops):
+                for unit in per_slot.modules():
+                    if isinstance(unit, SepConvUnit):  # its depthwise and pointwise convs
+                        for conv in unit.modules():
+                            if isinstance(conv, nn.Conv2d):
+                                fan[conv.weight] = j + 2
+        return fan
 
     def forward(self, x: Tensor, arch: MicroArch) -> Tensor | tuple[Tensor, Tensor]:
         s0 = s1 = self.stem(x)
