@@ -23,9 +23,9 @@ from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.spaces import Space, get_space
-from enas_lightning.strategies import SearchStrategy, get_strategy
 from enas_lightning.spaces.init import INITS, authors_init_
 from enas_lightning.spaces.ops import without_batch_norm_affine
+from enas_lightning.strategies import SearchStrategy, get_strategy
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
