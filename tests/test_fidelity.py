@@ -261,7 +261,7 @@ def fake_run(root: Path, task: str, finished: bool = True) -> Path:
 
 def test_find_search_run_layouts(tmp_path: Path) -> None:
     from enas_lightning.errors import ConfigError
-    from enas_lightning.tasks.fidelity import find_search_run
+    from enas_lightning.fidelity.search_run import find_search_run
 
     search = fake_run(tmp_path / "s", "search")
     assert find_search_run(str(search)).ckpt == search / "checkpoints" / "last.ckpt"
@@ -285,7 +285,7 @@ def test_summary_logged_with_scatter_image(tmp_path: Path, make_cfg) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from enas_lightning.fidelity.plot import plot_fidelity
-    from enas_lightning.tasks.fidelity import log_summary
+    from enas_lightning.fidelity.summary import log_summary
 
     cfg = make_cfg(["logger=tensorboard"])
     png = plot_fidelity(SHARED, STANDALONE, ["controller", "uniform"] * 5, tmp_path / "s.png")
@@ -325,12 +325,8 @@ def test_fidelity_config_takes_the_search_runs_settings(tmp_path: Path, make_cfg
     from omegaconf import OmegaConf
 
     from enas_lightning.errors import ConfigError
-    from enas_lightning.tasks.fidelity import (
-        check_settings,
-        fidelity_config,
-        find_search_run,
-        row_settings,
-    )
+    from enas_lightning.fidelity.rows import check_settings, row_settings
+    from enas_lightning.fidelity.search_run import fidelity_config, find_search_run
 
     run = fake_run(tmp_path / "run", "search")
     searched = make_cfg(["final.batch_size=17", "final.channels=36", "search.derive_batches=2"])
