@@ -1,6 +1,6 @@
-"""The fidelity run's table, one row per architecture, and what a resume may keep of it.
+"""The fidelity run's table, one row per retrain (architecture and seed), and what a resume keeps.
 
-``fidelity.csv`` is rewritten (atomically) after every architecture, so a rerun in the same
+``fidelity.csv`` is rewritten (atomically) after every retrain, so a rerun in the same
 directory keeps the finished rows; ``fidelity_settings.json`` records every setting a row
 depends on, and a rerun under other settings is refused (:func:`check_settings`).
 """
@@ -21,7 +21,17 @@ from enas_lightning.spaces import ArchRecord
 
 CSV_NAME = "fidelity.csv"
 SETTINGS_NAME = "fidelity_settings.json"
-COLUMNS = ["index", "source", "arch", "shared_acc", "standalone_acc", "params", "seconds"]
+COLUMNS = [
+    "index",
+    "source",
+    "arch",
+    "seed",  # the retrain seed (train_final's seed: initial weights, batch order, augmentation)
+    "shared_acc",
+    "standalone_acc",
+    "params",
+    "param_free_share",  # the share of the architecture's op choices without weights
+    "seconds",
+]
 
 
 def _sha256(path: Path) -> str:
@@ -44,7 +54,8 @@ def _flat(prefix: str, node: Any) -> dict[str, Any]:
 
 
 def row_settings(fcfg: DictConfig, found: SearchRun) -> dict[str, Any]:
-    """Every setting a saved row depends on (``fidelity.num_archs`` only adds rows)."""
+    """Every setting a saved row depends on (``fidelity.num_archs`` and
+    ``fidelity.retrain_seeds`` only add rows)."""
     dataset = OmegaConf.to_container(fcfg.dataset, resolve=True)
     for key in ("data_dir", "download"):
         dataset.pop(key)
@@ -77,7 +88,10 @@ def check_settings(
             )
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path, default_seed: int) -> list[dict[str, Any]]:
+    """The saved rows; a table written before the ``seed`` and ``param_free_share`` columns
+    existed reads as retrained with ``default_seed`` (``fidelity.seed``, which its settings
+    file has) and with the share unknown (``None``)."""
     if not path.is_file():
         return []
     with path.open(newline="") as f:
@@ -85,9 +99,13 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             {
                 **r,
                 "index": int(r["index"]),
+                "seed": int(r.get("seed") or default_seed),
                 "shared_acc": float(r["shared_acc"]),
                 "standalone_acc": float(r["standalone_acc"]),
                 "params": int(r["params"]),
+                "param_free_share": float(r["param_free_share"])
+                if r.get("param_free_share")
+                else None,
                 "seconds": float(r["seconds"]),
             }
             for r in csv.DictReader(f)
@@ -101,11 +119,13 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
+            share = r["param_free_share"]
             w.writerow(
                 {
                     **r,
                     "shared_acc": f"{r['shared_acc']:.6f}",
                     "standalone_acc": f"{r['standalone_acc']:.6f}",
+                    "param_free_share": "" if share is None else f"{share:.4f}",
                     "seconds": f"{r['seconds']:.1f}",
                 }
             )
@@ -114,37 +134,88 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def kept_rows(
-    path: Path, candidates: list[tuple[str, ArchRecord]], ops: tuple[str, ...], seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The saved rows of this run's ``k`` candidates, and those beyond (kept on file).
+class Rows:
+    """The table of a fidelity run: one row per retrain, keyed by ``(index, seed)``.
 
-    Raises:
-        ConfigError: a saved row's architecture or source differs from the candidate's.
+    ``rows`` are those of this run's architectures and retrain seeds; ``beyond`` the others on
+    file (from a run with a larger ``fidelity.num_archs`` or other seeds), written back
+    unchanged. :meth:`add` rewrites the whole file after every retrain.
     """
-    k = len(candidates)
-    saved = read_rows(path)
-    rows = [r for r in saved if r["index"] < k]
-    beyond = [r for r in saved if r["index"] >= k]  # a smaller num_archs keeps them on file
-    for r in rows:
-        source, arch = candidates[r["index"]]
-        if r["arch"] != " ".join(map(str, arch.to_ints(ops))) or r["source"] != source:
-            raise ConfigError(
-                "fidelity.seed",
-                seed,
-                f"the same architectures as the rows saved in {path} (row {r['index']} "
-                "differs); use another hydra.run.dir",
-            )
-    return rows, beyond
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]], beyond: list[dict[str, Any]]):
+        self.path, self.rows, self.beyond = path, rows, beyond
+
+    @classmethod
+    def resume(
+        cls,
+        path: Path,
+        candidates: list[tuple[str, ArchRecord]],
+        ops: tuple[str, ...],
+        seeds: list[int],
+        fcfg: DictConfig,
+    ) -> Rows:
+        """The rows saved in ``path`` (none if there is no file) against this run's candidates.
+
+        Raises:
+            ConfigError: a saved row's architecture or source differs from the candidate's.
+        """
+        from enas_lightning.spaces import get_space
+
+        space = get_space(fcfg.search_space.name)
+        k = len(candidates)
+        rows, beyond = [], []
+        for r in read_rows(path, fcfg.fidelity.seed):
+            if r["index"] >= k:
+                beyond.append(r)
+                continue
+            source, arch = candidates[r["index"]]
+            if r["arch"] != " ".join(map(str, arch.to_ints(ops))) or r["source"] != source:
+                raise ConfigError(
+                    "fidelity.seed",
+                    fcfg.fidelity.seed,
+                    f"the same architectures as the rows saved in {path} (row {r['index']} "
+                    "differs); use another hydra.run.dir",
+                )
+            if r["param_free_share"] is None:  # a table from before the column
+                r["param_free_share"] = space.param_free_share(arch)
+            (rows if r["seed"] in seeds else beyond).append(r)
+        return cls(path, rows, beyond)
+
+    def done(self) -> set[tuple[int, int]]:
+        """The finished ``(index, seed)`` retrains."""
+        return {(r["index"], r["seed"]) for r in self.rows}
+
+    def shared_acc(self, index: int) -> float | None:
+        """The saved shared-weight score of architecture ``index`` (any seed's row), if any."""
+        for r in [*self.rows, *self.beyond]:
+            if r["index"] == index:
+                return r["shared_acc"]
+        return None
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Keep ``row`` and rewrite the file."""
+        self.rows.append(row)
+        write_rows(
+            self.path, sorted(self.rows + self.beyond, key=lambda r: (r["index"], r["seed"]))
+        )
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
+def format_table(archs: list[dict[str, Any]]) -> str:
+    """One line per architecture (:func:`enas_lightning.fidelity.summary.per_arch`): the
+    standalone accuracy is the seed mean, with the seeds' standard deviation when there are
+    several; ``s`` the seconds of all its retrains."""
+    seeds = max(len(a["standalone_accs"]) for a in archs)
+    sd = f"  {'sd':>6}" if seeds > 1 else ""
     lines = [
-        f"{'#':>3}  {'source':<10}  {'shared':>6}  {'standalone':>10}  {'params':>9}  {'s':>6}  arch"
+        f"{'#':>3}  {'source':<10}  {'shared':>6}  {'standalone':>10}{sd}  {'params':>9}"
+        f"  {'p-free':>6}  {'s':>6}  arch"
     ]
-    for r in rows:
+    for a in archs:
+        sd = f"  {a['standalone_sd']:>6.4f}" if seeds > 1 else ""
+        share = "-" if a["param_free_share"] is None else f"{a['param_free_share']:.2f}"
         lines.append(
-            f"{r['index']:>3}  {r['source']:<10}  {r['shared_acc']:>6.4f}  {r['standalone_acc']:>10.4f}"
-            f"  {r['params']:>9}  {r['seconds']:>6.1f}  {r['arch']}"
+            f"{a['index']:>3}  {a['source']:<10}  {a['shared_acc']:>6.4f}"
+            f"  {a['standalone_acc']:>10.4f}{sd}  {a['params']:>9}  {share:>6}"
+            f"  {a['seconds']:>6.1f}  {a['arch']}"
         )
     return "\n".join(lines)

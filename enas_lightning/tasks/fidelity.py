@@ -4,10 +4,12 @@ K architectures are taken from the search's checkpoint, alternately from its tra
 (even indices) and from a uniform controller (odd indices). Each is scored on the shared weights
 (:meth:`SearchModule.accuracy`, the whole validation split) and trained standalone for
 ``fidelity.epochs`` with the search run's final-training settings (:func:`train_final`, tested on
-the test split). Kendall's tau and Spearman's rho between the two, with percentile bootstrap
-intervals, and the top-1 regret go to ``fidelity.json``; one row per architecture to
-``fidelity.csv`` (rewritten after every architecture, so a rerun in the same directory keeps the
-finished ones); the scatter plot to ``fidelity_scatter.png``. See ``docs/fidelity.md``.
+the test split), once per retrain seed (``fidelity.retrain_seeds``). Kendall's tau and
+Spearman's rho between the score and the seed mean, with percentile bootstrap intervals, the
+noise ceiling (the same correlations between two seeds' accuracies) and the top-1 regret go to
+``fidelity.json``; one row per retrain (architecture and seed) to ``fidelity.csv`` (rewritten
+after every retrain, so a rerun in the same directory keeps the finished ones); the scatter plot
+to ``fidelity_scatter.png``. See ``docs/fidelity.md``.
 
 This module checks the settings and runs the steps; the steps live in
 :mod:`enas_lightning.fidelity` (the search run, the candidates, the rows, the summary).
@@ -22,18 +24,17 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from enas_lightning.errors import ConfigError
 from enas_lightning.fidelity.candidates import sample_candidates
 from enas_lightning.fidelity.rows import (
     CSV_NAME,
     SETTINGS_NAME,
+    Rows,
     check_settings,
     format_table,
-    kept_rows,
     row_settings,
-    write_rows,
 )
 from enas_lightning.fidelity.search_run import (
     SearchRun,
@@ -43,13 +44,38 @@ from enas_lightning.fidelity.search_run import (
     scoring_device,
 )
 from enas_lightning.fidelity.summary import (
-    JSON_NAME,
     PLOT_NAME,
-    fmt_interval,
+    correlation_lines,
     log_summary,
-    strict_json,
+    per_arch,
+    spread_line,
     summarize,
+    write_summary,
 )
+from enas_lightning.spaces import get_space
+
+
+def retrain_seeds(f: DictConfig) -> list[int]:
+    """The seeds every architecture is retrained with: ``fidelity.retrain_seeds`` as a list,
+    or a count ``n``: ``fidelity.seed .. fidelity.seed + n - 1`` (1, the default: the one
+    retrain with ``fidelity.seed``).
+
+    Raises:
+        ConfigError: not a count >= 1 nor a non-empty list of distinct integers.
+    """
+    value = f.retrain_seeds
+    allowed = "a count >= 1 (seeds fidelity.seed, fidelity.seed+1, ...) or a list of distinct ints"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError("fidelity.retrain_seeds", value, allowed)
+        return [f.seed + j for j in range(value)]
+    if isinstance(value, ListConfig | list | tuple):
+        seeds = list(value)
+        ints = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        if seeds and ints and len(set(seeds)) == len(seeds):
+            return seeds
+        value = seeds
+    raise ConfigError("fidelity.retrain_seeds", value, allowed)
 
 
 def check_fidelity(cfg: DictConfig) -> None:
@@ -59,6 +85,7 @@ def check_fidelity(cfg: DictConfig) -> None:
         raise ConfigError("fidelity.num_archs", f.num_archs, "at least 2 (a rank correlation)")
     if f.epochs < 1:
         raise ConfigError("fidelity.epochs", f.epochs, "at least 1")
+    retrain_seeds(f)
     if f.bootstrap < 0:
         raise ConfigError("fidelity.bootstrap", f.bootstrap, "0 (no intervals) or more")
     if not 0 < f.confidence < 1:
@@ -104,7 +131,7 @@ def continue_command(output_dir: Path) -> str:
 
 
 def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> float:
-    """Score, retrain, correlate; returns Kendall's tau (for sweepers)."""
+    """Score, retrain with every seed, correlate; returns Kendall's tau (for sweepers)."""
     from enas_lightning.build import build_controller
     from enas_lightning.checkpointing import Interrupted
     from enas_lightning.fidelity.plot import plot_fidelity
@@ -120,13 +147,16 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     start = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
     fcfg, found = prepare(cfg, overrides, output_dir)
+    # before the scoring; build_trainer sets it again for every retrain
     if fcfg.trainer.num_threads > 0:
         torch.set_num_threads(fcfg.trainer.num_threads)
     settings = output_dir / SETTINGS_NAME
     if not settings.is_file():
         settings.write_text(json.dumps(row_settings(fcfg, found), indent=2) + "\n")
     k = fcfg.fidelity.num_archs
+    seeds = retrain_seeds(fcfg.fidelity)
     ops = tuple(fcfg.search_space.ops)
+    space = get_space(fcfg.search_space.name)
 
     device = scoring_device(fcfg)
     module = load_search_module(fcfg, found, torch.device("cpu"))
@@ -134,77 +164,98 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     candidates = sample_candidates(module.controller, uniform, k, fcfg.fidelity.seed)
 
     csv_path = output_dir / CSV_NAME
-    rows, beyond = kept_rows(csv_path, candidates, ops, fcfg.fidelity.seed)
-    done = {r["index"] for r in rows}
+    table = Rows.resume(csv_path, candidates, ops, seeds, fcfg)
+    done = table.done()
     if done:
-        print(f"keeping {len(done)} finished architectures from {csv_path}", flush=True)
+        what = "architectures" if len(seeds) == 1 else "retrains (architecture and seed)"
+        print(f"keeping {len(done)} finished {what} from {csv_path}", flush=True)
 
-    # shared-weight scores of the architectures still to train (cheap next to training)
+    # shared-weight scores of the architectures with no saved row (cheap next to training)
     module = module.to(device)
     module.data.to(device, channels_last=False)
-    shared = {i: module.accuracy(arch) for i, (_, arch) in enumerate(candidates) if i not in done}
+    shared = {i: table.shared_acc(i) for i in range(k)}
+    for i, (_, arch) in enumerate(candidates):
+        if shared[i] is None and any((i, s) not in done for s in seeds):
+            shared[i] = module.accuracy(arch)
     del module  # the supernet is not needed while architectures train
 
-    for i, (source, arch) in enumerate(candidates):
-        if i in done:
-            continue
-        arch_dir = output_dir / "archs" / f"{i:03d}"
-        last = arch_dir / "checkpoints" / "last.ckpt"
-        print(f"architecture {i + 1}/{k} ({source}): shared-weight acc {shared[i]:.4f}", flush=True)
-        try:
-            metrics = train_final(
-                fcfg,
-                arch,
-                arch_dir,
-                logger=False,
-                ckpt_path=str(last) if last.is_file() else None,
-                export=False,
+    # seed by seed: a run stopped after the first seed has the one-seed table complete
+    for j, seed in enumerate(seeds):
+        seed_cfg = OmegaConf.merge(fcfg, {"seed": seed})
+        of_seeds = "" if len(seeds) == 1 else f", seed {seed} ({j + 1} of {len(seeds)})"
+        for i, (source, arch) in enumerate(candidates):
+            if (i, seed) in done:
+                continue
+            arch_dir = output_dir / "archs" / f"{i:03d}" / f"seed_{seed}"
+            last = arch_dir / "checkpoints" / "last.ckpt"
+            print(
+                f"architecture {i + 1}/{k} ({source}){of_seeds}: shared-weight acc {shared[i]:.4f}",
+                flush=True,
             )
-        except Interrupted:
-            raise Interrupted(
-                f"interrupted during architecture {i + 1} of {k}; {len(rows)} finished ones are "
-                f"saved in {csv_path}; continue with: {continue_command(output_dir)}"
-            ) from None
-        rows.append(
-            {
-                "index": i,
-                "source": source,
-                "arch": metrics["arch"],
-                "shared_acc": shared[i],
-                "standalone_acc": metrics["test_acc"],
-                "params": metrics["params"],
-                "seconds": metrics["wall_time_s"],
-            }
-        )
-        rows.sort(key=lambda r: r["index"])
-        write_rows(csv_path, rows + beyond)
-        # the row is the result; the checkpoints only served a resume of this architecture
-        shutil.rmtree(arch_dir / "checkpoints", ignore_errors=True)
+            try:
+                metrics = train_final(
+                    seed_cfg,
+                    arch,
+                    arch_dir,
+                    logger=False,
+                    ckpt_path=str(last) if last.is_file() else None,
+                    export=False,
+                )
+            except Interrupted:
+                raise Interrupted(
+                    f"interrupted during architecture {i + 1} of {k}{of_seeds}; "
+                    f"{len(table.rows)} finished ones are saved in {csv_path}; continue with: "
+                    f"{continue_command(output_dir)}"
+                ) from None
+            table.add(
+                {
+                    "index": i,
+                    "source": source,
+                    "arch": metrics["arch"],
+                    "seed": seed,
+                    "shared_acc": shared[i],
+                    "standalone_acc": metrics["test_acc"],
+                    "params": metrics["params"],
+                    "param_free_share": space.param_free_share(arch),
+                    "seconds": metrics["wall_time_s"],
+                }
+            )
+            # the row is the result; the checkpoints only served a resume of this retrain
+            shutil.rmtree(arch_dir / "checkpoints", ignore_errors=True)
 
-    summary = summarize(rows, fcfg)
-    summary["search_run"] = str(found.search_dir.resolve())
-    summary["checkpoint"] = str(found.ckpt.resolve())
-    summary["wall_time_s"] = time.time() - start
-    summary["config"] = OmegaConf.to_container(fcfg, resolve=True)
-    (output_dir / JSON_NAME).write_text(json.dumps(strict_json(summary), indent=2) + "\n")
-    conf = fcfg.fidelity.confidence
-    tau_line = fmt_interval("Kendall tau", summary["kendall_tau"], conf)
-    rho_line = fmt_interval("Spearman rho", summary["spearman_rho"], conf)
+    archs = per_arch(table.rows, seeds)
+    summary = summarize(archs, seeds, fcfg)
+    path = write_summary(
+        output_dir,
+        summary,
+        fcfg,
+        search_run=str(found.search_dir.resolve()),
+        checkpoint=str(found.ckpt.resolve()),
+        wall_time_s=time.time() - start,
+    )
+    lines = correlation_lines(summary)
     png = plot_fidelity(
-        [r["shared_acc"] for r in rows],
-        [r["standalone_acc"] for r in rows],
-        [r["source"] for r in rows],
+        [a["shared_acc"] for a in archs],
+        [a["standalone_acc"] for a in archs],
+        [a["source"] for a in archs],
         output_dir / PLOT_NAME,
-        title=f"{tau_line}\n{rho_line}",
+        # tau and rho; with several seeds tau and the ceiling's tau
+        title="\n".join(lines[:2] if len(seeds) == 1 else [lines[0], lines[2]]),
+        ranges=None
+        if len(seeds) == 1
+        else [(min(a["standalone_accs"]), max(a["standalone_accs"])) for a in archs],
     )
     log_summary(fcfg, output_dir, summary, png)
-    print(format_table(rows))
-    print(tau_line)
-    print(rho_line)
+    print(format_table(archs))
+    print("\n".join(lines))
+    spread = spread_line(summary)
+    if spread:
+        print(spread)
+    retrains = "" if len(seeds) == 1 else f" x {len(seeds)} seeds ({', '.join(map(str, seeds))})"
     print(
         f"top-1 regret {summary['top1_regret']:.4f} (best standalone acc "
-        f"{summary['best_standalone_acc']:.4f}); {len(rows)} architectures, "
+        f"{summary['best_standalone_acc']:.4f}); {len(archs)} architectures{retrains}, "
         f"{fcfg.fidelity.epochs} epochs each"
     )
-    print(f"files: {csv_path}, {output_dir / JSON_NAME}, {png}", flush=True)
+    print(f"files: {csv_path}, {path}, {png}", flush=True)
     return float(summary["kendall_tau"]["estimate"])
