@@ -190,6 +190,21 @@ def correlation_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def plot_title(summary: dict[str, Any]) -> str:
+    """Tau and rho; with several seeds tau and the noise ceiling's tau."""
+    conf = summary["confidence"]
+    if summary["noise_ceiling"] is None:
+        return "\n".join(correlation_lines(summary))
+    return "\n".join(
+        [
+            fmt_interval("shared vs seed mean: Kendall tau", summary["kendall_tau"], conf),
+            fmt_interval(
+                "noise ceiling: Kendall tau", summary["noise_ceiling"]["kendall_tau"], conf
+            ),
+        ]
+    )
+
+
 def spread_line(summary: dict[str, Any]) -> str | None:
     """Architectures against seeds: the regime can rank only where the first is larger."""
     s = summary["spread"]
@@ -210,6 +225,46 @@ def write_summary(
     d = {**summary, **extra, "config": OmegaConf.to_container(fcfg, resolve=True)}
     path.write_text(json.dumps(strict_json(d), indent=2) + "\n")
     return path
+
+
+def report(
+    output_dir: Path,
+    archs: list[dict[str, Any]],
+    summary: dict[str, Any],
+    fcfg: DictConfig,
+    files: tuple[Path, Path],
+) -> Path:
+    """Draw the scatter plot, send the summary to the logger and print the result; the plot's
+    path. ``archs``: :func:`per_arch`'s records; ``files``: the CSV and the JSON."""
+    from enas_lightning.fidelity.plot import plot_fidelity
+    from enas_lightning.fidelity.rows import format_table
+
+    seeds = summary["retrain_seeds"]
+    several = len(seeds) > 1
+    png = plot_fidelity(
+        [a["shared_acc"] for a in archs],
+        [a["standalone_acc"] for a in archs],
+        [a["source"] for a in archs],
+        output_dir / PLOT_NAME,
+        title=plot_title(summary),
+        ranges=[(min(a["standalone_accs"]), max(a["standalone_accs"])) for a in archs]
+        if several
+        else None,
+    )
+    log_summary(fcfg, output_dir, summary, png)
+    print(format_table(archs))
+    print("\n".join(correlation_lines(summary)))
+    spread = spread_line(summary)
+    if spread:
+        print(spread)
+    retrains = f" x {len(seeds)} seeds ({', '.join(map(str, seeds))})" if several else ""
+    print(
+        f"top-1 regret {summary['top1_regret']:.4f} (best standalone acc "
+        f"{summary['best_standalone_acc']:.4f}); {len(archs)} architectures{retrains}, "
+        f"{fcfg.fidelity.epochs} epochs each"
+    )
+    print(f"files: {files[0]}, {files[1]}, {png}", flush=True)
+    return png
 
 
 def log_summary(fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png: Path) -> None:

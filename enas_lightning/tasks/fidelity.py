@@ -33,7 +33,6 @@ from enas_lightning.fidelity.rows import (
     SETTINGS_NAME,
     Rows,
     check_settings,
-    format_table,
     row_settings,
 )
 from enas_lightning.fidelity.search_run import (
@@ -43,15 +42,7 @@ from enas_lightning.fidelity.search_run import (
     load_search_module,
     scoring_device,
 )
-from enas_lightning.fidelity.summary import (
-    PLOT_NAME,
-    correlation_lines,
-    log_summary,
-    per_arch,
-    spread_line,
-    summarize,
-    write_summary,
-)
+from enas_lightning.fidelity.summary import per_arch, report, summarize, write_summary
 from enas_lightning.spaces import get_space
 
 
@@ -134,7 +125,6 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     """Score, retrain with every seed, correlate; returns Kendall's tau (for sweepers)."""
     from enas_lightning.build import build_controller
     from enas_lightning.checkpointing import Interrupted
-    from enas_lightning.fidelity.plot import plot_fidelity
     from enas_lightning.final.train import train_final
 
     if overrides is None:
@@ -175,7 +165,7 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     module.data.to(device, channels_last=False)
     shared = {i: table.shared_acc(i) for i in range(k)}
     for i, (_, arch) in enumerate(candidates):
-        if shared[i] is None and any((i, s) not in done for s in seeds):
+        if shared[i] is None:
             shared[i] = module.accuracy(arch)
     del module  # the supernet is not needed while architectures train
 
@@ -233,29 +223,5 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
         checkpoint=str(found.ckpt.resolve()),
         wall_time_s=time.time() - start,
     )
-    lines = correlation_lines(summary)
-    png = plot_fidelity(
-        [a["shared_acc"] for a in archs],
-        [a["standalone_acc"] for a in archs],
-        [a["source"] for a in archs],
-        output_dir / PLOT_NAME,
-        # tau and rho; with several seeds tau and the ceiling's tau
-        title="\n".join(lines[:2] if len(seeds) == 1 else [lines[0], lines[2]]),
-        ranges=None
-        if len(seeds) == 1
-        else [(min(a["standalone_accs"]), max(a["standalone_accs"])) for a in archs],
-    )
-    log_summary(fcfg, output_dir, summary, png)
-    print(format_table(archs))
-    print("\n".join(lines))
-    spread = spread_line(summary)
-    if spread:
-        print(spread)
-    retrains = "" if len(seeds) == 1 else f" x {len(seeds)} seeds ({', '.join(map(str, seeds))})"
-    print(
-        f"top-1 regret {summary['top1_regret']:.4f} (best standalone acc "
-        f"{summary['best_standalone_acc']:.4f}); {len(archs)} architectures{retrains}, "
-        f"{fcfg.fidelity.epochs} epochs each"
-    )
-    print(f"files: {csv_path}, {path}, {png}", flush=True)
+    report(output_dir, archs, summary, fcfg, files=(csv_path, path))
     return float(summary["kendall_tau"]["estimate"])
