@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -165,15 +165,19 @@ class FidelityConfig:
     K architectures from a finished search's checkpoint (alternately from its trained
     controller and from a uniform one) are scored on the shared weights and trained standalone
     for ``epochs`` with the search run's final-training settings (``final.*`` on the command
-    line overrides them; see ``docs/fidelity.md``).
+    line overrides them), once per retrain seed; see ``docs/fidelity.md``.
     """
 
     run: str | None = None  # a finished task=search run directory, a pipeline run or its search/
     num_archs: int = 12  # K: even indices from the trained controller, odd ones uniform
     epochs: int = 10  # standalone training budget per architecture (replaces final.epochs)
+    # every architecture is retrained once per seed: a count n (seeds seed .. seed+n-1) or a list
+    # of seeds; the seed mean is the ground truth, and with 2 or more the seed-vs-seed rank
+    # correlation is the noise ceiling (Any: OmegaConf 2.3 has no int | list[int])
+    retrain_seeds: Any = 1
     bootstrap: int = 2000  # bootstrap resamples of the architectures for the intervals
     confidence: float = 0.95  # level of the percentile bootstrap intervals
-    seed: int = 0  # sampling, standalone training and bootstrap
+    seed: int = 0  # sampling, the first retrain seed (retrain_seeds a count) and bootstrap
 
 
 @dataclass

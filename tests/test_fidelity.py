@@ -1,9 +1,11 @@
-"""task=fidelity: the rank statistics against scipy, the bootstrap, the task end to end with resume."""
+"""task=fidelity: the rank statistics against scipy, the bootstrap, the noise ceiling over retrain
+seeds, the rows and their resume per (architecture, seed), the task end to end with resume."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,8 +19,12 @@ from scipy import stats as scipy_stats
 from enas_lightning.fidelity.stats import (
     average_ranks,
     bootstrap,
+    bootstrap_rows,
     kendall_tau_b,
+    seed_pairs_mean,
+    single_seed_mean,
     spearman_rho,
+    spread,
     top1_regret,
 )
 from tests._cli import enas, tiny
@@ -93,6 +99,224 @@ def test_bootstrap_skips_undefined_resamples() -> None:
     assert 0 < ci.valid < 200 and ci.low == ci.high == 1.0
 
 
+def test_bootstrap_resamples_architectures_as_before() -> None:
+    """bootstrap is bootstrap_rows of the two columns: the same seeded resamples of the pairs
+    as a loop over ``rng.integers`` (the intervals of earlier runs do not move)."""
+    x, y = noisy_table(20, seed=3)
+    rng = np.random.default_rng(7)
+    loop = [kendall_tau_b(x[i], y[i]) for i in rng.integers(0, 20, (300, 20))]
+    ci = bootstrap(kendall_tau_b, x, y, samples=300, confidence=0.9, seed=7)
+    assert (ci.low, ci.high) == tuple(np.quantile(loop, [0.05, 0.95]))
+    rows = bootstrap_rows(lambda t: kendall_tau_b(t[:, 0], t[:, 1]), np.c_[x, y], 300, 0.9, 7)
+    assert rows == ci
+
+
+# A hand-made table: 6 architectures (rows), their shared-weight score and their retrained
+# accuracy under 3 seeds (columns), with ties.
+SEED_SHARED = [0.41, 0.55, 0.38, 0.62, 0.55, 0.47]
+SEED_ACCS = [
+    [0.80, 0.82, 0.79],
+    [0.84, 0.81, 0.86],
+    [0.78, 0.80, 0.77],
+    [0.85, 0.86, 0.84],
+    [0.82, 0.82, 0.85],
+    [0.81, 0.79, 0.80],
+]
+
+
+def scipy_pair_mean(stat, accs: np.ndarray) -> float:
+    s = accs.shape[1]
+    return float(
+        np.mean([stat(accs[:, a], accs[:, b]).statistic for a in range(s) for b in range(a + 1, s)])
+    )
+
+
+def test_noise_ceiling_and_single_seed_against_scipy() -> None:
+    accs = np.array(SEED_ACCS)
+    for ours, theirs in (
+        (kendall_tau_b, scipy_stats.kendalltau),
+        (spearman_rho, scipy_stats.spearmanr),
+    ):
+        assert seed_pairs_mean(ours, accs) == pytest.approx(
+            scipy_pair_mean(theirs, accs), abs=1e-12
+        )
+        # two seeds: the one pair's correlation
+        assert seed_pairs_mean(ours, accs[:, :2]) == pytest.approx(
+            theirs(accs[:, 0], accs[:, 1]).statistic, abs=1e-12
+        )
+        single = np.mean([theirs(SEED_SHARED, accs[:, s]).statistic for s in range(3)])
+        assert single_seed_mean(ours, np.c_[SEED_SHARED, accs]) == pytest.approx(single, abs=1e-12)
+    assert np.isnan(seed_pairs_mean(kendall_tau_b, accs[:, :1]))  # one seed: no ceiling
+    between, within = spread(accs)
+    assert between == pytest.approx(np.std(accs.mean(1), ddof=1))
+    assert within == pytest.approx(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1))))
+    assert np.isnan(spread(accs[:, :1])[1])
+
+
+def seed_rows(accs: list[list[float]], seeds: list[int]) -> list[dict]:
+    """The CSV rows of the hand-made table: one per (architecture, seed)."""
+    return [
+        {
+            "index": i,
+            "source": ("controller", "uniform")[i % 2],
+            "arch": f"arch {i}",
+            "seed": seed,
+            "shared_acc": SEED_SHARED[i],
+            "standalone_acc": acc,
+            "params": 100 + i,
+            "param_free_share": 0.25 * (i % 3),
+            "seconds": 1.0,
+        }
+        for i, row in enumerate(accs)
+        for seed, acc in zip(seeds, row, strict=True)
+    ]
+
+
+def test_summary_of_seed_means_and_ceiling() -> None:
+    """The ground truth is the seed mean; the ceiling is seed vs seed, beside the shared tau."""
+    from omegaconf import OmegaConf
+
+    from enas_lightning.fidelity.summary import correlation_lines, per_arch, summarize
+
+    fcfg = OmegaConf.create({"fidelity": {"bootstrap": 500, "confidence": 0.9, "seed": 0}})
+    seeds = [4, 9, 2]
+    rows = seed_rows(SEED_ACCS, seeds)[::-1]  # any order
+    archs = per_arch(rows, seeds)
+    accs = np.array(SEED_ACCS)
+    means = accs.mean(1)
+    assert [a["index"] for a in archs] == list(range(6))
+    assert [a["standalone_accs"] for a in archs] == SEED_ACCS  # in the order of the seeds
+    np.testing.assert_allclose([a["standalone_acc"] for a in archs], means)
+    assert archs[1]["seconds"] == 3.0
+
+    s = summarize(archs, seeds, fcfg)
+    assert s["retrain_seeds"] == seeds and s["num_archs"] == 6
+    assert s["kendall_tau"]["estimate"] == pytest.approx(
+        scipy_stats.kendalltau(SEED_SHARED, means).statistic, abs=1e-12
+    )
+    assert s["spearman_rho"]["estimate"] == pytest.approx(
+        scipy_stats.spearmanr(SEED_SHARED, means).statistic, abs=1e-12
+    )
+    ceiling = s["noise_ceiling"]
+    assert ceiling["seed_pairs"] == 3
+    assert ceiling["kendall_tau"]["estimate"] == pytest.approx(
+        scipy_pair_mean(scipy_stats.kendalltau, accs), abs=1e-12
+    )
+    assert ceiling["spearman_rho"]["estimate"] == pytest.approx(
+        scipy_pair_mean(scipy_stats.spearmanr, accs), abs=1e-12
+    )
+    for d in (s["kendall_tau"], ceiling["kendall_tau"], s["shared_vs_single_seed"]["kendall_tau"]):
+        assert d["ci"][0] <= d["estimate"] <= d["ci"][1]
+    assert s["top1_regret"] == pytest.approx(top1_regret(SEED_SHARED, means))
+    assert s["best_standalone_acc"] == pytest.approx(means.max())
+    assert s["spread"]["ratio"] == pytest.approx(np.divide(*spread(accs)))
+    assert s["by_source"]["uniform"]["mean_standalone_acc"] == pytest.approx(means[1::2].mean())
+    assert s["by_source"]["controller"]["mean_param_free_share"] == pytest.approx(0.25)
+    lines = correlation_lines(s)
+    assert lines[0].startswith("Kendall tau ") and "mean of 3 seeds" in lines[0]
+    assert "noise ceiling: Kendall tau" in lines[2] and "mean over 3 seed pairs" in lines[2]
+
+    # one seed: today's numbers, no ceiling
+    one = summarize(per_arch(seed_rows([[r[0]] for r in SEED_ACCS], [0]), [0]), [0], fcfg)
+    assert one["kendall_tau"]["estimate"] == pytest.approx(
+        kendall_tau_b(SEED_SHARED, accs[:, 0]), abs=1e-15
+    )
+    assert one["noise_ceiling"] is None and one["shared_vs_single_seed"] is None
+    assert len(correlation_lines(one)) == 2
+
+    with pytest.raises(ValueError, match="architecture 0 has no row for seeds \\[9\\]"):
+        per_arch([r for r in rows if (r["index"], r["seed"]) != (0, 9)], seeds)
+
+
+# --------------------------------------------------------------------------- rows and resume
+def micro_candidates(k: int) -> list[tuple[str, object]]:
+    from enas_lightning.spaces.micro.arch import MicroArch
+
+    # 2 nodes per cell; node j's op 1 is op (i + j) % 5: distinct architectures
+    return [
+        (
+            ("controller", "uniform")[i % 2],
+            MicroArch.from_ints([0, i % 5, 1, 4, 2, 2, 0, 3, 1, 0, 0, 1, 2, 4, 1, 2]),
+        )
+        for i in range(k)
+    ]
+
+
+def test_rows_resume_per_arch_and_seed(tmp_path: Path, make_cfg) -> None:
+    """Saved rows count per (architecture, seed): the rows of other seeds and of architectures
+    beyond K stay on file; a table from before the seed column reads as fidelity.seed's."""
+    from enas_lightning.errors import ConfigError
+    from enas_lightning.fidelity.rows import COLUMNS, Rows, read_rows, write_rows
+
+    ops = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+    cfg = make_cfg(["fidelity.seed=3"])
+    cands = micro_candidates(3)
+    ints = [" ".join(map(str, a.to_ints(ops))) for _, a in cands]
+
+    def row(i: int, seed: int, acc: float) -> dict:
+        return {
+            "index": i,
+            "source": cands[i][0],
+            "arch": ints[i],
+            "seed": seed,
+            "shared_acc": 0.5,
+            "standalone_acc": acc,
+            "params": 10,
+            "param_free_share": 0.5,
+            "seconds": 2.0,
+        }
+
+    path = tmp_path / "fidelity.csv"
+    write_rows(
+        path, [row(0, 3, 0.7), row(0, 4, 0.71), row(1, 3, 0.6), row(2, 3, 0.8), row(1, 9, 0.1)]
+    )
+    table = Rows.resume(path, cands[:2], ops, [3, 4], cfg)  # K=2, seeds 3 and 4
+    assert table.done() == {(0, 3), (0, 4), (1, 3)}
+    assert {(r["index"], r["seed"]) for r in table.beyond} == {(2, 3), (1, 9)}
+    assert table.shared_acc(1) == 0.5 and table.shared_acc(5) is None
+    table.add(row(1, 4, 0.65))
+    saved = read_rows(path, 3)
+    assert [(r["index"], r["seed"]) for r in saved] == [
+        (0, 3),
+        (0, 4),
+        (1, 3),
+        (1, 4),
+        (1, 9),
+        (2, 3),
+    ]
+    assert saved[3]["standalone_acc"] == 0.65
+    assert Rows.resume(path, cands[:2], ops, [3, 4], cfg).done() == {(0, 3), (0, 4), (1, 3), (1, 4)}
+
+    # a row whose architecture differs from the candidate: other sampling, refused
+    with pytest.raises(ConfigError, match="^fidelity.seed=3 .*row 1 differs"):
+        Rows.resume(path, [cands[0], cands[2]], ops, [3, 4], cfg)
+
+    # a table written before the seed and param_free_share columns
+    old = tmp_path / "old.csv"
+    with old.open("w", newline="") as f:
+        w = csv.DictWriter(
+            f, fieldnames=[c for c in COLUMNS if c not in ("seed", "param_free_share")]
+        )
+        w.writeheader()
+        w.writerow({k: v for k, v in row(0, 3, 0.7).items() if k in w.fieldnames})
+    kept = Rows.resume(old, cands[:2], ops, [3, 4], cfg)
+    assert kept.done() == {(0, 3)}
+    from enas_lightning.spaces import get_space
+
+    assert kept.rows[0]["param_free_share"] == get_space("micro").param_free_share(cands[0][1])
+
+
+@pytest.mark.parametrize(
+    "value, seeds",
+    [(None, [7]), (3, [7, 8, 9]), ("[4,2]", [4, 2]), ("[0]", [0])],
+)
+def test_retrain_seeds(value, seeds: list[int], make_cfg) -> None:
+    from enas_lightning.tasks.fidelity import retrain_seeds
+
+    given = [] if value is None else [f"fidelity.retrain_seeds={value}"]
+    assert retrain_seeds(make_cfg(["fidelity.seed=7", *given]).fidelity) == seeds
+
+
 # --------------------------------------------------------------------------- end to end
 SEARCH_CHANGES = {"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 1}
 SEARCH = tiny(SEARCH_CHANGES)
@@ -142,11 +366,23 @@ def kill_when(args: list[str], env: dict[str, str], appears: Path, timeout: floa
     return err
 
 
+def seed_table(rows: list[dict[str, str]]) -> tuple[list[float], np.ndarray]:
+    """The CSV's shared scores ``[K]`` and retrained accuracies ``[K, seeds]`` (seeds ascending)."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    by = {(int(r["index"]), int(r["seed"])): r for r in rows}
+    k = 1 + max(i for i, _ in by)
+    shared = [float(by[i, seeds[0]]["shared_acc"]) for i in range(k)]
+    return shared, np.array([[float(by[i, s]["standalone_acc"]) for s in seeds] for i in range(k)])
+
+
 @pytest.mark.slow
 def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
-    """A tiny search; fidelity with K=2; then K=4 in the same directory, killed during the
-    third architecture's training; the rerun keeps the first two rows (not retrained), resumes
-    the third from its checkpoint, trains the fourth and writes every output."""
+    """A tiny search; fidelity with K=2 and one retrain seed; then K=4 with retrain_seeds=2 in
+    the same directory, killed during the third architecture's first-seed training; the rerun
+    keeps the two finished retrains (not redone), resumes the third from its checkpoint, retrains
+    the rest seed by seed and reports the noise ceiling beside the shared-weight correlation."""
+    from enas_lightning.spaces import get_space
+
     run = tmp_path / "search"
     cli([*SEARCH, f"hydra.run.dir={run}"], cli_env)
     out = tmp_path / "fidelity"
@@ -154,53 +390,121 @@ def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
 
     first = cli([*args, "fidelity.num_archs=2"], cli_env)
     rows2 = read_csv(out / "fidelity.csv")
-    assert [r["index"] for r in rows2] == ["0", "1"]
+    assert [(r["index"], r["seed"]) for r in rows2] == [("0", "0"), ("1", "0")]
     assert [r["source"] for r in rows2] == ["controller", "uniform"]
     assert "Kendall tau" in first.stdout and "Spearman rho" in first.stdout
-    metrics_mtime = (out / "archs" / "000" / "metrics.json").stat().st_mtime_ns
+    assert "noise ceiling" not in first.stdout  # one seed: no ceiling
+    one = json.loads((out / "fidelity.json").read_text())
+    assert one["retrain_seeds"] == [0] and one["noise_ceiling"] is None
+    metrics_mtime = (out / "archs" / "000" / "seed_0" / "metrics.json").stat().st_mtime_ns
 
     # a rerun in the same directory continues it (resume=true, as for search and final);
-    # killed once the third architecture finished its first epoch
-    k4 = [*args, "fidelity.num_archs=4", "resume=true"]
-    err = kill_when(k4, cli_env, out / "archs" / "002" / "checkpoints" / "last.ckpt")
-    assert "interrupted during architecture 3 of 4" in err and "resume=true" in err
+    # killed once the third architecture finished its first epoch under the first seed
+    k4 = [*args, "fidelity.num_archs=4", "fidelity.retrain_seeds=2", "resume=true"]
+    err = kill_when(k4, cli_env, out / "archs" / "002" / "seed_0" / "checkpoints" / "last.ckpt")
+    assert "interrupted during architecture 3 of 4, seed 0 (1 of 2)" in err
+    assert "resume=true" in err
     assert read_csv(out / "fidelity.csv") == rows2
 
     third = cli(k4, cli_env)
-    rows4 = read_csv(out / "fidelity.csv")
-    assert rows4[:2] == rows2  # kept as saved, shared and standalone accuracy included
-    assert [r["source"] for r in rows4] == ["controller", "uniform"] * 2
-    assert len({r["arch"] for r in rows4}) == 4
-    assert "keeping 2 finished architectures" in third.stdout
-    trained = [n for n in range(1, 5) if f"architecture {n}/4 " in third.stdout]
-    assert trained == [3, 4]
-    assert (out / "archs" / "000" / "metrics.json").stat().st_mtime_ns == metrics_mtime
-    assert json.loads((out / "archs" / "002" / "metrics.json").read_text())["epochs"] == 3
-    for r in rows4:
+    rows = read_csv(out / "fidelity.csv")
+    assert [(int(r["index"]), int(r["seed"])) for r in rows] == [
+        (i, s) for i in range(4) for s in (0, 1)
+    ]
+    assert [r for r in rows if r["seed"] == "0"][:2] == rows2  # kept as saved
+    assert "keeping 2 finished retrains" in third.stdout
+    trained = re.findall(r"architecture (\d)/4 \(\w+\), seed (\d) \(", third.stdout)
+    # seed by seed; the two saved retrains are not redone
+    assert trained == [("3", "0"), ("4", "0"), ("1", "1"), ("2", "1"), ("3", "1"), ("4", "1")]
+    assert (out / "archs" / "000" / "seed_0" / "metrics.json").stat().st_mtime_ns == metrics_mtime
+    resumed = json.loads((out / "archs" / "002" / "seed_0" / "metrics.json").read_text())
+    assert resumed["epochs"] == 3
+    assert not (out / "archs" / "002" / "seed_0" / "checkpoints").exists()
+    micro = get_space("micro")
+    ops = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+    for r in rows:
         assert 0 <= float(r["shared_acc"]) <= 1 and 0 <= float(r["standalone_acc"]) <= 1
         assert int(r["params"]) > 0 and float(r["seconds"]) > 0
         assert len(r["arch"].split()) == 2 * 3 * 4  # 2 cells x 3 nodes x 4 integers
+        arch = micro.decode([int(v) for v in r["arch"].split()], ops, 3)
+        assert float(r["param_free_share"]) == pytest.approx(micro.param_free_share(arch), abs=1e-4)
+    assert len({r["arch"] for r in rows}) == 4
+    for i in range(4):  # one shared score per architecture, whatever the seed
+        assert len({r["shared_acc"] for r in rows if r["index"] == str(i)}) == 1
 
     summary = json.loads((out / "fidelity.json").read_text())
-    assert summary["num_archs"] == 4
-    shared = [float(r["shared_acc"]) for r in rows4]
-    standalone = [float(r["standalone_acc"]) for r in rows4]
+    assert summary["num_archs"] == 4 and summary["retrain_seeds"] == [0, 1]
+    shared, accs = seed_table(rows)
+    means = accs.mean(1)
     # the CSV rounds to 6 decimals
-    assert summary["top1_regret"] == pytest.approx(top1_regret(shared, standalone), abs=1e-5)
-    tau = summary["kendall_tau"]["estimate"]  # null where a column is constant
-    expected = kendall_tau_b(shared, standalone)
-    assert tau == pytest.approx(expected, abs=1e-9) if tau is not None else np.isnan(expected)
+    assert summary["top1_regret"] == pytest.approx(top1_regret(shared, means), abs=1e-5)
+    for got, expected in (
+        (summary["kendall_tau"]["estimate"], kendall_tau_b(shared, means)),
+        (summary["noise_ceiling"]["kendall_tau"]["estimate"], kendall_tau_b(*accs.T)),
+    ):  # null where a column is constant
+        assert got == pytest.approx(expected, abs=1e-9) if got is not None else np.isnan(expected)
+    assert summary["noise_ceiling"]["seed_pairs"] == 1
+    assert "noise ceiling: Kendall tau" in third.stdout
+    assert "shared vs the mean of 2 seeds" in third.stdout
     assert summary["config"]["final"]["epochs"] == 3 and summary["config"]["final"]["layers"] == 3
     assert (out / "fidelity_scatter.png").stat().st_size > 0
     assert str(out / "fidelity.json") in third.stdout.splitlines()[-1]
-    assert not (out / "archs" / "002" / "checkpoints").exists()
+    logged = read_csv(next((out / "logs").rglob("metrics.csv")))
+    assert float(logged[-1]["fidelity/retrain_seeds"]) == 2.0
 
     # other settings are refused in one line, before anything is written
     refused = enas([*k4, "fidelity.epochs=4"], REPO, cli_env, 300)
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0
     assert "fidelity.epochs=4 is not allowed" in refused.stderr
-    assert read_csv(out / "fidelity.csv") == rows4
+    assert read_csv(out / "fidelity.csv") == rows
+
+
+@pytest.mark.slow
+def test_fidelity_retrains_with_each_seed_on_num_threads(
+    tmp_path: Path, cli_env, make_cfg, monkeypatch
+) -> None:
+    """Each retrain runs under its own seed (the list's order) and on trainer.num_threads
+    threads, whatever the process had before."""
+    import torch
+
+    from enas_lightning.final.module import FinalModule
+    from enas_lightning.tasks.fidelity import run_fidelity
+
+    run = tmp_path / "search"
+    cli([*SEARCH, f"hydra.run.dir={run}"], cli_env)
+    seen: list[tuple[int, int]] = []
+    fit_start = FinalModule.on_fit_start
+
+    def spy(self) -> None:
+        seen.append((self.seed, torch.get_num_threads()))
+        fit_start(self)
+
+    monkeypatch.setattr(FinalModule, "on_fit_start", spy)
+    given = [a for a in FIDELITY if not a.startswith(("trainer=", "fidelity.epochs"))]
+    given += [
+        f"fidelity.run={run}",
+        "fidelity.epochs=1",
+        "fidelity.num_archs=2",
+        "fidelity.retrain_seeds=[5,3]",
+        "trainer.num_threads=1",
+        "logger=none",
+    ]
+    cfg = make_cfg(given)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_fidelity(cfg, tmp_path / "fidelity", given)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [(5, 1), (5, 1), (3, 1), (3, 1)]
+    rows = read_csv(tmp_path / "fidelity" / "fidelity.csv")
+    assert [(r["index"], r["seed"]) for r in rows] == [
+        ("0", "3"),
+        ("0", "5"),
+        ("1", "3"),
+        ("1", "5"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -237,6 +541,12 @@ def test_bad_fidelity_run_is_one_line(run: str, message: str, tmp_path: Path, cl
         ("fidelity.epochs=0", "fidelity.epochs"),
         ("fidelity.confidence=1.0", "fidelity.confidence"),
         ("fidelity.bootstrap=-1", "fidelity.bootstrap"),
+        ("fidelity.retrain_seeds=0", "fidelity.retrain_seeds"),
+        ("fidelity.retrain_seeds=[]", "fidelity.retrain_seeds"),
+        ("fidelity.retrain_seeds=[1,1]", "fidelity.retrain_seeds"),
+        ("fidelity.retrain_seeds=[1,1.5]", "fidelity.retrain_seeds"),
+        ("fidelity.retrain_seeds=two", "fidelity.retrain_seeds"),
+        ("fidelity.retrain_seeds=true", "fidelity.retrain_seeds"),
     ],
 )
 def test_fidelity_settings_are_checked(override: str, setting: str, make_cfg) -> None:
@@ -261,7 +571,7 @@ def fake_run(root: Path, task: str, finished: bool = True) -> Path:
 
 def test_find_search_run_layouts(tmp_path: Path) -> None:
     from enas_lightning.errors import ConfigError
-    from enas_lightning.tasks.fidelity import find_search_run
+    from enas_lightning.fidelity.search_run import find_search_run
 
     search = fake_run(tmp_path / "s", "search")
     assert find_search_run(str(search)).ckpt == search / "checkpoints" / "last.ckpt"
@@ -281,25 +591,36 @@ def test_find_search_run_layouts(tmp_path: Path) -> None:
 
 
 def test_summary_logged_with_scatter_image(tmp_path: Path, make_cfg) -> None:
-    """The correlations as scalars and the scatter plot as an image reach TensorBoard."""
+    """The correlations and the noise ceiling as scalars and the scatter plot (seed ranges as
+    bars) as an image reach TensorBoard."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from enas_lightning.fidelity.plot import plot_fidelity
-    from enas_lightning.tasks.fidelity import log_summary
+    from enas_lightning.fidelity.summary import log_summary, per_arch, summarize
 
-    cfg = make_cfg(["logger=tensorboard"])
-    png = plot_fidelity(SHARED, STANDALONE, ["controller", "uniform"] * 5, tmp_path / "s.png")
-    summary = {
-        "kendall_tau": {"estimate": 0.5},
-        "spearman_rho": {"estimate": 0.6},
-        "top1_regret": 0.03,
-        "num_archs": 10,
-    }
+    cfg = make_cfg(["logger=tensorboard", "fidelity.bootstrap=50"])
+    seeds = [0, 1, 2]
+    summary = summarize(per_arch(seed_rows(SEED_ACCS, seeds), seeds), seeds, cfg)
+    means = np.mean(SEED_ACCS, 1)
+    ranges = [(min(r), max(r)) for r in SEED_ACCS]
+    png = plot_fidelity(
+        SEED_SHARED, means, ["controller", "uniform"] * 3, tmp_path / "s.png", ranges=ranges
+    )
     log_summary(cfg, tmp_path, summary, png)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert events.Tags()["images"] == ["fidelity/scatter"]
-    assert events.Scalars("fidelity/kendall_tau")[0].value == pytest.approx(0.5)
+    expected = {
+        "fidelity/kendall_tau": summary["kendall_tau"]["estimate"],
+        "fidelity/noise_ceiling_kendall_tau": summary["noise_ceiling"]["kendall_tau"]["estimate"],
+        "fidelity/single_seed_kendall_tau": summary["shared_vs_single_seed"]["kendall_tau"][
+            "estimate"
+        ],
+        "fidelity/retrain_seeds": 3.0,
+        "fidelity/within_arch_seed_sd": summary["spread"]["within_arch_seed_sd"],
+    }
+    for tag, value in expected.items():
+        assert events.Scalars(tag)[0].value == pytest.approx(value, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -315,6 +636,7 @@ def test_fidelity_macro(tmp_path: Path, cli_env) -> None:
     rows = read_csv(out / "fidelity.csv")
     assert [r["source"] for r in rows] == ["controller", "uniform"]
     assert all(len(r["arch"].split()) == 1 + 2 + 3 for r in rows)  # op + skips per layer
+    assert all(0 <= float(r["param_free_share"]) <= 1 for r in rows)
     summary = json.loads((out / "fidelity.json").read_text())
     assert summary["config"]["final"]["layers"] == 3  # not the search run's final.layers (24)
 
@@ -325,12 +647,8 @@ def test_fidelity_config_takes_the_search_runs_settings(tmp_path: Path, make_cfg
     from omegaconf import OmegaConf
 
     from enas_lightning.errors import ConfigError
-    from enas_lightning.tasks.fidelity import (
-        check_settings,
-        fidelity_config,
-        find_search_run,
-        row_settings,
-    )
+    from enas_lightning.fidelity.rows import check_settings, row_settings
+    from enas_lightning.fidelity.search_run import fidelity_config, find_search_run
 
     run = fake_run(tmp_path / "run", "search")
     searched = make_cfg(["final.batch_size=17", "final.channels=36", "search.derive_batches=2"])

@@ -22,31 +22,30 @@ def plot_fidelity(
     sources: Sequence[str],
     path: str | os.PathLike,
     title: str = "",
+    ranges: Sequence[tuple[float, float]] | None = None,
 ) -> Path:
     """One point per architecture, coloured by where it was sampled; writes a PNG to ``path``.
 
     ``shared``: validation accuracy on the shared weights; ``standalone``: test accuracy after
-    standalone training; ``sources``: ``"controller"`` or ``"uniform"`` per architecture.
+    standalone training (the mean over the retrain seeds); ``sources``: ``"controller"`` or
+    ``"uniform"`` per architecture; ``ranges``: the lowest and highest accuracy over the seeds
+    per architecture, drawn as vertical bars (``None``: one seed, no bars).
     """
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for source in dict.fromkeys(sources):
         marker, colour = MARKERS.get(source, ("^", "tab:gray"))
-        pts = [
-            (s, a) for s, a, src in zip(shared, standalone, sources, strict=True) if src == source
-        ]
-        ax.scatter(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            marker=marker,
-            c=colour,
-            label=f"{source} ({len(pts)})",
-            alpha=0.8,
-        )
+        mine = [i for i, src in enumerate(sources) if src == source]
+        x, y = [shared[i] for i in mine], [standalone[i] for i in mine]
+        if ranges is not None:
+            below = [standalone[i] - ranges[i][0] for i in mine]
+            above = [ranges[i][1] - standalone[i] for i in mine]
+            ax.errorbar(x, y, yerr=[below, above], fmt="none", ecolor=colour, alpha=0.5)
+        ax.scatter(x, y, marker=marker, c=colour, label=f"{source} ({len(mine)})", alpha=0.8)
     for i, (s, a) in enumerate(zip(shared, standalone, strict=True)):
         ax.annotate(str(i), (s, a), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xlabel("shared-weight validation accuracy")
-    ax.set_ylabel("standalone test accuracy")
+    ax.set_ylabel("standalone test accuracy" + ("" if ranges is None else " (seed mean, range)"))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     if title:

@@ -1,4 +1,5 @@
-"""Rank correlations, percentile bootstrap intervals and the top-1 regret (numpy only).
+"""Rank correlations, percentile bootstrap intervals, the top-1 regret, the noise ceiling
+(numpy only).
 
 Kendall's tau is tau-b (ties in either variable counted as scipy's ``kendalltau`` counts them)
 and Spearman's rho is Pearson's correlation of average ranks (scipy's ``spearmanr``). Both are
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -106,14 +108,78 @@ def bootstrap(
     resampled values. ``nan`` bounds when no resample was defined or ``samples`` is 0.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    estimate = statistic(x, y)
-    rng = np.random.default_rng(seed)
-    values = np.array(
-        [statistic(x[idx], y[idx]) for idx in rng.integers(0, len(x), (samples, len(x)))]
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+    return bootstrap_rows(
+        lambda t: statistic(t[:, 0], t[:, 1]), np.stack([x, y], 1), samples, confidence, seed
     )
+
+
+def bootstrap_rows(
+    statistic: Callable[[np.ndarray], float],
+    table: ArrayLike,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``statistic(table)``, resampling the rows of ``table``.
+
+    ``table`` is ``[n, m]``: one row per architecture (e.g. its accuracy under each of ``m``
+    retrain seeds). The resamples are those of :func:`bootstrap` for the same ``n``, ``samples``
+    and ``seed``, so intervals of several statistics of one run resample the same architectures.
+    """
+    table = np.asarray(table, dtype=float)
+    estimate = statistic(table)
+    rng = np.random.default_rng(seed)
+    n = len(table)
+    values = np.array([statistic(table[idx]) for idx in rng.integers(0, n, (samples, n))])
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return Interval(estimate, float("nan"), float("nan"), 0)
     alpha = 1 - confidence
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return Interval(estimate, float(low), float(high), int(len(values)))
+
+
+# ------------------------------------------------------------------------- several retrain seeds
+def seed_pairs_mean(statistic: Callable[[np.ndarray, np.ndarray], float], accs: ArrayLike) -> float:
+    """The mean of ``statistic`` between two seeds' columns over every pair of seeds.
+
+    ``accs`` is ``[n, S]``: the retrained accuracy of ``n`` architectures under ``S >= 2``
+    seeds. With ``statistic`` a rank correlation this is the noise ceiling: how well one
+    retraining ranks the architectures as another does. ``nan`` where a pair's correlation is
+    (a constant column) or for fewer than 2 seeds.
+    """
+    accs = np.asarray(accs, dtype=float)
+    pairs = list(combinations(range(accs.shape[1]), 2))
+    if not pairs:
+        return float("nan")
+    return float(np.mean([statistic(accs[:, a], accs[:, b]) for a, b in pairs]))
+
+
+def single_seed_mean(
+    statistic: Callable[[np.ndarray, np.ndarray], float], table: ArrayLike
+) -> float:
+    """The mean over seeds of ``statistic(table[:, 0], table[:, 1 + s])``.
+
+    ``table`` is ``[n, 1 + S]``: a score (the shared-weight accuracy) and ``S`` seeds'
+    retrained accuracies. Each term compares the score with one retraining, as the noise
+    ceiling compares one retraining with another.
+    """
+    table = np.asarray(table, dtype=float)
+    return float(np.mean([statistic(table[:, 0], table[:, s]) for s in range(1, table.shape[1])]))
+
+
+def spread(accs: ArrayLike) -> tuple[float, float]:
+    """``(between, within)``: how much architectures differ, and how much seeds do.
+
+    ``accs`` is ``[n, S]``. ``between`` is the standard deviation (``ddof=1``) of the ``n``
+    seed means; ``within`` the pooled standard deviation over seeds of one architecture,
+    ``sqrt(mean_i var_i)`` with each ``var_i`` over the ``S`` seeds (``ddof=1``; ``nan`` for one
+    seed). The seed means still carry ``within**2 / S`` of seed variance.
+    """
+    accs = np.asarray(accs, dtype=float)
+    n, s = accs.shape
+    between = float(np.std(accs.mean(1), ddof=1)) if n > 1 else float("nan")
+    within = float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1)))) if s > 1 else float("nan")
+    return between, within

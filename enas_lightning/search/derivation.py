@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from enas_lightning.spaces import ArchRecord
+from enas_lightning.spaces import ArchRecord, space_of
 
 # what a derivation reminds its reader of wherever it prints or saves its accuracies
 SHARED_WEIGHT_CAVEAT = (
@@ -75,10 +75,25 @@ class Derivation:
         """Mean over the uniformly sampled reference architectures (``None`` without any)."""
         return float(np.mean(self.uniform_accuracies)) if self.uniform_accuracies else None
 
+    @property
+    def param_free_share(self) -> float | None:
+        """The derived architecture's share of parameter-free op choices (identity, pooling);
+        ``None`` where its space does not say which ops those are."""
+        return space_of(self.best).param_free_share(self.best)
+
+    @property
+    def greedy_param_free_share(self) -> float | None:
+        """The greedy architecture's share of parameter-free op choices (``None`` without one)."""
+        if self.greedy_index is None:
+            return None
+        greedy = self.candidates[self.greedy_index]
+        return space_of(greedy).param_free_share(greedy)
+
     def summary(self) -> dict[str, float | int | None]:
         """The four accuracies (scores) under the names ``best_arch.json`` and the loggers use:
         ``val_acc`` (``metric``), ``greedy_val_acc``, ``controller_mean_val_acc`` and
-        ``uniform_mean_val_acc``, then the counts."""
+        ``uniform_mean_val_acc``, the counts, then the derived and greedy architectures'
+        parameter-free shares."""
         m = self.metric
         return {
             m: self.best_acc,  # the derived (best) architecture's
@@ -87,6 +102,8 @@ class Derivation:
             f"uniform_mean_{m}": self.uniform_mean_acc,
             "candidates": len(self.candidates),
             "uniform_samples": len(self.uniform),
+            "param_free_share": self.param_free_share,
+            "greedy_param_free_share": self.greedy_param_free_share,
         }
 
     def rows(self) -> list[tuple[str, ArchRecord, float]]:
@@ -102,7 +119,8 @@ class Derivation:
         ]
 
     def report(self) -> list[str]:
-        """The four labelled rows and the caveat, as printed at the end of a search."""
+        """The four labelled rows, the parameter-free shares and the caveat, as printed at the
+        end of a search."""
         k = len(self.candidates) - (self.greedy_index is not None)
         greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
         uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
@@ -114,5 +132,17 @@ class Derivation:
             f"  controller mean {m} {self.controller_mean_acc:.4f}  (mean of its {k} samples)",
             f"  uniform mean    {m} {uniform}  (mean of {len(self.uniform)} uniformly "
             "sampled architectures: the random reference)",
+            *self._param_free_line(),
             f"  ({SHARED_WEIGHT_CAVEAT})",
+        ]
+
+    def _param_free_line(self) -> list[str]:
+        """The parameter-free shares of the derived and the greedy architecture, if known."""
+        best, greedy = self.param_free_share, self.greedy_param_free_share
+        if best is None:
+            return []
+        greedy_text = "" if greedy is None else f", greedy {greedy:.2f}"
+        return [
+            f"  parameter-free ops: derived {best:.2f}{greedy_text}  (share of identity and "
+            "pooling among the op choices)"
         ]

@@ -169,6 +169,12 @@ class Space(ABC):
         skip penalty's ``controller.skip_weight``); 0 where the space has none."""
         return 0.0
 
+    def param_free_share(self, arch: Any) -> float | None:
+        """The fraction of ``arch``'s op choices that have no weights of their own (identity,
+        pooling), in ``[0, 1]``; ``None`` where the space does not say which ops those are.
+        Reported by the derivation and ``task=fidelity``: the supernet favours such ops."""
+        return None
+
     def sample_stats(self, controller: Controller, sample: Sample) -> dict[str, Tensor]:
         """Extra per-update controller statistics (scalars, batch-averaged), logged by the
         search as ``ctrl/<key>`` and kept in the epoch history (e.g. the macro skip rate)."""

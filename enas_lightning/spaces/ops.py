@@ -10,7 +10,7 @@ statistics too. Standalone (final) networks use ordinary BatchNorm.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,16 +28,32 @@ class Registry:
     def __init__(self, space: str) -> None:
         self.space = space
         self._factories: dict[str, OpFactory] = {}
+        self._param_free: set[str] = set()
 
-    def register(self, name: str) -> Callable[[OpFactory], OpFactory]:
+    def register(self, name: str, param_free: bool = False) -> Callable[[OpFactory], OpFactory]:
+        """``param_free``: the op itself has no weights (identity, pooling); see
+        :meth:`param_free_share`."""
+
         def wrap(factory: OpFactory) -> OpFactory:
             self._factories[name] = factory
+            if param_free:
+                self._param_free.add(name)
             return factory
 
         return wrap
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._factories)
+
+    def param_free_share(self, chosen: Sequence[str]) -> float:
+        """The fraction of the op choices ``chosen`` that are parameter-free, in ``[0, 1]``.
+
+        The weight-sharing supernet favours such ops (ENAS's known collapse to all-pool or
+        all-identity cells), so the derivation and ``task=fidelity`` report this share.
+        """
+        if not chosen:
+            raise ValueError("no op choices")
+        return sum(op in self._param_free for op in chosen) / len(chosen)
 
     def check(self, ops: tuple[str, ...] | list[str], setting: str = "search_space.ops") -> None:
         """Raise one clear error if any name is unknown or repeated."""

@@ -73,8 +73,9 @@ for _k in (3, 5, 7):
     MACRO_OPS.register(f"conv_{_k}x{_k}")(_conv(_k, separable=False))
     MACRO_OPS.register(f"sep_conv_{_k}x{_k}")(_conv(_k, separable=True))
 for _k in (3, 5):
-    MACRO_OPS.register(f"avg_pool_{_k}x{_k}")(_pool("avg", _k))
-    MACRO_OPS.register(f"max_pool_{_k}x{_k}")(_pool("max", _k))
+    # parameter-free: the 1x1 conv in front is the input projection every macro op has
+    MACRO_OPS.register(f"avg_pool_{_k}x{_k}", param_free=True)(_pool("avg", _k))
+    MACRO_OPS.register(f"max_pool_{_k}x{_k}", param_free=True)(_pool("max", _k))
 
 
 class SkipSum(nn.Module):

@@ -130,6 +130,11 @@ class MacroSpace(Space):
         rate = sample.arcs[:, :, 1:].float().sum((1, 2)) / max(1, n * (n - 1) // 2)
         return {"skip_rate": rate.mean()}
 
+    def param_free_share(self, arch: MacroArch) -> float:
+        from enas_lightning.spaces.macro.ops import MACRO_OPS
+
+        return MACRO_OPS.param_free_share([layer.op for layer in arch.layers])
+
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         from enas_lightning.spaces.macro.supernet import reduction_layers
 

@@ -49,6 +49,8 @@ for _k in (3, 5, 7):
     MICRO_OPS.register(f"sep_conv_{_k}x{_k}")(_sep_conv(_k))
 for _k in (3, 5):
     MICRO_OPS.register(f"conv_{_k}x{_k}")(_conv(_k))
-    MICRO_OPS.register(f"avg_pool_{_k}x{_k}")(_pool("avg", _k))
-    MICRO_OPS.register(f"max_pool_{_k}x{_k}")(_pool("max", _k))
-MICRO_OPS.register("identity")(_identity)
+    MICRO_OPS.register(f"avg_pool_{_k}x{_k}", param_free=True)(_pool("avg", _k))
+    MICRO_OPS.register(f"max_pool_{_k}x{_k}", param_free=True)(_pool("max", _k))
+# a stride-2 identity (on a reduction cell's inputs) is a factorized reduction with 1x1 convs;
+# the choice is still "no op of its own", as for the pools
+MICRO_OPS.register("identity", param_free=True)(_identity)

@@ -116,6 +116,13 @@ class MicroSpace(Space):
     def describe_network(self, f: MicroFinalConfig, arch: MicroArch) -> str:
         return f"{f.layers} layers (+2 reduction cells), {f.channels} channels"
 
+    def param_free_share(self, arch: MicroArch) -> float:
+        from enas_lightning.spaces.micro.ops import MICRO_OPS
+
+        # both cells: every node's two op choices
+        cells = (arch.normal, arch.reduce)
+        return MICRO_OPS.param_free_share([op for c in cells for n in c.nodes for op in n.ops])
+
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         from enas_lightning.spaces.micro.network import reduction_positions
 
