@@ -1,8 +1,8 @@
 """The Hydra application: ``python -m enas_lightning [group=option ...] [key=value ...]``.
 
-``main(cfg)`` dispatches on ``task`` and returns the metric a sweeper optimises (the derived
-architecture's validation accuracy for search and pipeline, test accuracy for final,
-Kendall's tau for fidelity).
+``main(cfg)`` runs the task named by ``task`` (:data:`enas_lightning.tasks.TASKS`) and returns
+the metric a sweeper optimises (the derived architecture's validation accuracy for search and
+pipeline, test accuracy for final, Kendall's tau for fidelity).
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from enas_lightning.config import register_configs
-from enas_lightning.errors import ConfigError, ENASError
+from enas_lightning.errors import ConfigError, ENASError, exit_with
 
 log = logging.getLogger("enas_lightning")
 CONF_DIR = Path(__file__).parent / "conf"
@@ -72,38 +71,14 @@ def check_sweep_job(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> float | None:
     from enas_lightning.build import validate
+    from enas_lightning.tasks import get_task
 
     validate(cfg)
     check_multirun_ddp(cfg)
     check_sweep_job(cfg)
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.task == "search":
-        from enas_lightning.tasks.search import run_search
-
-        return run_search(cfg, out)[0]
-    if cfg.task == "inspect":
-        from enas_lightning.tasks.inspect import run_inspect
-
-        run_inspect(cfg, out)
-        return None
-    if cfg.task == "final":
-        from enas_lightning.tasks.final import run_final
-
-        return run_final(cfg, out)
-    if cfg.task == "fidelity":
-        from enas_lightning.tasks.fidelity import run_fidelity
-
-        return run_fidelity(cfg, out)
-    from enas_lightning.tasks.pipeline import run_pipeline
-
-    return run_pipeline(cfg, out)
-
-
-def exit_with(e: ENASError) -> NoReturn:
-    """One line naming the setting and what is allowed, no traceback, the error's exit code."""
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
+    return get_task(cfg.task).run(cfg, out)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -17,14 +17,14 @@ from pytorch_lightning.strategies import DDPStrategy
 from enas_lightning.checkpointing import AtomicCheckpointIO
 from enas_lightning.config import Config
 from enas_lightning.controller import Controller
-from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
+from enas_lightning.data.datasets import ImageSplits, get_dataset
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
 from enas_lightning.spaces import get_space
+from enas_lightning.tasks import get_task
 
 CONTROLLERS = ("enas", "random")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
-TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
@@ -40,12 +40,12 @@ def _positive(setting: str, value: int | float, minimum: int | float = 1) -> Non
 
 def validate(cfg: Config) -> None:
     """Check every setting whose type alone does not make it valid."""
-    _choice("task", cfg.task, TASKS)
+    get_task(cfg.task)  # an unknown task: one line listing the registered ones
     s = cfg.search_space
     space = get_space(s.name)  # an unknown name: one line listing the registered spaces
     _choice("controller.name", cfg.controller.name, CONTROLLERS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
-    _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    get_dataset(cfg.dataset.name)  # an unknown name: one line listing the registered datasets
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     if cfg.task in ("search", "pipeline") and str(cfg.trainer.precision) == "16-mixed":
         # the search steps its optimizers by hand (manual optimisation) and clips each child's

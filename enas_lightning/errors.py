@@ -7,6 +7,9 @@ allowed. The command-line entry point prints that line and exits non-zero instea
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 
 class ENASError(Exception):
     """Base class of errors caused by user input; the message is shown as one line."""
@@ -38,3 +41,15 @@ class NonFiniteError(ENASError):
     """Training produced too many non-finite losses in a row."""
 
     exit_code = 3
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its type name if it has none), to quote in a message."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def exit_with(e: ENASError) -> NoReturn:
+    """One line naming the setting and what is allowed, no traceback, the error's exit code."""
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)

@@ -28,7 +28,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from enas_lightning.errors import ConfigError
+from enas_lightning.errors import ConfigError, exit_with
 
 # Set to a process's rank (> 0 for every rank but the first) by Lightning's DDP relaunch,
 # torchrun, SLURM and submitit's local launcher.
@@ -44,9 +44,16 @@ def is_relaunched_rank(job_name: str = "") -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in RANK_VARIABLES)
 
 
+def resumable(task: str) -> bool:
+    """Whether ``task=<task>`` can continue an earlier run (not ``inspect``: see tasks/)."""
+    from enas_lightning.tasks import TASKS
+
+    return task not in TASKS or TASKS[task].resumes
+
+
 def continues_run(cfg: Any, run_dir: Path) -> bool:
     """Whether ``cfg`` resumes the run in ``run_dir`` (``resume=true`` or a checkpoint in it)."""
-    if cfg.get("task") == "inspect":
+    if not resumable(str(cfg.get("task"))):
         return False
     if cfg.get("resume"):
         return True
@@ -66,9 +73,9 @@ def earlier_files(directory: Path, ignore: tuple[str, ...] = ()) -> list[str]:
 def refuse(setting: str, directory: Path, names: list[str], task: str) -> ConfigError:
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     ways = (
-        f"pass another {setting}"
-        if task == "inspect"
-        else f"pass resume=true to continue that run, or another {setting}"
+        f"pass resume=true to continue that run, or another {setting}"
+        if resumable(task)
+        else f"pass another {setting}"
     )
     return ConfigError(
         setting,
@@ -102,8 +109,6 @@ class RunDirGuard(Callback):
         try:
             check_new_dir(config, Path(str(config.hydra[key].dir)), f"hydra.{key}.dir")
         except ConfigError as e:
-            from enas_lightning.app import exit_with
-
             exit_with(e)  # SystemExit: Hydra turns only Exceptions of callbacks into warnings
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from enas_lightning.controller import Controller
 from enas_lightning.errors import ConfigError, ENASError
 from enas_lightning.spaces import ArchRecord, get_space
+from enas_lightning.tasks import Task, register_task
 
 log = logging.getLogger(__name__)
 
@@ -566,3 +567,17 @@ def log_summary(fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png
         raise
     except Exception as e:  # a tracker failure must not cost the measured table
         log.warning("logging the fidelity summary failed: %s", e)
+
+
+def check_fidelity_task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+    prepare(cfg, overrides, run_dir)
+
+
+register_task(
+    Task(
+        "fidelity",
+        run=run_fidelity,
+        check=check_fidelity_task,
+        saves=(CSV_NAME, "archs/*/checkpoints/last.ckpt"),
+    )
+)

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from enas_lightning.config import Config
+from enas_lightning.tasks import Task, register_task
+from enas_lightning.tasks.common import check_search
 from enas_lightning.tasks.final import run_final_arch
 from enas_lightning.tasks.search import run_search
 
@@ -40,3 +42,6 @@ def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
         print(f"pipeline finished in {summary['wall_time_s']:.0f} s: {output_dir}", flush=True)
         return metrics["test_acc"]
     return None
+
+
+register_task(Task("pipeline", run=run_pipeline, check=check_search))

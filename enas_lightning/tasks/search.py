@@ -25,7 +25,8 @@ from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation
 from enas_lightning.search.module import SearchModule
 from enas_lightning.search.progress import EpochLine
-from enas_lightning.tasks.common import resolve_ckpt, seed_everything
+from enas_lightning.tasks import Task, register_task
+from enas_lightning.tasks.common import check_search, resolve_ckpt, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,6 @@ def run_search(
         ]
         print("\n".join(lines), flush=True)
     return derivation.best_acc, derivation.best, path
+
+
+register_task(Task("search", run=lambda cfg, out: run_search(cfg, out)[0], check=check_search))
