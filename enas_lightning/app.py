@@ -2,7 +2,9 @@
 
 ``main(cfg)`` runs the task named by ``task`` (:data:`enas_lightning.tasks.TASKS`) and returns
 the metric a sweeper optimises (the derived architecture's validation accuracy for search and
-pipeline, test accuracy for final, Kendall's tau for fidelity).
+pipeline, test accuracy for final, Kendall's tau for fidelity). Whatever stops a run is one line
+on stderr and a non-zero exit: a bad setting, a signal, a full disk (or any failed write: the
+file, the space needed and left, what survives and how to resume), a DDP rank that died.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from enas_lightning.config import register_configs
-from enas_lightning.errors import ConfigError, ENASError, exit_with
+from enas_lightning.errors import ConfigError, ENASError, RankDied, WriteError, exit_with
 
 log = logging.getLogger("enas_lightning")
 CONF_DIR = Path(__file__).parent / "conf"
@@ -70,6 +72,7 @@ def check_sweep_job(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> float | None:
+    from enas_lightning import rundir
     from enas_lightning.build import validate
     from enas_lightning.tasks import get_task
 
@@ -78,15 +81,42 @@ def run(cfg: DictConfig) -> float | None:
     check_sweep_job(cfg)
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    rundir.enter(out, cfg.task)
     return get_task(cfg.task).run(cfg, out)
+
+
+def one_line(e: BaseException, cfg: DictConfig) -> ENASError | None:
+    """The one-line error for ``e``, or ``None`` for a bug (which keeps its traceback).
+
+    A failed write anywhere in the run (:func:`enas_lightning.files.write_error_of`) is told
+    with what survives of the run and how to resume it; an error that a DDP rank's death caused
+    becomes the line about that death (:func:`enas_lightning.ranks.after_exception`).
+    """
+    from enas_lightning.checkpointing import after_failure
+    from enas_lightning.files import write_error_of
+    from enas_lightning.ranks import after_exception
+
+    try:
+        after_exception(e)  # a DDP rank's death: RankDied (or SystemExit) instead of e
+    except RankDied as died:
+        return died
+    if isinstance(e, ENASError) and not isinstance(e, WriteError):
+        return e
+    failure = write_error_of(e)
+    if failure is not None and not failure.after:
+        failure.after = after_failure(output_dir_of(cfg), cfg.task, free_space=True)
+    return failure
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
-    except ENASError as e:
-        exit_with(e)
+    except Exception as e:
+        line = one_line(e, cfg)
+        if line is None:
+            raise
+        exit_with(line)
     finally:
         finish_trackers()
 

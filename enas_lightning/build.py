@@ -12,14 +12,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.strategies import DDPStrategy
 
 from enas_lightning.checkpointing import AtomicCheckpointIO
 from enas_lightning.config import Config
 from enas_lightning.controller import Controller
-from enas_lightning.data.datasets import ImageSplits, get_dataset
+from enas_lightning.data.datasets import DATASET_NAMES, ImageSplits
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
+from enas_lightning.ranks import WatchedDDPStrategy
 from enas_lightning.spaces import get_space
 from enas_lightning.tasks import get_task
 
@@ -45,7 +45,7 @@ def validate(cfg: Config) -> None:
     space = get_space(s.name)  # an unknown name: one line listing the registered spaces
     _choice("controller.name", cfg.controller.name, CONTROLLERS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
-    get_dataset(cfg.dataset.name)  # an unknown name: one line listing the registered datasets
+    _choice("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     if cfg.task in ("search", "pipeline") and str(cfg.trainer.precision) == "16-mixed":
         # the search steps its optimizers by hand (manual optimisation) and clips each child's
@@ -183,9 +183,10 @@ def build_strategy(cfg: Config, stage: str) -> Any:
     if t.strategy == "auto" and not several:
         return "auto"
     if t.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
-        return DDPStrategy(find_unused_parameters=stage == "search")
+        # Lightning's DDP whose watch over the ranks ends the run with one line (ranks.py)
+        return WatchedDDPStrategy(find_unused_parameters=stage == "search")
     if t.strategy == "ddp_spawn":
-        return DDPStrategy(start_method="spawn", find_unused_parameters=stage == "search")
+        return WatchedDDPStrategy(start_method="spawn", find_unused_parameters=stage == "search")
     raise ConfigError("trainer.strategy", t.strategy, "one of auto, ddp, ddp_spawn")
 
 

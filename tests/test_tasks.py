@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "enas_lightning"
 
 
 @pytest.fixture(autouse=True)
-def _clear():
+def _clear(monkeypatch):
+    monkeypatch.setattr(rundir, "_current", None)
     yield
     GlobalHydra.instance().clear()
 

@@ -10,6 +10,7 @@ from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import Config
 from enas_lightning.data.datasets import data_shape
 from enas_lightning.errors import ArchError, ConfigError
+from enas_lightning.files import optional
 from enas_lightning.spaces import ArchRecord, get_space
 from enas_lightning.tasks import Task, register_task
 from enas_lightning.viz import render
@@ -67,7 +68,9 @@ def run_inspect(cfg: Config, output_dir: Path) -> dict:
     cost = space.cost(f, arch, classes, shape)
     ops = tuple(s.ops)
     save_arch(arch, output_dir / "arch.json", ops)
-    files = render(space.picture(arch), output_dir / "arch")
+    files: list[Path] = []
+    with optional(output_dir / "arch.png"):
+        files = render(space.picture(arch), output_dir / "arch")
     where = space.describe_network(f, arch)
     print(f"{s.name} architecture ({where}, {classes} classes, {c}x{hw}x{hw} input):")
     print(arch)
