@@ -1,8 +1,10 @@
 """The Hydra application: ``python -m enas_lightning [group=option ...] [key=value ...]``.
 
-``main(cfg)`` dispatches on ``task`` and returns the metric a sweeper optimises (the derived
-architecture's validation accuracy for search and pipeline, test accuracy for final,
-Kendall's tau for fidelity).
+``main(cfg)`` runs the task named by ``task`` (:data:`enas_lightning.tasks.TASKS`) and returns
+the metric a sweeper optimises (the derived architecture's validation accuracy for search and
+pipeline, test accuracy for final, Kendall's tau for fidelity). Whatever stops a run is one line
+on stderr and a non-zero exit: a bad setting, a signal, a full disk (or any failed write: the
+file, the space needed and left, what survives and how to resume), a DDP rank that died.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from enas_lightning.config import register_configs
-from enas_lightning.errors import ConfigError, ENASError
+from enas_lightning.errors import ConfigError, ENASError, RankDied, WriteError, exit_with
 
 log = logging.getLogger("enas_lightning")
 CONF_DIR = Path(__file__).parent / "conf"
@@ -71,47 +72,51 @@ def check_sweep_job(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> float | None:
+    from enas_lightning import rundir
     from enas_lightning.build import validate
+    from enas_lightning.tasks import get_task
 
     validate(cfg)
     check_multirun_ddp(cfg)
     check_sweep_job(cfg)
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.task == "search":
-        from enas_lightning.tasks.search import run_search
-
-        return run_search(cfg, out)[0]
-    if cfg.task == "inspect":
-        from enas_lightning.tasks.inspect import run_inspect
-
-        run_inspect(cfg, out)
-        return None
-    if cfg.task == "final":
-        from enas_lightning.tasks.final import run_final
-
-        return run_final(cfg, out)
-    if cfg.task == "fidelity":
-        from enas_lightning.tasks.fidelity import run_fidelity
-
-        return run_fidelity(cfg, out)
-    from enas_lightning.tasks.pipeline import run_pipeline
-
-    return run_pipeline(cfg, out)
+    rundir.enter(out, cfg.task)
+    return get_task(cfg.task).run(cfg, out)
 
 
-def exit_with(e: ENASError) -> NoReturn:
-    """One line naming the setting and what is allowed, no traceback, the error's exit code."""
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
+def one_line(e: BaseException, cfg: DictConfig) -> ENASError | None:
+    """The one-line error for ``e``, or ``None`` for a bug (which keeps its traceback).
+
+    A failed write anywhere in the run (:func:`enas_lightning.files.write_error_of`) is told
+    with what survives of the run and how to resume it; an error that a DDP rank's death caused
+    becomes the line about that death (:func:`enas_lightning.ranks.after_exception`).
+    """
+    from enas_lightning.checkpointing import after_failure
+    from enas_lightning.files import write_error_of
+    from enas_lightning.ranks import after_exception
+
+    try:
+        after_exception(e)  # a DDP rank's death: RankDied (or SystemExit) instead of e
+    except RankDied as died:
+        return died
+    if isinstance(e, ENASError) and not isinstance(e, WriteError):
+        return e
+    failure = write_error_of(e)
+    if failure is not None and not failure.after:
+        failure.after = after_failure(output_dir_of(cfg), cfg.task, free_space=True)
+    return failure
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
-    except ENASError as e:
-        exit_with(e)
+    except Exception as e:
+        line = one_line(e, cfg)
+        if line is None:
+            raise
+        exit_with(line)
     finally:
         finish_trackers()
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from pytorch_lightning.strategies import DDPStrategy
 
 from enas_lightning.checkpointing import AtomicCheckpointIO
 from enas_lightning.config import Config, space_sections
@@ -21,14 +20,15 @@ from enas_lightning.controller import Controller
 from enas_lightning.data.datasets import ImageSplits, get_dataset
 from enas_lightning.errors import ConfigError
 from enas_lightning.optim import CLIP_MODES
+from enas_lightning.ranks import WatchedDDPStrategy
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.spaces import Space, get_space
 from enas_lightning.spaces.init import INITS, authors_init_
 from enas_lightning.spaces.ops import without_batch_norm_affine
 from enas_lightning.strategies import SearchStrategy, get_strategy
+from enas_lightning.tasks import get_task
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
-TASKS = ("search", "final", "pipeline", "inspect", "fidelity")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
@@ -44,7 +44,7 @@ def _positive(setting: str, value: int | float, minimum: int | float = 1) -> Non
 
 def validate(cfg: Config) -> None:
     """Check every setting whose type alone does not make it valid."""
-    _choice("task", cfg.task, TASKS)
+    get_task(cfg.task)  # an unknown task: one line listing the registered ones
     s = cfg.search_space
     space = get_space(s.name)  # an unknown name: one line listing the registered spaces
     check_space_sections(cfg, space)
@@ -234,9 +234,10 @@ def build_strategy(cfg: Config, stage: str) -> Any:
     if t.strategy == "auto" and not several:
         return "auto"
     if t.strategy in ("auto", "ddp", "ddp_find_unused_parameters_true"):
-        return DDPStrategy(find_unused_parameters=stage == "search")
+        # Lightning's DDP whose watch over the ranks ends the run with one line (ranks.py)
+        return WatchedDDPStrategy(find_unused_parameters=stage == "search")
     if t.strategy == "ddp_spawn":
-        return DDPStrategy(start_method="spawn", find_unused_parameters=stage == "search")
+        return WatchedDDPStrategy(start_method="spawn", find_unused_parameters=stage == "search")
     raise ConfigError("trainer.strategy", t.strategy, "one of auto, ddp, ddp_spawn")
 
 

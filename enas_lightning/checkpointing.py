@@ -4,7 +4,9 @@ Both pieces are generic Lightning plugins, used by every task that trains:
 
 - :class:`AtomicCheckpointIO` (``Trainer(plugins=[...])``) writes each checkpoint to a temporary
   file in the target directory, flushes it to disk and then ``os.replace``-s it over the target,
-  so a kill at any moment leaves either the old, complete file or the new, complete one.
+  so a kill or a full disk at any moment leaves either the old, complete file or the new,
+  complete one (:mod:`enas_lightning.files`); the file gets the umask's mode, as every other
+  file of the run.
 - :class:`SaveOnInterrupt` (a callback) relies on Lightning's own signal handling: Lightning's
   SIGTERM handler only sets ``trainer.received_sigterm``, and the fit loop raises
   ``SIGTERMException`` at the next batch boundary (after the batch and its progress counters
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
-import tempfile
+import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +42,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from enas_lightning.errors import CheckpointError, ENASError
+from enas_lightning.files import write_atomic
 
 if TYPE_CHECKING:
     from enas_lightning.config import Config
@@ -47,25 +52,41 @@ LAST = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file in the same directory, fsync, then ``os.replace``."""
+    """``torch.save`` into a temporary file in the same directory, fsync, then ``os.replace``
+    (:func:`enas_lightning.files.write_atomic`: the file gets the umask's mode, and a failed
+    write is a :class:`~enas_lightning.errors.WriteError` naming the file and the space it
+    needed)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic on POSIX within one file system
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(
+            path, lambda f: torch.save(checkpoint, f), needed=lambda: saved_size(checkpoint)
+        )
+
+
+class _Counter:
+    """A write-only file that counts the bytes written to it."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write(self, b: bytes) -> int:
+        self.n += len(b)
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+
+def saved_size(checkpoint: dict[str, Any]) -> int:
+    """The bytes ``torch.save(checkpoint)`` writes (serialised again, to nowhere: asked only
+    after a write failed, to tell the user how much space it needs)."""
+    counter = _Counter()
+    torch.save(checkpoint, counter)
+    return counter.n
 
 
 class Interrupted(ENASError):
@@ -74,16 +95,65 @@ class Interrupted(ENASError):
     exit_code = 130
 
 
-def resume_command(ckpt: Path) -> str:
-    """The command line that resumes this run: the original arguments, ``ckpt_path`` replaced."""
-    import sys
+# Arguments Lightning's DDP relaunch (and the app, for such a rank) adds to a rank's command line
+RELAUNCH_ARGS = ("hydra.job.name=train_ddp_process_", "hydra.output_subdir=", "hydra/job_logging=")
 
-    args = [a for a in sys.argv[1:] if not a.lstrip("+~").startswith(("ckpt_path=", "resume="))]
-    return " ".join(["python -m enas_lightning", *args, f"ckpt_path={ckpt}"])
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues this run in ``run_dir`` (``resume=true``: the run's
+    ``last.ckpt``, the pipeline's stages, fidelity's finished rows): the original arguments with
+    ``ckpt_path``, ``resume`` and ``hydra.run.dir`` replaced. A sweep job's own arguments stand
+    for the sweep's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    args = sys.argv[1:]
+    try:
+        hc = HydraConfig.get()
+        if hc.mode.name == "MULTIRUN":
+            args = list(hc.overrides.task)
+    except ValueError:  # outside a Hydra job
+        pass
+    drop = ("ckpt_path=", "resume=", "hydra.run.dir=", *RELAUNCH_ARGS)
+    kept = [a for a in args if not a.startswith("-") and not a.lstrip("+~").startswith(drop)]
+    return shlex.join(
+        ["python", "-m", "enas_lightning", *kept, f"hydra.run.dir={run_dir}", "resume=true"]
+    )
+
+
+def newest_saved(run_dir: Path, patterns: tuple[str, ...]) -> Path | None:
+    """The newest file matching one of ``patterns`` (globs relative to ``run_dir``)."""
+    found = [p for pattern in patterns for p in run_dir.glob(pattern) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def after_failure(run_dir: Path, task: str, free_space: bool = False) -> str:
+    """What survives of the run in ``run_dir`` after a fault, and how to resume it: the end of
+    the one-line message of a failed write or of a dead rank (``""`` for a task that has nothing
+    to resume)."""
+    from enas_lightning.tasks import TASKS
+
+    if task not in TASKS or not TASKS[task].resumes:
+        return ""
+    saved = newest_saved(run_dir, TASKS[task].saves)
+    if saved is None:
+        first = "free space and start" if free_space else "start"
+        return f"; no checkpoint had been saved, so nothing to resume: {first} again in a new run"
+    when = time.strftime("%H:%M:%S", time.localtime(saved.stat().st_mtime))
+    then = "free space, then resume" if free_space else "resume"
+    return f"; {saved} (saved at {when}) survives; {then} with: {resume_command(run_dir)}"
+
+
+def run_of(ckpt: Path) -> Path:
+    """The run directory a checkpoint belongs to: the app's current run, else (a task called
+    from Python) the directory holding ``checkpoints/``."""
+    from enas_lightning import rundir
+
+    current = rundir.current()
+    return current[0] if current is not None else ckpt.parent.parent
 
 
 def interrupted_message(ckpt: Path) -> str:
-    return f"interrupted; checkpoint saved; resume with: {resume_command(ckpt)}"
+    return f"interrupted; checkpoint saved; resume with: {resume_command(run_of(ckpt))}"
 
 
 class SaveOnInterrupt(pl.Callback):
@@ -145,16 +215,25 @@ def fit(
     ckpt_path: str | None,
     interrupt: SaveOnInterrupt,
 ) -> None:
-    """``trainer.fit`` that turns a saved interruption into one resume line (:class:`Interrupted`).
+    """``trainer.fit`` that turns a saved interruption into one resume line (:class:`Interrupted`)
+    and a DDP rank's death into one line too (:func:`enas_lightning.ranks.after_exception`).
 
     ``interrupt`` must be among the trainer's callbacks.
     """
+    from enas_lightning.ranks import after_exception
+
     try:
         trainer.fit(module, ckpt_path=ckpt_path)
     except SIGTERMException:
         if interrupt.saved is None:
             raise
+        if not trainer.is_global_zero:
+            # every rank stopped and took part in the save; rank 0 tells the user, once
+            raise SystemExit(Interrupted.exit_code) from None
         raise Interrupted(interrupted_message(interrupt.saved)) from None
+    except Exception as e:
+        after_exception(e, trainer)  # raises RankDied when a rank's death caused e
+        raise
 
 
 def last_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:

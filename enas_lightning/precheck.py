@@ -4,10 +4,10 @@ Hydra writes ``.hydra/`` and the job log into ``hydra.run.dir`` before the task 
 an error raised there would already have modified an earlier run directory given by mistake.
 :func:`precheck` therefore composes the same config with Hydra's compose API, in memory, and runs
 every check that can fail on user input: config composition (misspelt key, wrong type, printed as
-one line instead of Hydra's multi-line report), :func:`enas_lightning.build.validate`, the
-architecture file, the checkpoint's compatibility, and the data (missing or corrupt archive,
-unreadable images, images too small, batch size larger than a split). Only then does
-``hydra.main`` run. The loaded splits are kept
+one line instead of Hydra's multi-line report), :func:`enas_lightning.build.validate`, then the
+task's own check (:attr:`enas_lightning.tasks.Task.check`: the architecture file, the
+checkpoint's compatibility, and the data: missing or corrupt archive, unreadable images, images
+too small, batch size larger than a split). Only then does ``hydra.main`` run. The loaded splits are kept
 (:func:`~enas_lightning.data.cache.load_splits_cached`) so the task does not load them twice.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from enas_lightning.errors import ConfigError, ENASError
+from enas_lightning.errors import ENASError
 
 
 def _override_value(argv: list[str], key: str) -> str | None:
@@ -82,65 +82,14 @@ def compose(argv: list[str]) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
-def check_checkpoint(cfg: Any, run_dir: Path) -> None:
-    """The checkpoint to resume from exists and was made by a compatible search."""
-    import torch
-
-    from enas_lightning.checkpointing import check_fingerprint
-    from enas_lightning.errors import CheckpointError
-    from enas_lightning.tasks.common import resolve_ckpt
-
-    path = resolve_ckpt(cfg, run_dir)
-    if path is None:
-        return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file fails in many ways
-        raise CheckpointError(
-            f"ckpt_path={path!r}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"ckpt_path={path!r}: not a Lightning checkpoint")
-    check_fingerprint(state, cfg)
-
-
 def check(cfg: Any, run_dir: Path, argv: tuple[str, ...] | list[str] = ()) -> None:
-    """Every check that can fail on user input, for ``cfg.task``."""
-    from enas_lightning.build import validate, validate_data
-    from enas_lightning.data.cache import load_splits_cached
+    """Every check that can fail on user input: the settings, then the task's own
+    (:attr:`enas_lightning.tasks.Task.check`: files, checkpoints, data)."""
+    from enas_lightning.build import validate
+    from enas_lightning.tasks import get_task
 
     validate(cfg)
-    task = cfg.task
-    if task in ("inspect", "final") and cfg.arch:
-        from enas_lightning.errors import ArchError
-        from enas_lightning.tasks.inspect import load_cfg_arch
-
-        try:
-            load_cfg_arch(cfg)
-        except ArchError as e:
-            if str(e).startswith("arch="):
-                raise
-            raise ArchError(f"arch={cfg.arch!r} is not allowed: {e}") from None
-    if task == "inspect" and not cfg.arch:
-        raise ConfigError(
-            "arch",
-            cfg.arch,
-            "a JSON file (e.g. <run>/best_arch.json) or the authors' integer string",
-        )
-    if task == "inspect":
-        from enas_lightning.data.datasets import data_shape
-
-        data_shape(cfg.dataset)  # a missing image folder is reported before Hydra writes
-    if task in ("search", "pipeline"):
-        check_checkpoint(cfg, run_dir)
-    if task == "fidelity":
-        from enas_lightning.tasks.fidelity import prepare
-
-        prepare(cfg, list(argv), run_dir)
-    if task in ("search", "pipeline", "final"):
-        stage = "final" if task == "final" else "search"
-        splits = load_splits_cached(cfg.dataset, holdout=stage == "search")
-        validate_data(cfg, splits, stage)
+    get_task(cfg.task).check(cfg, run_dir, list(argv))
 
 
 def precheck(argv: list[str]) -> None:

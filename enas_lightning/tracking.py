@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.config import Config
+from enas_lightning.files import optional
 from enas_lightning.search.progress import search_progress_bar
 from enas_lightning.viz import arch_dot, render
 
@@ -145,7 +146,9 @@ class SearchTracking(pl.Callback):
             picture = None
             if i in pictured:
                 stem = out / "pictures" / "samples" / f"epoch{epoch}_sample{i}"
-                written = render(arch_dot(s["arch"]), stem, formats=("png",))
+                written: list[Path] = []
+                with optional(f"{stem}.png"):
+                    written = render(arch_dot(s["arch"]), stem, formats=("png",))
                 png = [p for p in written if p.suffix == ".png"]
                 picture = wandb.Image(str(png[0])) if png else None
             arc = " ".join(map(str, s["arch"].to_ints(ops)))
@@ -175,7 +178,9 @@ def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, o
     artifact holding the JSON, its pictures and the candidates' table.
     """
     output_dir = Path(output_dir)
-    pictures = render(arch_dot(derivation.best), output_dir / "best_arch")
+    pictures: list[Path] = []
+    with optional(output_dir / "best_arch.png"):
+        pictures = render(arch_dot(derivation.best), output_dir / "best_arch")
     if not logger:
         return
     # best: the derived architecture; greedy; the means of the controller's samples and of the

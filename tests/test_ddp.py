@@ -2,14 +2,20 @@
 
 One short search with ``trainer.devices=2`` in Hydra's default timestamped run directory; every
 rank dumps its state (``search/debug.py``) and the test checks that the ranks agree bit for bit
-where they must and differ where they must. Also: Hydra multirun with ``ddp`` is refused, and
-the submitit launcher config runs a job.
+where they must and differ where they must. Also: Hydra multirun with ``ddp`` is refused, the
+submitit launcher config runs a job, and a rank killed mid-search ends the run with one line whose
+resume command finishes it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +190,60 @@ def test_multirun_with_ddp_spawn_works(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     assert (sweep / "0" / "best_arch.json").is_file()
     assert len(list(sweep.rglob("metrics.csv"))) == 1
+
+
+def rank_pid(run: Path, rank: int) -> int | None:
+    """The PID of the rank that Lightning relaunched as ``train_ddp_process_<rank>`` for ``run``."""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if f"hydra.job.name=train_ddp_process_{rank}" in argv and any(str(run) in a for a in argv):
+            return int(p.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the ranks in /proc")
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_killed_rank_ends_the_run_with_one_line_and_its_resume_finishes(tmp_path, killed):
+    run = tmp_path / "run"
+    args = [*TINY, "search.epochs=200", "trainer.devices=2", f"hydra.run.dir={run}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    rank0 = subprocess.Popen(
+        [sys.executable, "-m", "enas_lightning", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ckpt = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and rank0.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert rank0.poll() is None and ckpt.exists(), rank0.communicate()[1][-3000:]
+    time.sleep(1.0)  # into the next epoch
+    pid = rank0.pid if killed == 0 else rank_pid(run, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _, err = rank0.communicate(timeout=300)  # returns once every rank has ended
+    # the survivors say it: rank 0 for rank 1 (exit 75), rank 1 for rank 0 (rank 0 was killed)
+    assert rank0.returncode == (75 if killed == 1 else -signal.SIGKILL)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, err[-3000:]
+    how = "SIGKILL" if killed == 1 else "its process ended"
+    assert lines[0].startswith(f"error: rank {killed} (PID {pid}) died ({how}); the run stopped; ")
+    assert f"{ckpt} (saved at " in lines[0] and ") survives; resume with: " in lines[0]
+    assert "Traceback" not in err and "zombies" not in err, err[-3000:]
+    # the printed command, with one more epoch to go, finishes the search
+    epoch = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]
+    cmd = shlex.split(lines[0].split("resume with: ", 1)[1])
+    assert cmd[:3] == ["python", "-m", "enas_lightning"] and cmd[-1] == "resume=true"
+    again = [a if a != "search.epochs=200" else f"search.epochs={epoch + 2}" for a in cmd[3:]]
+    r = cli(again, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] == epoch + 1
+    assert (run / "best_arch.json").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -182,12 +183,16 @@ def test_signal_saves_last_ckpt_and_resume_finishes(tmp_path, sig):
     assert proc.returncode != 0
     lines = [ln for ln in (out + err).splitlines() if "resume with:" in ln]
     assert len(lines) == 1, err
-    assert lines[0].endswith(f"ckpt_path={ckpt}")
+    assert lines[0].endswith(f"hydra.run.dir={run} resume=true")
     assert "Traceback" not in err
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["epoch"] < 40 and "enas" in state
     epochs_done = state["epoch"]
-    r = cli(*TINY, f"search.epochs={epochs_done + 2}", f"hydra.run.dir={run}", f"ckpt_path={ckpt}")
+    # the printed command, with fewer epochs to go
+    cmd = shlex.split(lines[0].split("resume with: ", 1)[1])
+    assert cmd[:3] == ["python", "-m", "enas_lightning"] and "search.epochs=40" in cmd
+    args = [f"search.epochs={epochs_done + 2}" if a == "search.epochs=40" else a for a in cmd[3:]]
+    r = cli(*args)
     assert r.returncode == 0, r.stderr
     assert (run / "best_arch.json").is_file()
     final = torch.load(ckpt, map_location="cpu", weights_only=False)

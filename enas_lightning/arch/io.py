@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from enas_lightning.errors import ArchError
+from enas_lightning.files import write_text
 from enas_lightning.spaces import SPACES, ArchRecord
 
 
@@ -89,4 +90,4 @@ def save_arch(
     """Write ``arch`` as readable JSON (plus the integer string for ``ops``) and ``extra`` keys."""
     d = arch.to_dict(ops)
     d.update(extra)
-    Path(path).write_text(json.dumps(d, indent=2) + "\n")
+    write_text(path, json.dumps(d, indent=2) + "\n")  # whole or not at all

@@ -1,5 +1,7 @@
 """Exporting a trained network for use without this project: ``torch.export`` + JSON metadata.
 
+Each file is written whole or not at all, with the umask's mode (:mod:`enas_lightning.files`).
+
 ``model.pt2`` holds the network's graph and weights (eval mode: no dropout, no drop path, no aux
 head, BatchNorm with running statistics). It needs only PyTorch::
 
@@ -14,6 +16,7 @@ head, BatchNorm with running statistics). It needs only PyTorch::
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from enas_lightning.arch import save_arch
+from enas_lightning.files import write_bytes, write_text
 
 # Largest batch the exported graph is traced for; any batch from 1 to this runs.
 MAX_EXPORT_BATCH = 65536
@@ -72,7 +76,10 @@ def export_network(
         "arch": out_dir / "arch.json",
         "preprocess": out_dir / "preprocess.json",
     }
-    torch.export.save(program, paths["model"])
+    # serialised in memory, then written whole (files.py: the umask's mode, one line on failure)
+    model_bytes = io.BytesIO()
+    torch.export.save(program, model_bytes)
+    write_bytes(paths["model"], model_bytes.getvalue())
     save_arch(arch, paths["arch"], tuple(ops))
     c, h, w = (int(s) for s in x.shape[1:])
     preprocess = {
@@ -86,5 +93,5 @@ def export_network(
             "(x - mean[c]) / std[c]; the model returns logits [B, num_classes]"
         ),
     }
-    paths["preprocess"].write_text(json.dumps(preprocess, indent=2) + "\n")
+    write_text(paths["preprocess"], json.dumps(preprocess, indent=2) + "\n")
     return paths

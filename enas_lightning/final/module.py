@@ -190,7 +190,9 @@ class FinalModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
         # number logged per step is a host-to-device copy that waits for the device)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        # the same on every rank; sync_dist keeps Lightning from warning under DDP
+        lr = self.optimizers().param_groups[0]["lr"]
+        self.log("lr", lr, on_step=False, on_epoch=True, sync_dist=True)
 
     def _step_generator(self, seed: int) -> torch.Generator:
         """The augmentation generator on the data's device, reseeded for this step."""

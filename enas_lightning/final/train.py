@@ -18,6 +18,7 @@ from enas_lightning.build import build_trainer
 from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.data.datasets import ImageSplits, load_splits
 from enas_lightning.data.device import DeviceSplits
+from enas_lightning.files import write_text
 from enas_lightning.final.export import export_network
 from enas_lightning.final.module import FinalModule
 from enas_lightning.spaces import ArchRecord, get_space
@@ -148,7 +149,7 @@ def train_final(
     }
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if trainer.is_global_zero and export:
         example = splits.test_x[:2] if len(splits.test_x) else torch.zeros(2, c, h, w)
         export_network(

@@ -6,6 +6,9 @@
   skip rate, greedy architecture);
 - ``pictures/greedy_epoch{N}.dot|png|svg``: the controller's greedy architecture each epoch;
 - ``plots/op_probs.png``, ``plots/controller.png``: the controller converging (or collapsing).
+
+The CSV rows and ``history.json`` land whole or not at all (:mod:`enas_lightning.files`); a
+picture or a plot that cannot be written costs one warning line, not the search.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from enas_lightning.files import appending, optional, write_text
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.viz import arch_dot, plot_curves, plot_op_probs, render
 
@@ -47,7 +51,7 @@ class SearchArtifacts(pl.Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "sampled_archs.csv"
         new = not path.exists()
-        with path.open("a", newline="") as f:
+        with appending(path) as f:
             w = csv.writer(f)
             if new:
                 w.writerow(["epoch", "update", "arc", "reward"])
@@ -56,28 +60,31 @@ class SearchArtifacts(pl.Callback):
                 w.writerow([s["epoch"], s["update"], arc, f"{s['reward']:.6f}"])
         history: list[EpochSummary] = module.history
         as_json = history_json(history, ops)
-        (self.dir / "history.json").write_text(json.dumps(as_json, indent=1) + "\n")
+        write_text(self.dir / "history.json", json.dumps(as_json, indent=1) + "\n")
         if not history:
             return
         last = history[-1]
         if self.pictures and last.greedy_arch is not None:
             pics = self.dir / "pictures"
-            pics.mkdir(exist_ok=True)
-            render(arch_dot(last.greedy_arch), pics / f"greedy_epoch{last.epoch}")
+            with optional(pics / f"greedy_epoch{last.epoch}.png"):
+                pics.mkdir(exist_ok=True)
+                render(arch_dot(last.greedy_arch), pics / f"greedy_epoch{last.epoch}")
         if any(h.controller_ran for h in history):
             plots = self.dir / "plots"
-            plots.mkdir(exist_ok=True)
-            # the plots read the plain dicts of history.json (the format they document)
-            plot_op_probs(as_json, plots / "op_probs.png", op_names=list(ops))
-            plot_curves(
-                as_json,
-                # and the space's own statistics (sorted: the same panels on every run)
-                [
-                    "reward",
-                    "baseline",
-                    "entropy",
-                    *sorted({k for h in history for k in h.space_stats}),
-                ],
-                plots / "controller.png",
-                title="controller",
-            )
+            with optional(plots / "op_probs.png"):
+                plots.mkdir(exist_ok=True)
+                # the plots read the plain dicts of history.json (the format they document)
+                plot_op_probs(as_json, plots / "op_probs.png", op_names=list(ops))
+            with optional(plots / "controller.png"):
+                plot_curves(
+                    as_json,
+                    # and the space's own statistics (sorted: the same panels on every run)
+                    [
+                        "reward",
+                        "baseline",
+                        "entropy",
+                        *sorted({k for h in history for k in h.space_stats}),
+                    ],
+                    plots / "controller.png",
+                    title="controller",
+                )

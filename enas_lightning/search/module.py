@@ -327,7 +327,9 @@ class SearchModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # SGDR moves the learning rate once per epoch: logged here, not per step (a Python
         # number logged per step is a host-to-device copy that waits for the device)
-        self.log("lr", self.child_optimizer().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        # the same on every rank; sync_dist keeps Lightning from warning under DDP
+        lr = self.child_optimizer().param_groups[0]["lr"]
+        self.log("lr", lr, on_step=False, on_epoch=True, sync_dist=True)
         self.summarize_epoch()
         self.lr_schedulers().step()
 

@@ -37,3 +37,38 @@ def resolve_ckpt(cfg: Config, output_dir: Path, stage_of_pipeline: bool = False)
             )
         return str(path)
     return None
+
+
+def check_checkpoint(cfg: Config, run_dir: Path) -> None:
+    """The checkpoint to resume from exists and was made by a compatible search."""
+    import torch
+
+    from enas_lightning.checkpointing import check_fingerprint
+
+    path = resolve_ckpt(cfg, run_dir)
+    if path is None:
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise CheckpointError(
+            f"ckpt_path={path!r}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"ckpt_path={path!r}: not a Lightning checkpoint")
+    check_fingerprint(state, cfg)
+
+
+def check_data(cfg: Config, stage: str) -> None:
+    """The data of ``stage`` (``search``: with the validation holdout; ``final``) loads and fits
+    the batch sizes. The splits are kept for the task (``data.cache``)."""
+    from enas_lightning.build import validate_data
+    from enas_lightning.data.cache import load_splits_cached
+
+    validate_data(cfg, load_splits_cached(cfg.dataset, holdout=stage == "search"), stage)
+
+
+def check_search(cfg: Config, run_dir: Path, overrides: list[str]) -> None:
+    """``task=search`` and ``task=pipeline``: the checkpoint to resume from, and the data."""
+    check_checkpoint(cfg, run_dir)
+    check_data(cfg, "search")

@@ -44,6 +44,7 @@ from enas_lightning.fidelity.search_run import (
 )
 from enas_lightning.fidelity.summary import per_arch, report, summarize, write_summary
 from enas_lightning.spaces import get_space
+from enas_lightning.tasks import Task, register_task
 
 
 def retrain_seeds(f: DictConfig) -> list[int]:
@@ -225,3 +226,17 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     )
     report(output_dir, archs, summary, fcfg, files=(csv_path, path))
     return float(summary["kendall_tau"]["estimate"])
+
+
+def check_fidelity_task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+    prepare(cfg, overrides, run_dir)
+
+
+register_task(
+    Task(
+        "fidelity",
+        run=run_fidelity,
+        check=check_fidelity_task,
+        saves=(CSV_NAME, "archs/*/seed_*/checkpoints/last.ckpt"),
+    )
+)

@@ -9,8 +9,9 @@ from enas_lightning.build import build_logger
 from enas_lightning.config import Config
 from enas_lightning.final.train import train_final
 from enas_lightning.spaces import ArchRecord
-from enas_lightning.tasks.common import resolve_ckpt
-from enas_lightning.tasks.inspect import load_cfg_arch
+from enas_lightning.tasks import Task, register_task
+from enas_lightning.tasks.common import check_data, resolve_ckpt
+from enas_lightning.tasks.inspect import check_arch, load_cfg_arch
 
 
 def run_final_arch(
@@ -34,3 +35,12 @@ def run_final(cfg: Config, output_dir: Path) -> float | None:
     """Returns the final test accuracy (for sweepers)."""
     metrics = run_final_arch(cfg, load_cfg_arch(cfg), output_dir)
     return metrics.get("test_acc") if metrics else None
+
+
+def check_final(cfg: Config, run_dir: Path, overrides: list[str]) -> None:
+    """The architecture (``arch=``) and the data of the final training."""
+    check_arch(cfg)
+    check_data(cfg, "final")
+
+
+register_task(Task("final", run=run_final, check=check_final))

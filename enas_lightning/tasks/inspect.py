@@ -9,8 +9,10 @@ from omegaconf import OmegaConf
 from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import Config
 from enas_lightning.data.datasets import data_shape
-from enas_lightning.errors import ConfigError
+from enas_lightning.errors import ArchError, ConfigError
+from enas_lightning.files import optional
 from enas_lightning.spaces import ArchRecord, get_space
+from enas_lightning.tasks import Task, register_task
 from enas_lightning.viz import render
 
 
@@ -27,6 +29,31 @@ def load_cfg_arch(cfg: Config) -> ArchRecord:
     return load_arch(cfg.arch, s.name, tuple(s.ops), space.arch_size(s))
 
 
+def check_arch(cfg: Config) -> None:
+    """``arch=``, when given, is an architecture of the configured space (one line if not)."""
+    if not cfg.arch:
+        return
+    try:
+        load_cfg_arch(cfg)
+    except ArchError as e:
+        if str(e).startswith("arch="):
+            raise
+        raise ArchError(f"arch={cfg.arch!r} is not allowed: {e}") from None
+
+
+def check_inspect(cfg: Config, run_dir: Path, overrides: list[str]) -> None:
+    """An architecture is given and valid; the dataset's shape is known (an image folder
+    exists) before Hydra writes."""
+    if not cfg.arch:
+        raise ConfigError(
+            "arch",
+            cfg.arch,
+            "a JSON file (e.g. <run>/best_arch.json) or the authors' integer string",
+        )
+    check_arch(cfg)
+    data_shape(cfg.dataset)
+
+
 def run_inspect(cfg: Config, output_dir: Path) -> dict:
     arch = load_cfg_arch(cfg)
     s = cfg.search_space
@@ -41,7 +68,9 @@ def run_inspect(cfg: Config, output_dir: Path) -> dict:
     cost = space.cost(f, arch, classes, shape)
     ops = tuple(s.ops)
     save_arch(arch, output_dir / "arch.json", ops)
-    files = render(space.picture(arch), output_dir / "arch")
+    files: list[Path] = []
+    with optional(output_dir / "arch.png"):
+        files = render(space.picture(arch), output_dir / "arch")
     where = space.describe_network(f, arch)
     print(f"{s.name} architecture ({where}, {classes} classes, {c}x{hw}x{hw} input):")
     print(arch)
@@ -50,3 +79,10 @@ def run_inspect(cfg: Config, output_dir: Path) -> dict:
     print(f"madds: {cost.madds}")
     print("diagram: " + ", ".join(str(p) for p in files))
     return {"params": cost.params, "madds": cost.madds, "files": files}
+
+
+def _run(cfg: Config, output_dir: Path) -> None:
+    run_inspect(cfg, output_dir)
+
+
+register_task(Task("inspect", run=_run, check=check_inspect, resumes=False, saves=()))

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 from enas_lightning.config import Config
+from enas_lightning.files import write_text
 from enas_lightning.rewards import get_reward
+from enas_lightning.tasks import Task, register_task
+from enas_lightning.tasks.common import check_search
 from enas_lightning.tasks.final import run_final_arch
 from enas_lightning.tasks.search import run_search
 
@@ -39,7 +42,10 @@ def run_pipeline(cfg: Config, output_dir: Path) -> float | None:
             "params": metrics["params"],
             "wall_time_s": time.time() - start,
         }
-        (output_dir / "pipeline.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(output_dir / "pipeline.json", json.dumps(summary, indent=2) + "\n")
         print(f"pipeline finished in {summary['wall_time_s']:.0f} s: {output_dir}", flush=True)
         return metrics["test_acc"]
     return None
+
+
+register_task(Task("pipeline", run=run_pipeline, check=check_search))

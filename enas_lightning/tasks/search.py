@@ -20,12 +20,14 @@ from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.config import Config
 from enas_lightning.data.cache import load_splits_cached
 from enas_lightning.data.device import DeviceSplits
+from enas_lightning.files import writing
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation
 from enas_lightning.search.module import SearchModule
 from enas_lightning.search.progress import EpochLine
-from enas_lightning.tasks.common import resolve_ckpt, seed_everything
+from enas_lightning.tasks import Task, register_task
+from enas_lightning.tasks.common import check_search, resolve_ckpt, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     """
     path = output_dir / "best_arch.json"
     save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
-    with (output_dir / "arch_candidates.csv").open("w", newline="") as f:
+    with writing(output_dir / "arch_candidates.csv") as f:
         w = csv.writer(f)
         w.writerow(["rank", "source", "arc", d.metric])
         rows = sorted(d.rows(), key=lambda row: -row[2])  # stable: ties keep the source order
@@ -103,3 +105,6 @@ def run_search(
         ]
         print("\n".join(lines), flush=True)
     return derivation.best_acc, derivation.best, path
+
+
+register_task(Task("search", run=lambda cfg, out: run_search(cfg, out)[0], check=check_search))
