@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from regime import param_free_share
+from retrained_study import retrain_once
 
 from enas_lightning.arch.io import arch_from_dict, load_arch
 
@@ -65,23 +66,7 @@ def search(out: Path, seed: int, overrides: list[str]) -> Path:
 
 
 def retrain(arch_file: Path, out: Path, seed: int, overrides: list[str]) -> float:
-    metrics = out / "metrics.json"
-    if not metrics.is_file():
-        run(
-            [
-                sys.executable,
-                "-m",
-                "enas_lightning",
-                "experiment=quickstart",
-                "task=final",
-                f"arch={arch_file}",
-                f"seed={seed}",
-                f"hydra.run.dir={out}",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ]
-        )
-    return float(json.loads(metrics.read_text())["test_acc"])
+    return float(retrain_once(arch_file, out, seed, overrides)["test_acc"])
 
 
 def greedy_file(search_dir: Path, space: str, ops: tuple[str, ...]) -> Path | None:

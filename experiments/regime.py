@@ -30,27 +30,18 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from retrained_study import uniform_archs
+from retrained_study import retrain_once, uniform_archs
 from scipy import stats
 
 from enas_lightning.arch.io import save_arch
-
-# ops that have no weights of their own in either space
-PARAM_FREE = ("identity", "skip", "avg_pool_3x3", "max_pool_3x3")
-
+from enas_lightning.spaces import get_space
 
 def param_free_share(arch) -> float:
-    """Share of the architecture's op choices that carry no weights."""
-    d = arch.to_dict()
-    ops = [op for cell in ("normal", "reduce") for node in d.get(cell, []) for op in node["ops"]]
-    if not ops:  # a macro network: one op per layer
-        ops = [layer["op"] for layer in d.get("layers", [])]
-    return sum(op in PARAM_FREE for op in ops) / max(len(ops), 1)
+    """Share of the architecture's op choices that carry no weights (the space's own count)."""
+    return get_space(arch.space).param_free_share(arch)
 
 
 def run_all(out: Path, n: int, seeds: list[int], overrides: list[str]) -> list[dict]:
@@ -62,24 +53,7 @@ def run_all(out: Path, n: int, seeds: list[int], overrides: list[str]) -> list[d
         if not arch_file.is_file():
             save_arch(arch, arch_file, ops)
         for s in seeds:
-            run = out / f"a{i}_s{s}"
-            metrics = run / "metrics.json"
-            if not metrics.is_file():
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "enas_lightning",
-                    "experiment=quickstart",
-                    "task=final",
-                    f"arch={arch_file}",
-                    f"seed={s}",
-                    f"hydra.run.dir={run}",
-                    "trainer.enable_progress_bar=false",
-                    *overrides,
-                ]
-                print(" ".join(cmd), flush=True)
-                subprocess.run(cmd, check=True)
-            m = json.loads(metrics.read_text())
+            m = retrain_once(arch_file, out / f"a{i}_s{s}", s, overrides)
             rows.append(
                 {
                     "arch": i,

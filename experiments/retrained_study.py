@@ -51,6 +51,29 @@ def uniform_archs(n: int, overrides: list[str]) -> tuple[list, tuple[str, ...]]:
     ], tuple(cfg.search_space.ops)
 
 
+def retrain_once(arch_file: Path, run: Path, seed: int, overrides: list[str]) -> dict:
+    """Retrain ``arch_file`` with the quickstart's final training (plus ``overrides``) and
+    ``seed`` in ``run``; skipped where ``run/metrics.json`` exists (a rerun resumes). Returns
+    the metrics."""
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        cmd = [
+            sys.executable,
+            "-m",
+            "enas_lightning",
+            "experiment=quickstart",
+            "task=final",
+            f"arch={arch_file}",
+            f"seed={seed}",
+            f"hydra.run.dir={run}",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return json.loads(metrics.read_text())
+
+
 def retrain(out: Path, n: int, overrides: list[str]) -> list[dict]:
     archs, ops = uniform_archs(n, overrides)
     (out / "archs").mkdir(parents=True, exist_ok=True)
@@ -59,23 +82,7 @@ def retrain(out: Path, n: int, overrides: list[str]) -> list[dict]:
         arch_file = out / "archs" / f"uniform_{i}.json"
         save_arch(arch, arch_file, ops)
         run = out / f"uniform_{i}"
-        metrics = run / "metrics.json"
-        if not metrics.is_file():
-            cmd = [
-                sys.executable,
-                "-m",
-                "enas_lightning",
-                "experiment=quickstart",
-                "task=final",
-                f"arch={arch_file}",
-                f"seed={i}",
-                f"hydra.run.dir={run}",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ]
-            print(" ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
-        m = json.loads(metrics.read_text())
+        m = retrain_once(arch_file, run, i, overrides)
         rows.append(
             {"group": "uniform", "seed": i, "test_acc": m["test_acc"], "params": m["params"]}
         )
