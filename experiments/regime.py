@@ -39,6 +39,7 @@ from scipy import stats
 from enas_lightning.arch.io import save_arch
 from enas_lightning.spaces import get_space
 
+
 def param_free_share(arch) -> float:
     """Share of the architecture's op choices that carry no weights (the space's own count)."""
     return get_space(arch.space).param_free_share(arch)
