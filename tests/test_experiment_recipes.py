@@ -84,3 +84,34 @@ def test_retrained_comparison_intervals() -> None:
     half = welch["ci95"][1] - welch["mean"]
     se = welch["mean"] / t.statistic
     assert half == pytest.approx(stats.t.ppf(0.975, t.df) * se, rel=1e-6)
+
+
+def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
+    """experiments/regime.py: the cell spread, the seed spread and the ceiling tau."""
+    import regime  # noqa: E402 (experiments/ is on sys.path above)
+    from scipy import stats
+
+    table = {0: (0.80, 0.82), 1: (0.75, 0.74), 2: (0.90, 0.86), 3: (0.70, 0.73)}
+    rows = [
+        {
+            "arch": a,
+            "seed": s,
+            "test_acc": acc,
+            "params": 1,
+            "wall_s": None,
+            "param_free_share": a / 4,
+        }
+        for a, accs in table.items()
+        for s, acc in zip((0, 1), accs, strict=True)
+    ]
+    out = regime.summarize(rows, [0, 1], n_test=1000, boot=50)
+    means = np.array([np.mean(v) for v in table.values()])
+    assert out["cell_sd"] == pytest.approx(means.std(ddof=1))
+    # pooled within-architecture sd: mean of the per-architecture variances, square-rooted
+    seed_var = np.mean([np.var(v, ddof=1) for v in table.values()])
+    assert out["seed_sd"] == pytest.approx(seed_var**0.5)
+    assert out["ratio_cell_to_seed_sd"] == pytest.approx(means.std(ddof=1) / seed_var**0.5)
+    tau = stats.kendalltau([v[0] for v in table.values()], [v[1] for v in table.values()])
+    assert out["ceiling_tau"] == pytest.approx(tau.statistic)
+    lo, hi = out["ceiling_tau_ci95"]
+    assert -1 <= lo <= hi <= 1
