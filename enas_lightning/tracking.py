@@ -34,6 +34,19 @@ TABLE_PICTURES = 3  # sampled architectures per epoch rendered into the W&B tabl
 TABLE_COLUMNS = ["epoch", "update", "arc", "reward", "picture"]
 
 
+def log_step_and_epoch(module: pl.LightningModule, name: str, value: Any, **kwargs: Any) -> None:
+    """Log ``<name>_step`` at every step and ``<name>_epoch`` (the epoch's mean) at its end.
+
+    These are the names ``on_step=True, on_epoch=True`` gives, logged as two entries so that only
+    the epoch's mean is averaged over DDP ranks (``sync_dist``: one reduction per epoch; on the
+    step value it would be one collective per step). Logged as one entry without ``sync_dist``,
+    Lightning warns on every DDP run. ``prog_bar`` applies to the step value.
+    """
+    module.log(f"{name}_step", value, on_step=True, on_epoch=False, **kwargs)
+    kwargs.pop("prog_bar", None)
+    module.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True, **kwargs)
+
+
 def wandb_logger(cfg: Config, output_dir: Path) -> Any:
     """Lightning's WandbLogger; offline when no API key is configured."""
     from pytorch_lightning.loggers import WandbLogger

@@ -64,6 +64,8 @@ def ddp_run(tmp_path_factory):
     )
     assert r.returncode == 0, r.stderr[-4000:]
     states = [torch.load(dump / f"rank{i}_state.pt", weights_only=False) for i in range(2)]
+    # no warning the project can fix: Lightning's "use self.log(..., sync_dist=True)" (issue 25)
+    assert "sync_dist" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
     return cwd, states
 
 

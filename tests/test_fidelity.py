@@ -676,3 +676,41 @@ def test_fidelity_config_takes_the_search_runs_settings(tmp_path: Path, make_cfg
         ConfigError, match=r"^final.optim.lr_max=0.05 .*made with final.optim.lr_max=0.2"
     ):
         check_settings(other, mine, tmp_path, str(run))
+
+
+def test_report_goes_on_without_its_plot_and_full_disk_writes_name_the_file(
+    tmp_path: Path, make_cfg, monkeypatch, caplog
+) -> None:
+    """A scatter plot that cannot be written costs one warning line; the table and the JSON on a
+    full disk are one WriteError naming the file, and the earlier file survives."""
+    import errno
+    import logging
+    import os
+
+    from enas_lightning.errors import WriteError
+    from enas_lightning.fidelity import plot, rows, summary
+    from enas_lightning.fidelity.summary import per_arch, report, summarize, write_summary
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    cfg = make_cfg(["logger=none", "fidelity.bootstrap=50"])
+    seeds = [0, 1, 2]
+    archs = per_arch(seed_rows(SEED_ACCS, seeds), seeds)
+    s = summarize(archs, seeds, cfg)
+    monkeypatch.setattr(plot, "plot_fidelity", no_space)
+    with caplog.at_level(logging.WARNING, logger="enas_lightning.files"):
+        png = report(tmp_path, archs, s, cfg, files=(tmp_path / "a.csv", tmp_path / "b.json"))
+    assert png is None
+    warned = [r.getMessage() for r in caplog.records if r.name == "enas_lightning.files"]
+    assert len(warned) == 1 and summary.PLOT_NAME in warned[0]
+
+    table = tmp_path / "fidelity.csv"
+    rows.write_rows(table, seed_rows(SEED_ACCS, seeds))
+    before = table.read_text()
+    monkeypatch.setattr(os, "replace", no_space)  # the atomic write's last step fails
+    with pytest.raises(WriteError, match="fidelity.csv"):
+        rows.write_rows(table, seed_rows(SEED_ACCS, seeds)[:2])
+    assert table.read_text() == before
+    with pytest.raises(WriteError, match="fidelity.json"):
+        write_summary(tmp_path, s, cfg)

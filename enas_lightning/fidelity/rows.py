@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.errors import ConfigError
 from enas_lightning.fidelity.search_run import SearchRun
+from enas_lightning.files import writing
 from enas_lightning.spaces import ArchRecord
 
 CSV_NAME = "fidelity.csv"
@@ -113,9 +113,9 @@ def read_rows(path: Path, default_seed: int) -> list[dict[str, Any]]:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The whole table, atomically: a kill leaves the previous table or this one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    """The whole table, atomically: a kill or a full disk leaves the previous table (a full
+    disk is one line naming the file, see enas_lightning/files.py)."""
+    with writing(path) as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
@@ -129,9 +129,6 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
                     "seconds": f"{r['seconds']:.1f}",
                 }
             )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Rows:

@@ -31,6 +31,7 @@ from enas_lightning.fidelity.stats import (
     spread,
     top1_regret,
 )
+from enas_lightning.files import optional, write_text
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def write_summary(
     """``fidelity.json``: the summary, ``extra`` (the search run, the wall time) and the config."""
     path = output_dir / JSON_NAME
     d = {**summary, **extra, "config": OmegaConf.to_container(fcfg, resolve=True)}
-    path.write_text(json.dumps(strict_json(d), indent=2) + "\n")
+    write_text(path, json.dumps(strict_json(d), indent=2) + "\n")
     return path
 
 
@@ -233,24 +234,27 @@ def report(
     summary: dict[str, Any],
     fcfg: DictConfig,
     files: tuple[Path, Path],
-) -> Path:
+) -> Path | None:
     """Draw the scatter plot, send the summary to the logger and print the result; the plot's
-    path. ``archs``: :func:`per_arch`'s records; ``files``: the CSV and the JSON."""
+    path (``None`` if it could not be written). ``archs``: :func:`per_arch`'s records; ``files``: the CSV and the JSON."""
     from enas_lightning.fidelity.plot import plot_fidelity
     from enas_lightning.fidelity.rows import format_table
 
     seeds = summary["retrain_seeds"]
     several = len(seeds) > 1
-    png = plot_fidelity(
-        [a["shared_acc"] for a in archs],
-        [a["standalone_acc"] for a in archs],
-        [a["source"] for a in archs],
-        output_dir / PLOT_NAME,
-        title=plot_title(summary),
-        ranges=[(min(a["standalone_accs"]), max(a["standalone_accs"])) for a in archs]
-        if several
-        else None,
-    )
+    png: Path | None = None
+    # a plot that cannot be written is one warning: the measured table is what counts
+    with optional(output_dir / PLOT_NAME):
+        png = plot_fidelity(
+            [a["shared_acc"] for a in archs],
+            [a["standalone_acc"] for a in archs],
+            [a["source"] for a in archs],
+            output_dir / PLOT_NAME,
+            title=plot_title(summary),
+            ranges=[(min(a["standalone_accs"]), max(a["standalone_accs"])) for a in archs]
+            if several
+            else None,
+        )
     log_summary(fcfg, output_dir, summary, png)
     print(format_table(archs))
     print("\n".join(correlation_lines(summary)))
@@ -263,11 +267,13 @@ def report(
         f"{summary['best_standalone_acc']:.4f}); {len(archs)} architectures{retrains}, "
         f"{fcfg.fidelity.epochs} epochs each"
     )
-    print(f"files: {files[0]}, {files[1]}, {png}", flush=True)
+    print(f"files: {', '.join(str(p) for p in (*files, png) if p is not None)}", flush=True)
     return png
 
 
-def log_summary(fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png: Path) -> None:
+def log_summary(
+    fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png: Path | None
+) -> None:
     """The correlations and the scatter plot to the configured logger (PNG as an image)."""
     from enas_lightning.build import build_logger
     from enas_lightning.tracking import log_image
@@ -294,7 +300,8 @@ def log_summary(fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png
         }
     try:
         logger.log_metrics(metrics, step=0)
-        log_image(logger, "fidelity/scatter", png, 0)
+        if png is not None:
+            log_image(logger, "fidelity/scatter", png, 0)
         logger.save()
     except ENASError:
         raise

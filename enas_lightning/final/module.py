@@ -37,6 +37,7 @@ from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
 from enas_lightning.optim import clip_gradients_, optimizer_grads, sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
+from enas_lightning.tracking import log_step_and_epoch
 
 
 class FinalModule(pl.LightningModule):
@@ -215,7 +216,7 @@ class FinalModule(pl.LightningModule):
             loss = F.cross_entropy(logits, y)
         self.train_acc(logits.detach().argmax(1), y)
         b = len(y)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, batch_size=b)
+        log_step_and_epoch(self, "train/loss", loss.detach(), batch_size=b)
         self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, batch_size=b)
         if self._train_loader is not None:
             # Where the epoch stands, for the loader's state_dict (mid-epoch resume).

@@ -67,6 +67,7 @@ from enas_lightning.search.scoring import ControllerScoring, DerivationScoring
 from enas_lightning.seeding import seed_step, step_seed
 from enas_lightning.spaces import ArchRecord, Cost, get_space
 from enas_lightning.strategies import SearchStrategy
+from enas_lightning.tracking import log_step_and_epoch
 
 
 class SearchModule(pl.LightningModule):
@@ -253,8 +254,8 @@ class SearchModule(pl.LightningModule):
         # not prog_bar=True: Lightning turns progress-bar values into Python numbers after every
         # step, a host-device wait per child step; SearchProgressBar shows these two instead,
         # read at the logging interval
-        self.log("child/loss", loss.detach(), on_step=True, on_epoch=True, batch_size=n)
-        self.log("child/acc", acc, on_step=True, on_epoch=True, batch_size=n)
+        log_step_and_epoch(self, "child/loss", loss.detach(), batch_size=n)
+        log_step_and_epoch(self, "child/acc", acc, batch_size=n)
         self.log(
             "child/nonfinite_total", self.nonfinite.device_total.float(), on_step=True, batch_size=n
         )

@@ -27,6 +27,7 @@ from enas_lightning.search.baseline import sequential_baseline
 from enas_lightning.spaces import ArchRecord
 from enas_lightning.strategies import register_strategy
 from enas_lightning.strategies.base import SearchStrategy
+from enas_lightning.tracking import log_step_and_epoch
 
 if TYPE_CHECKING:
     from enas_lightning.config import Config
@@ -94,11 +95,11 @@ class Enas(SearchStrategy):
             return
         ctrl_opt.step()
 
-        module.log("ctrl/reward", reward.mean(), on_step=True, on_epoch=True, prog_bar=True)
+        log_step_and_epoch(module, "ctrl/reward", reward.mean(), prog_bar=True)
         module.log("ctrl/baseline", module.baseline.clone(), on_step=True, prog_bar=True)
         entropy = sample.entropy.mean().detach()
-        module.log("ctrl/entropy", entropy, on_step=True, on_epoch=True, prog_bar=True)
-        module.log("ctrl/loss", loss.detach(), on_step=True, on_epoch=True)
+        log_step_and_epoch(module, "ctrl/entropy", entropy, prog_bar=True)
+        log_step_and_epoch(module, "ctrl/loss", loss.detach())
         module.log("ctrl/archs_per_update", float(module.archs_per_update), on_step=True)
         stats = {
             "reward": reward.mean().detach(),
@@ -107,7 +108,7 @@ class Enas(SearchStrategy):
         }
         # the space's own statistics (e.g. a skip rate), logged and kept like the others
         for key, value in module.space.sample_stats(module.controller, sample).items():
-            module.log(f"ctrl/{key}", value, on_step=True, on_epoch=True)
+            log_step_and_epoch(module, f"ctrl/{key}", value)
             stats[key] = value
         module.record_update(k, archs, reward, stats)
 
