@@ -84,6 +84,34 @@ def greedy_file(search_dir: Path, space: str, ops: tuple[str, ...]) -> Path | No
     return path
 
 
+NUMBERS = (
+    "shared_val_acc",
+    "shared_uniform_mean",
+    "pick_pf",
+    "pick_acc",
+    "greedy_pf",
+    "greedy_acc",
+)
+
+
+def earlier_rows(path: Path, rows: list[dict], regime: str) -> list[dict]:
+    """The rows of earlier invocations in ``levers.csv`` (other levers or seeds, the same
+    regime), so that the table covers every run in ``--out``; this invocation's replace theirs."""
+    if not path.is_file():
+        return []
+    new = {(r["lever"], r["seed"]) for r in rows}
+    out = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            r["seed"] = int(r["seed"])
+            if r.get("regime") != regime or (r["lever"], r["seed"]) in new:
+                continue
+            for k in NUMBERS:
+                r[k] = float(r[k]) if r.get(k) not in (None, "") else None
+            out.append(r)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -114,7 +142,8 @@ def main() -> None:
             best = search(sdir / "search", s, [*args.extra, *shlex.split(lever)])
             info = json.loads(best.read_text())
             space, ops = info["space"], tuple(info["ops"])
-            row = {"lever": name, "seed": s, "overrides": lever, "ints": info.get("ints")}
+            row = {"lever": name, "seed": s, "regime": regime, "overrides": lever}
+            row["ints"] = info.get("ints")
             row["shared_val_acc"] = info.get("val_acc")
             row["shared_uniform_mean"] = info.get("uniform_mean_val_acc")
             row["pick_pf"] = param_free_share(arch_from_dict(info, space))
@@ -135,11 +164,10 @@ def main() -> None:
                 row["greedy_acc"] = statistics.mean(gaccs)
             rows.append(row)
     ref = json.loads(args.uniform_ref.read_text()) if args.uniform_ref else None
-    keys = sorted(
-        {k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99
-    )
+    rows = earlier_rows(out / "levers.csv", rows, regime) + rows
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     with (out / "levers.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     lines = [
@@ -147,8 +175,8 @@ def main() -> None:
         "share | greedy retrained | greedy param-free share |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, _ in args.lever:
-        group = [r for r in rows if r["lever"] == name]
+    for name in dict.fromkeys(r["lever"] for r in rows):  # in order of first appearance
+        group = sorted((r for r in rows if r["lever"] == name), key=lambda r: r["seed"])
 
         def fmt(key: str, group=group) -> str:
             vals = [r[key] for r in group if r.get(key) is not None]
