@@ -115,3 +115,27 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     assert out["ceiling_tau"] == pytest.approx(tau.statistic)
     lo, hi = out["ceiling_tau_ci95"]
     assert -1 <= lo <= hi <= 1
+
+
+def test_levers_table_keeps_earlier_invocations_rows(tmp_path: Path) -> None:
+    """experiments/levers.py: a second invocation (another lever) keeps the first one's rows of
+    the same regime, replaces its own (lever, seed) rows and drops another regime's."""
+    import csv
+
+    import levers
+
+    path = tmp_path / "levers.csv"
+    earlier = [
+        {"lever": "base", "seed": 0, "regime": "final_a", "pick_acc": 0.8, "greedy_acc": 0.7},
+        {"lever": "drop", "seed": 0, "regime": "final_a", "pick_acc": 0.1, "greedy_acc": ""},
+        {"lever": "base", "seed": 1, "regime": "final_b", "pick_acc": 0.9, "greedy_acc": 0.6},
+    ]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(earlier[0]))
+        w.writeheader()
+        w.writerows(earlier)
+    new = [{"lever": "drop", "seed": 0, "regime": "final_a", "pick_acc": 0.81}]
+    kept = levers.earlier_rows(path, new, "final_a")
+    assert [(r["lever"], r["seed"]) for r in kept] == [("base", 0)]
+    assert kept[0]["pick_acc"] == 0.8 and kept[0]["greedy_acc"] == 0.7
+    assert levers.earlier_rows(tmp_path / "none.csv", new, "final_a") == []
