@@ -27,9 +27,9 @@ width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a r
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from retrained_study import retrain_once, uniform_archs
 from scipy import stats
 
 from enas_lightning.arch.io import save_arch
+from enas_lightning.fidelity.stats import bootstrap_rows, kendall_tau_b, seed_pairs_mean
 from enas_lightning.spaces import get_space
 
 
@@ -66,15 +67,6 @@ def run_all(out: Path, n: int, seeds: list[int], overrides: list[str]) -> list[d
                 }
             )
     return rows
-
-
-def ceiling_tau(table: np.ndarray) -> float:
-    """Mean Kendall tau over seed pairs; ``table`` is ``[archs, seeds]``."""
-    taus = [
-        stats.kendalltau(table[:, a], table[:, b]).statistic
-        for a, b in itertools.combinations(range(table.shape[1]), 2)
-    ]
-    return float(np.nanmean(taus))
 
 
 def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000) -> dict:
@@ -109,16 +101,11 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
         "n_test": n_test,
     }
     if len(seeds) > 1:
-        tau = ceiling_tau(table)
-        rng = np.random.default_rng(0)
-        draws = []
-        for _ in range(boot):
-            pick = rng.integers(0, len(archs), len(archs))
-            if len(set(pick.tolist())) > 2:
-                draws.append(ceiling_tau(table[pick]))
-        lo, hi = np.nanpercentile(draws, [2.5, 97.5])
-        out["ceiling_tau"] = tau
-        out["ceiling_tau_ci95"] = [float(lo), float(hi)]
+        # the noise ceiling as task=fidelity computes it (mean over seed pairs), with its
+        # bootstrap over architectures
+        ceiling = bootstrap_rows(partial(seed_pairs_mean, kendall_tau_b), table, boot)
+        out["ceiling_tau"] = ceiling.estimate
+        out["ceiling_tau_ci95"] = [ceiling.low, ceiling.high]
         out["pf_vs_acc_tau"] = float(
             stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
         )
