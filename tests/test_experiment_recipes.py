@@ -139,3 +139,56 @@ def test_levers_table_keeps_earlier_invocations_rows(tmp_path: Path) -> None:
     assert [(r["lever"], r["seed"]) for r in kept] == [("base", 0)]
     assert kept[0]["pick_acc"] == 0.8 and kept[0]["greedy_acc"] == 0.7
     assert levers.earlier_rows(tmp_path / "none.csv", new, "final_a") == []
+
+
+def test_powered_study_reads_picks_and_uniform_cells(tmp_path: Path) -> None:
+    """experiments/powered_study.py: one row per search seed (the later row of a seed wins), the
+    pick's parameter count from its first retrain, the uniform cells' seed means."""
+    import csv
+
+    import powered_study
+
+    path = tmp_path / "levers.csv"
+    rows = [
+        {"lever": "base", "seed": 0, "regime": "final_a", "pick_acc": 0.70, "pick_pf": 0.5},
+        {"lever": "base", "seed": 0, "regime": "final_a", "pick_acc": 0.80, "pick_pf": 0.25},
+        {"lever": "base", "seed": 1, "regime": "final_a", "pick_acc": 0.82, "pick_pf": 0.75},
+        {"lever": "base", "seed": 2, "regime": "final_b", "pick_acc": 0.99, "pick_pf": 1.0},
+        {"lever": "random", "seed": 0, "regime": "final_a", "pick_acc": 0.79, "pick_pf": 0.5},
+    ]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    metrics = tmp_path / "base" / "s1" / "final_a" / "pick_r0" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"params": 1234}))
+    enas = powered_study.pick_rows(path, "base", "enas", "final_a")
+    assert [(r["seed"], r["test_acc"], r["param_free_share"]) for r in enas] == [
+        (0, 0.80, 0.25),
+        (1, 0.82, 0.75),
+    ]
+    assert [r["params"] for r in enas] == [0, 1234]
+    assert len(powered_study.pick_rows(path, "base", "enas", None)) == 3
+    regime_json = tmp_path / "regime.json"
+    cells = [{"arch": i, "mean": 0.7 + i / 100, "param_free_share": 0.5} for i in range(3)]
+    regime_json.write_text(json.dumps({"per_arch": cells}))
+    uniform = powered_study.uniform_rows(regime_json)
+    assert [r["test_acc"] for r in uniform] == [0.7, 0.71, 0.72]
+    assert retrained_study.compare(enas + uniform)["differences"]["enas - uniform (Welch)"][
+        "mean"
+    ] == pytest.approx(0.81 - 0.71)
+
+
+def test_shared_rank_statistics_on_a_hand_made_table() -> None:
+    """experiments/shared_rank.py: tau and top-1 regret of shared scores against seed means."""
+    import shared_rank
+    from scipy import stats
+
+    means = [0.80, 0.75, 0.90, 0.70, 0.85]
+    scores = [0.5, 0.4, 0.3, 0.2, 0.6]  # the best score goes to the second-best cell
+    out = shared_rank.rank_stats(scores, means, boot=50, seed=0)
+    assert out["tau"] == pytest.approx(stats.kendalltau(scores, means).statistic)
+    assert out["regret"] == pytest.approx(0.90 - 0.85)
+    assert -1 <= out["tau_ci95"][0] <= out["tau_ci95"][1] <= 1
+    assert shared_rank.lever_and_seed(Path("runs/levers/pfdrop05/s3/search")) == ("pfdrop05", "3")

@@ -1,0 +1,149 @@
+"""Does a search's supernet rank retrained cells? Shared-weight scores of a fixed, retrained set.
+
+``task=fidelity`` samples and retrains K architectures per search run: about half an hour per
+run here, too much for every lever and seed of issue 20. This recipe reuses the cells that
+``experiments/regime.py`` already retrained (uniform cells, every one with every seed): it loads
+each finished search run's shared weights, scores those cells on the whole validation split the
+way the derivation scores (accuracy and minus the cross-entropy), and correlates the scores with
+the cells' retrained seed means. Beside each Kendall tau it prints the noise ceiling of the same
+cells (the tau between two retrain seeds, from ``regime.json``): no ranking can be expected to do
+better. Top-1 regret is the best retrained mean minus that of the cell with the best score.
+
+    python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank.md \\
+        runs/levers/base/s0/search runs/levers/base/s1/search ...
+
+A run's lever and seed are read from its path (``<lever>/s<seed>/search``). ``--set KEY=VALUE``
+changes a setting of the loaded runs' configs before scoring (a derivation setting, e.g. the
+per-candidate fine-tuning of issue 20), and names the table's variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from enas_lightning.arch.io import load_arch
+from enas_lightning.config import run_config
+from enas_lightning.fidelity.search_run import find_search_run, load_search_module
+from enas_lightning.fidelity.stats import bootstrap_rows, kendall_tau_b, top1_regret
+from enas_lightning.rewards import get_reward
+
+REWARDS = ("accuracy", "loss")
+
+
+def lever_and_seed(search_dir: Path) -> tuple[str, str]:
+    """``(lever, seed)`` from ``<lever>/s<seed>/search`` (the layout of experiments/levers.py)."""
+    seed_dir = search_dir.parent
+    return seed_dir.parent.name, seed_dir.name.removeprefix("s")
+
+
+def score_run(search_dir: Path, arch_files: list[Path], sets: list[str]) -> dict[str, list[float]]:
+    """Each reward's shared-weight score of every arch on ``search_dir``'s supernet."""
+    found = find_search_run(str(search_dir))
+    cfg = run_config(OmegaConf.load(found.config_file))
+    ss = cfg.search_space
+    archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
+    cfg.search.derive_batches = 0  # the whole validation split, as task=fidelity scores
+    module = load_search_module(cfg, found, torch.device("cpu"))
+    for item in sets:  # after loading: a derivation setting is no reason to refuse the checkpoint
+        key, _, value = item.partition("=")
+        OmegaConf.update(module.cfg, key, OmegaConf.create({"v": value}).v, merge=False)
+    return {name: module.score(archs, get_reward(name)).tolist() for name in REWARDS}
+
+
+def rank_stats(scores: list[float], means: list[float], boot: int, seed: int) -> dict:
+    """Kendall tau (with its 95% bootstrap interval over cells) and top-1 regret."""
+    rows = np.column_stack([scores, means])
+    interval = bootstrap_rows(
+        lambda r: kendall_tau_b(r[:, 0], r[:, 1]), rows, samples=boot, confidence=0.95, seed=seed
+    )
+    return {
+        "tau": kendall_tau_b(scores, means),
+        "tau_ci95": [interval.low, interval.high],
+        "regret": top1_regret(scores, means),
+    }
+
+
+def markdown(rows: list[dict], regime: dict, variant: str) -> str:
+    ceiling = regime["ceiling_tau"]
+    low, high = regime["ceiling_tau_ci95"]
+    lines = [
+        f"Shared-weight ranking of {regime['archs']} retrained uniform cells"
+        + (f" ({variant})" if variant else "")
+        + f"; noise ceiling (seed vs seed) tau {ceiling:.3f} [{low:.3f}, {high:.3f}]",
+        "",
+        "| lever | seed | tau (accuracy) [95%] | regret (accuracy) | tau (loss) [95%] "
+        "| regret (loss) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, lo = r["accuracy"], r["loss"]
+        lines.append(
+            f"| {r['lever']} | {r['seed']} | {a['tau']:.3f} [{a['tau_ci95'][0]:.2f}, "
+            f"{a['tau_ci95'][1]:.2f}] | {a['regret']:.4f} | {lo['tau']:.3f} "
+            f"[{lo['tau_ci95'][0]:.2f}, {lo['tau_ci95'][1]:.2f}] | {lo['regret']:.4f} |"
+        )
+    lines += ["", "| lever | seeds | mean tau (accuracy) | mean tau (loss) | mean regret (acc) |"]
+    lines.append("|---|---|---|---|---|")
+    for lever in dict.fromkeys(r["lever"] for r in rows):
+        mine = [r for r in rows if r["lever"] == lever]
+        lines.append(
+            f"| {lever} | {len(mine)} | "
+            f"{statistics.mean(r['accuracy']['tau'] for r in mine):.3f} | "
+            f"{statistics.mean(r['loss']['tau'] for r in mine):.3f} | "
+            f"{statistics.mean(r['accuracy']['regret'] for r in mine):.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--regime", type=Path, required=True, help="experiments/regime.py's out")
+    parser.add_argument("--out", type=Path, required=True, help="the Markdown table to write")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for the scoring")
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("runs", type=Path, nargs="+", help="finished search run directories")
+    args = parser.parse_args()
+
+    regime = json.loads((args.regime / "regime.json").read_text())
+    cells = regime["per_arch"]
+    arch_files = [args.regime / "archs" / f"uniform_{c['arch']}.json" for c in cells]
+    means = [c["mean"] for c in cells]
+    variant = " ".join(args.set)
+    rows = []
+    for run in args.runs:
+        lever, seed = lever_and_seed(run)
+        scores = score_run(run, arch_files, args.set)
+        row = {"lever": lever, "seed": seed, "run": str(run), "variant": variant}
+        for name in REWARDS:
+            row[name] = rank_stats(scores[name], means, args.bootstrap, seed=0)
+            row[name]["scores"] = scores[name]
+        rows.append(row)
+        print(
+            f"{lever} s{seed}: tau acc {row['accuracy']['tau']:.3f}, loss {row['loss']['tau']:.3f}",
+            flush=True,
+        )
+    text = markdown(rows, regime, variant)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    with args.out.with_suffix(".csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lever", "seed", "variant", "reward", "tau", "tau_low", "tau_high", "regret"])
+        for r in rows:
+            for name in REWARDS:
+                s = r[name]
+                w.writerow(
+                    [r["lever"], r["seed"], variant, name, s["tau"], *s["tau_ci95"], s["regret"]]
+                )
+
+
+if __name__ == "__main__":
+    main()
