@@ -167,3 +167,11 @@ def test_fidelity_compares_the_weights_fingerprint_only(make_cfg) -> None:
     other = make_cfg(["search.derive_finetune_steps=5", "search.bn_affine=false"])
     with pytest.raises(CheckpointError, match="search.bn_affine"):
         check_fingerprint(checkpoint, other, ignore=DERIVATION_KEYS)
+
+
+def test_off_by_default_and_in_every_preset() -> None:
+    from enas_lightning.precheck import compose
+
+    for preset in ("micro_search", "macro_search", "quickstart"):
+        assert compose([f"experiment={preset}"]).search.derive_finetune_steps == 0, preset
+    assert compose([]).search.derive_finetune_steps == 0
