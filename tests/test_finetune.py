@@ -19,7 +19,10 @@ from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import CheckpointError, ConfigError
 from enas_lightning.search.module import SearchModule
+from tests._cli import enas
 from tests.test_search import fit
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def searched_module(cfg, tmp_path: Path) -> tuple[SearchModule, object]:
@@ -175,3 +178,39 @@ def test_off_by_default_and_in_every_preset() -> None:
     for preset in ("micro_search", "macro_search", "quickstart"):
         assert compose([f"experiment={preset}"]).search.derive_finetune_steps == 0, preset
     assert compose([]).search.derive_finetune_steps == 0
+
+
+@pytest.mark.slow
+def test_fidelity_command_with_finetuning(tmp_path: Path, cli_env) -> None:
+    """task=fidelity search.derive_finetune_steps=3 on a plain search: other shared-weight
+    scores than without, said so, recorded; another value in the same directory is refused."""
+    from tests.test_fidelity import FIDELITY, SEARCH, cli, read_csv
+
+    run = tmp_path / "search"
+    cli([*SEARCH, f"hydra.run.dir={run}"], cli_env)
+    args = [*FIDELITY, f"fidelity.run={run}", "fidelity.num_archs=2", "fidelity.epochs=1"]
+    cli([*args, f"hydra.run.dir={tmp_path / 'plain'}"], cli_env)
+    tuned = cli(
+        [*args, f"hydra.run.dir={tmp_path / 'ft'}", "search.derive_finetune_steps=3"], cli_env
+    )
+    assert "after 3 fine-tuning steps per architecture" in tuned.stdout
+    plain_rows, ft_rows = (read_csv(tmp_path / d / "fidelity.csv") for d in ("plain", "ft"))
+    assert [r["arch"] for r in plain_rows] == [r["arch"] for r in ft_rows]
+    assert [r["shared_acc"] for r in plain_rows] != [r["shared_acc"] for r in ft_rows]
+    settings = json.loads((tmp_path / "ft" / "fidelity_settings.json").read_text())
+    assert settings["search.derive_finetune_steps"] == 3
+    summary = json.loads((tmp_path / "ft" / "fidelity.json").read_text())
+    assert summary["config"]["search"]["derive_finetune_steps"] == 3
+    refused = enas(
+        [
+            *args,
+            f"hydra.run.dir={tmp_path / 'ft'}",
+            "resume=true",
+            "search.derive_finetune_steps=5",
+        ],
+        REPO,
+        cli_env,
+        300,
+    )
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert "search.derive_finetune_steps=5 is not allowed" in refused.stderr
