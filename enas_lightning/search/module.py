@@ -5,7 +5,9 @@ Manual optimisation interleaves the two players. One epoch is one stream of step
 SGD step per training minibatch, each on a child chosen by the search strategy; then, when due,
 the strategy's controller phase (ENAS: ``train_steps`` REINFORCE updates of ``num_aggregate``
 sampled children each, rewarded on validation minibatches). The search ends with the
-derivation: the strategy's candidates and a uniform reference, scored on the validation split.
+derivation: the strategy's candidates and a uniform reference, scored on the validation split
+(each fine-tuned first from the shared weights under ``search.derive_finetune_steps``:
+:mod:`enas_lightning.search.finetune`).
 The strategy (:mod:`enas_lightning.strategies`, ``controller.name``) decides what the child
 phase trains, what the controller phase does and what the derivation scores; the reward
 (:mod:`enas_lightning.rewards`, ``reward.name``) scores children for both the controller phase
