@@ -85,6 +85,13 @@ def validate(cfg: Config) -> None:
         section, key = name.split(".")
         _positive(name, getattr(getattr(cfg, section), key))
     _positive("search.warmup_epochs", cfg.search.warmup_epochs, 0)
+    _positive("search.derive_finetune_steps", cfg.search.derive_finetune_steps, 0)
+    if not cfg.search.derive_finetune_lr > 0:
+        raise ConfigError(
+            "search.derive_finetune_lr",
+            cfg.search.derive_finetune_lr,
+            "a learning rate > 0 (search.derive_finetune_steps=0 turns the fine-tuning off)",
+        )
     _choice("search.init", cfg.search.init, INITS)
     if not 0 <= cfg.search.param_free_dropout < 1:
         raise ConfigError(

@@ -287,10 +287,21 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         "search.bn_affine": cfg.search.bn_affine,
         "search.init": cfg.search.init,
         "search.optim.dense_weight_decay": cfg.search.optim.dense_weight_decay,
+        # the derivation's per-candidate fine-tuning leaves the weights alone, but a resumed
+        # search derives under the setting it started with (task=fidelity, which rescores a
+        # finished search, leaves these out: DERIVATION_KEYS)
+        "search.derive_finetune_steps": cfg.search.derive_finetune_steps,
+        "search.derive_finetune_lr": float(cfg.search.derive_finetune_lr),
     }
 
 
-def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
+# fingerprint keys that only change how candidates are scored, not the weights
+DERIVATION_KEYS = ("search.derive_finetune_steps", "search.derive_finetune_lr")
+
+
+def check_fingerprint(
+    checkpoint: dict[str, Any], cfg: Config, ignore: tuple[str, ...] = ()
+) -> None:
     """Refuse a checkpoint whose weights were made under other search settings.
 
     Args:
@@ -298,6 +309,7 @@ def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
             search checkpoint has ``checkpoint["enas"]["fingerprint"]``
             (:func:`space_fingerprint`'s dict at save time).
         cfg: the config of the run that wants to use it.
+        ignore: fingerprint keys not compared (task=fidelity: :data:`DERIVATION_KEYS`).
 
     Raises:
         CheckpointError: not a search checkpoint, or one of its fingerprint's settings differs
@@ -308,7 +320,7 @@ def check_fingerprint(checkpoint: dict[str, Any], cfg: Config) -> None:
         raise CheckpointError("ckpt_path: not an enas_lightning search checkpoint")
     mine = space_fingerprint(cfg)
     for key, value in state["fingerprint"].items():
-        if mine.get(key) != value:
+        if key not in ignore and mine.get(key) != value:
             raise CheckpointError(
                 f"ckpt_path: the checkpoint was made with {key}={value!r} but this run has "
                 f"{key}={mine.get(key)!r}; use the same setting or start a new run"

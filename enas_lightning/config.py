@@ -115,6 +115,16 @@ class SearchConfig:
     # controller=random does) and the controller phase does not run (no update, baseline kept)
     warmup_epochs: int = 0
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
+    # Lever against the shared weights' poor ranking (issue 20; Zhang et al. 2020, "Deeper
+    # Insights into Weight Sharing in NAS"): every scored candidate (the derivation's and
+    # task=fidelity's) first trains for this many SGD minibatch steps on the training split, on
+    # its own copy of the shared weights, which stay untouched (0 = off, the paper's scoring)
+    derive_finetune_steps: int = 0
+    # the fine-tuning's learning rate (momentum, Nesterov, weight decay and clipping are
+    # search.optim's, the momentum starts at zero). 0.01 lies inside the search's lr_min..lr_max
+    # (5e-4..0.05): near lr_max a few steps with cold momentum undo much of what the child
+    # shares, near lr_min ten steps barely move it
+    derive_finetune_lr: float = 0.01
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child steps in a row
     channels_last: bool = False  # supernet and images in channels-last memory format (GPUs)

@@ -12,7 +12,10 @@ the mean retrained accuracy of the uniform cells of a regime study (``--uniform-
 ``experiments/regime.py``'s ``regime.json``, retrained the same way).
 
 Shared-weight accuracies are reported too, but they favour parameter-free cells and decide
-nothing here.
+nothing here. A lever that only changes the derivation, such as ``--lever ft10
+"search.derive_finetune_steps=10"`` (every candidate fine-tuned before it is scored), trains the
+same supernet and controller as ``base`` (recomputed in its own directory); its shared-weight
+columns are fine-tuned scores, which ``levers.csv`` marks (``shared_finetune_steps``).
 
     python experiments/levers.py --out runs/levers --seeds 0,1 --retrain-seeds 0,1 \\
         --uniform-ref runs/regime/regime.json --final "final.channels=8" \\
@@ -146,6 +149,8 @@ def main() -> None:
             row["ints"] = info.get("ints")
             row["shared_val_acc"] = info.get("val_acc")
             row["shared_uniform_mean"] = info.get("uniform_mean_val_acc")
+            # fine-tuned shared-weight scores (search.derive_finetune_steps) are not plain ones
+            row["shared_finetune_steps"] = info.get("derive_finetune_steps", 0)
             row["pick_pf"] = param_free_share(arch_from_dict(info, space))
             accs = [
                 retrain(best, sdir / regime / f"pick_r{r}", r, [*args.extra, *final])

@@ -360,6 +360,8 @@ LEVERS = [
     "search.bn_affine=false",
     "search.init=authors",
     "search.optim.dense_weight_decay=true",
+    "search.derive_finetune_steps=10",
+    "search.derive_finetune_lr=0.05",
 ]
 
 

@@ -100,12 +100,14 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
         {"search.bn_affine": False},
         {"search.init": "authors"},
         {"search.optim.dense_weight_decay": True},
+        {"search.derive_finetune_steps": 2},
     ],
     ids=lambda lever: next(iter(lever)),
 )
 def test_mid_epoch_resume_with_each_lever(tmp_path, lever):
     """Each lever against the collapse (issue 20) resumes exactly from the middle of a child
-    phase: its dropout draws, its weights and its optimizer state are those of the run."""
+    phase: its dropout draws, its weights and its optimizer state are those of the run, and so
+    is the derivation (fine-tuned candidates included)."""
     from enas_lightning.tasks.search import run_search
 
     ref, snaps, out = tmp_path / "ref", tmp_path / "snaps", tmp_path / "out"
@@ -113,6 +115,8 @@ def test_mid_epoch_resume_with_each_lever(tmp_path, lever):
     run_search(tiny_cfg(ref, **lever), ref, (SaveEveryBatch(snaps, only="e0_b1.ckpt"),))
     run_search(tiny_cfg(out, ckpt_path=str(snaps / "e0_b1.ckpt"), **lever), out)
     assert_same_training_state(ref / "checkpoints/last.ckpt", out / "checkpoints/last.ckpt")
+    for name in ("best_arch.json", "arch_candidates.csv"):
+        assert (ref / name).read_text() == (out / name).read_text()
 
 
 def test_resume_across_the_end_of_the_warmup(tmp_path):

@@ -209,6 +209,9 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search.bn_affine",
         "search.init",
         "search.optim.dense_weight_decay",
+        # the derivation's fine-tuning (task=fidelity leaves these out)
+        "search.derive_finetune_steps",
+        "search.derive_finetune_lr",
     ]
     cfg = compose(["search_space=macro"])
     old = {k: v for k, v in space_fingerprint(cfg).items() if k != "search_space.skip_merge"}

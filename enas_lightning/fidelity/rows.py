@@ -59,11 +59,22 @@ def row_settings(fcfg: DictConfig, found: SearchRun) -> dict[str, Any]:
     dataset = OmegaConf.to_container(fcfg.dataset, resolve=True)
     for key in ("data_dir", "download"):
         dataset.pop(key)
+    s = fcfg.search
+    # fine-tuned shared-weight scores (recorded only when on: directories from before keep)
+    finetune = (
+        {
+            "search.derive_finetune_steps": s.derive_finetune_steps,
+            "search.derive_finetune_lr": float(s.derive_finetune_lr),
+        }
+        if s.derive_finetune_steps > 0
+        else {}
+    )
     return {
         "fidelity.run": _sha256(found.ckpt),  # the same shared weights and controller
         "fidelity.seed": fcfg.fidelity.seed,
         "fidelity.epochs": fcfg.fidelity.epochs,
         "search.eval_batch_size": fcfg.search.eval_batch_size,  # batch-statistics BN
+        **finetune,
         "trainer.precision": str(fcfg.trainer.precision),
         **_flat("final", OmegaConf.to_container(fcfg.final, resolve=True)),
         **_flat("dataset", dataset),

@@ -19,8 +19,9 @@ from enas_lightning.errors import ConfigError
 from enas_lightning.spaces import get_space
 
 # command-line keys taken from the fidelity command rather than from the search run's config:
-# the final-training settings, and where the data lives (not which data it is)
-OVERRIDABLE = ("final.", "dataset.data_dir", "dataset.download")
+# the final-training settings, where the data lives (not which data it is) and the fine-tuning
+# of each architecture before its shared-weight score (search.derive_finetune_steps and _lr)
+OVERRIDABLE = ("final.", "dataset.data_dir", "dataset.download", "search.derive_finetune_")
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ def _override_keys(overrides: list[str]) -> list[str]:
 def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> DictConfig:
     """The search run's config with this command's trainer, logger and fidelity settings.
 
-    ``final.*`` (and ``dataset.data_dir``/``dataset.download``) given on this command line
-    replace the search run's values; ``final.epochs`` is ``fidelity.epochs``, ``seed`` is
+    ``final.*``, ``search.derive_finetune_steps``/``_lr`` (and ``dataset.data_dir``/
+    ``dataset.download``) given on this command line replace the search run's values; ``final.epochs`` is ``fidelity.epochs``, ``seed`` is
     ``fidelity.seed``, and where the space's architectures fix the network's depth, the
     network is as deep as the searched architectures.
     """
@@ -141,7 +142,7 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
 def load_search_module(fcfg: DictConfig, found: SearchRun, device: torch.device) -> Any:
     """The search's :class:`SearchModule` with the checkpoint's shared weights and controller."""
     from enas_lightning.build import build_controller, build_supernet
-    from enas_lightning.checkpointing import check_fingerprint
+    from enas_lightning.checkpointing import DERIVATION_KEYS, check_fingerprint
     from enas_lightning.data.cache import load_splits_cached
     from enas_lightning.data.device import DeviceSplits
     from enas_lightning.errors import CheckpointError
@@ -152,7 +153,8 @@ def load_search_module(fcfg: DictConfig, found: SearchRun, device: torch.device)
     data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
     module = SearchModule(build_supernet(fcfg, splits), build_controller(fcfg), data, fcfg)
     state = torch.load(found.ckpt, map_location="cpu", weights_only=False)
-    check_fingerprint(state, fcfg)
+    # the shared weights must fit; how the architectures are scored is this command's
+    check_fingerprint(state, fcfg, ignore=DERIVATION_KEYS)
     try:
         module.load_state_dict(state["state_dict"])
     except RuntimeError as e:

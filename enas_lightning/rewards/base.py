@@ -52,7 +52,11 @@ class SharedWeights(Protocol):
         ...
 
     def logits(self, arch: ArchRecord, x: Tensor) -> Tensor:
-        """The supernet's logits ``[B, num_classes]`` of ``arch`` on ``x`` (no gradient)."""
+        """The supernet's logits ``[B, num_classes]`` of ``arch`` on ``x`` (no gradient).
+
+        In the derivation under ``search.derive_finetune_steps`` > 0 they are those of a copy
+        of the shared weights fine-tuned for ``arch``, and the reward is called with one
+        architecture at a time."""
         ...
 
     def mean(self, values: list[Tensor]) -> Tensor:

@@ -39,6 +39,10 @@ class Derivation:
     another reward than accuracy they hold that reward's scores (higher is better) and
     ``metric`` names them (the reward's ``metric``, e.g. ``val_neg_loss``): the keys of
     :meth:`summary` and the label of :meth:`report` follow it.
+
+    ``finetune_steps`` > 0 (``search.derive_finetune_steps``): every score was taken after that
+    many fine-tuning steps of its architecture from the shared weights; :meth:`summary` and
+    :meth:`report` say so, since such scores are not comparable with plain ones.
     """
 
     candidates: list[ArchRecord]
@@ -47,6 +51,10 @@ class Derivation:
     uniform: list[ArchRecord] = field(default_factory=list)
     uniform_accuracies: list[float] = field(default_factory=list)
     metric: str = "val_acc"
+    # search.derive_finetune_steps: SGD steps each candidate took from the shared weights before
+    # it was scored (0: scored on the shared weights as they are, the paper), and their rate
+    finetune_steps: int = 0
+    finetune_lr: float | None = None
     best_index: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,8 +101,14 @@ class Derivation:
         """The four accuracies (scores) under the names ``best_arch.json`` and the loggers use:
         ``val_acc`` (``metric``), ``greedy_val_acc``, ``controller_mean_val_acc`` and
         ``uniform_mean_val_acc``, the counts, then the derived and greedy architectures'
-        parameter-free shares."""
+        parameter-free shares; after fine-tuned scoring also ``derive_finetune_steps`` and
+        ``derive_finetune_lr`` (absent for plain shared-weight scores)."""
         m = self.metric
+        finetune = (
+            {"derive_finetune_steps": self.finetune_steps, "derive_finetune_lr": self.finetune_lr}
+            if self.finetune_steps > 0
+            else {}
+        )
         return {
             m: self.best_acc,  # the derived (best) architecture's
             f"greedy_{m}": self.greedy_acc,
@@ -104,6 +118,7 @@ class Derivation:
             "uniform_samples": len(self.uniform),
             "param_free_share": self.param_free_share,
             "greedy_param_free_share": self.greedy_param_free_share,
+            **finetune,
         }
 
     def rows(self) -> list[tuple[str, ArchRecord, float]]:
@@ -119,8 +134,8 @@ class Derivation:
         ]
 
     def report(self) -> list[str]:
-        """The four labelled rows, the parameter-free shares and the caveat, as printed at the
-        end of a search."""
+        """The four labelled rows, the parameter-free shares, the fine-tuning (if any) and the
+        caveat, as printed at the end of a search."""
         k = len(self.candidates) - (self.greedy_index is not None)
         greedy = "-" if self.greedy_acc is None else f"{self.greedy_acc:.4f}"
         uniform = "-" if self.uniform_mean_acc is None else f"{self.uniform_mean_acc:.4f}"
@@ -133,7 +148,18 @@ class Derivation:
             f"  uniform mean    {m} {uniform}  (mean of {len(self.uniform)} uniformly "
             "sampled architectures: the random reference)",
             *self._param_free_line(),
+            *self._finetune_line(),
             f"  ({SHARED_WEIGHT_CAVEAT})",
+        ]
+
+    def _finetune_line(self) -> list[str]:
+        """That every score was taken after fine-tuning (``search.derive_finetune_steps``)."""
+        if self.finetune_steps == 0:
+            return []
+        return [
+            f"  every architecture fine-tuned {self.finetune_steps} SGD steps (lr "
+            f"{self.finetune_lr:g}) from the shared weights before scoring "
+            "(search.derive_finetune_steps): not comparable with plain shared-weight scores"
         ]
 
     def _param_free_line(self) -> list[str]:

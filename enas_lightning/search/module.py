@@ -5,7 +5,9 @@ Manual optimisation interleaves the two players. One epoch is one stream of step
 SGD step per training minibatch, each on a child chosen by the search strategy; then, when due,
 the strategy's controller phase (ENAS: ``train_steps`` REINFORCE updates of ``num_aggregate``
 sampled children each, rewarded on validation minibatches). The search ends with the
-derivation: the strategy's candidates and a uniform reference, scored on the validation split.
+derivation: the strategy's candidates and a uniform reference, scored on the validation split
+(each fine-tuned first from the shared weights under ``search.derive_finetune_steps``:
+:mod:`enas_lightning.search.finetune`).
 The strategy (:mod:`enas_lightning.strategies`, ``controller.name``) decides what the child
 phase trains, what the controller phase does and what the derivation scores; the reward
 (:mod:`enas_lightning.rewards`, ``reward.name``) scores children for both the controller phase
@@ -60,6 +62,7 @@ from enas_lightning.optim import (
 )
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.search.derivation import Derivation
+from enas_lightning.search.finetune import ChildFineTuning
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
@@ -231,11 +234,7 @@ class SearchModule(pl.LightningModule):
         x, y = self.data.train_batch(idx, gen)
         arch = self.child_archs(self.current_epoch)[batch_idx]
         self.supernet.train()
-        out = self.supernet(x, arch)
-        logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits, y)
-        if aux is not None:
-            loss = loss + self.cfg.search_space.aux_weight * F.cross_entropy(aux, y)
+        loss, logits = self.child_loss(self.supernet, x, y, arch)
         child_opt = self.child_optimizer()
         child_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -262,6 +261,19 @@ class SearchModule(pl.LightningModule):
         assert self.loader is not None
         if self.loader.host_reads_due(batch_idx, self.trainer.log_every_n_steps):
             self.nonfinite.check(self.current_epoch)
+
+    def child_loss(
+        self, network: nn.Module, x: Tensor, y: Tensor, arch: ArchRecord
+    ) -> tuple[Tensor, Tensor]:
+        """The child's training loss (0-dim: cross-entropy, plus ``search_space.aux_weight``
+        times the aux head's) and its logits ``[B, classes]``, of ``network`` (the supernet, or
+        a candidate's fine-tuned copy) on images ``x [B, C, H, W]`` with labels ``y [B]``."""
+        out = network(x, arch)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = F.cross_entropy(logits, y)
+        if aux is not None:
+            loss = loss + self.cfg.search_space.aux_weight * F.cross_entropy(aux, y)
+        return loss, logits
 
     def clip_child_gradients(self, sgd: torch.optim.Optimizer) -> Tensor:
         """Clip the supernet's gradients to ``search.optim.grad_clip`` in the mode
@@ -368,17 +380,38 @@ class SearchModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- derivation
     @torch.no_grad()
-    def score(self, archs: list[ArchRecord], reward: Reward | None = None) -> Tensor:
+    def score(
+        self,
+        archs: list[ArchRecord],
+        reward: Reward | None = None,
+        keys: list[int] | None = None,
+    ) -> Tensor:
         """The derivation's score ``[n]`` of each architecture with the shared weights (float64
         for the built-in rewards): the configured reward, or ``reward``, on the derivation's
-        validation batches (``search.derive_batches``, batch-statistics BN, no dropout)."""
-        with DerivationScoring(self) as shared:
-            return (reward or self.reward)(archs, shared)
+        validation batches (``search.derive_batches``, batch-statistics BN, no dropout).
 
-    def accuracy(self, arch: ArchRecord) -> float:
+        With ``search.derive_finetune_steps`` > 0 each architecture is scored on its own copy
+        of the shared weights, fine-tuned first (:mod:`enas_lightning.search.finetune`) with
+        the minibatches of its key in ``keys`` (default: its position); the shared weights
+        stay as they are.
+        """
+        reward = reward or self.reward
+        if self.cfg.search.derive_finetune_steps == 0:
+            with DerivationScoring(self) as shared:
+                return reward(archs, shared)
+        keys = list(range(len(archs))) if keys is None else keys
+        finetune = ChildFineTuning(self)
+        scores = []
+        for arch, key in zip(archs, keys, strict=True):
+            with DerivationScoring(self, finetune(arch, key)) as shared:
+                scores.append(reward([arch], shared))
+        return torch.cat(scores)
+
+    def accuracy(self, arch: ArchRecord, key: int = 0) -> float:
         """Validation accuracy of one child with the shared weights, scored as the derivation
-        scores (whatever the configured reward)."""
-        return float(self.score([arch], get_reward("accuracy"))[0])
+        scores (whatever the configured reward; fine-tuned first with the minibatches of
+        ``key`` under ``search.derive_finetune_steps``)."""
+        return float(self.score([arch], get_reward("accuracy"), keys=[key])[0])
 
     def cost(self, arch: ArchRecord) -> Cost:
         """Parameters and multiply-adds of ``arch``'s standalone network (``final.*``),
@@ -395,7 +428,7 @@ class SearchModule(pl.LightningModule):
     def derive(self) -> Derivation:
         """Score the strategy's candidates (K samples plus the greedy one for ENAS) with the
         reward, keep the best; score K uniformly sampled architectures the same way as the
-        random reference.
+        random reference (each fine-tuned first under ``search.derive_finetune_steps``).
 
         The reference has its own seed (for ``controller=random`` the candidates are uniform
         too, but another draw). Every rank samples the same architectures (shared seeds),
@@ -414,13 +447,21 @@ class SearchModule(pl.LightningModule):
         scores = torch.zeros(len(scored), device=self.device)
         mine = list(range(rank, len(scored), world))
         if mine:
-            scores[mine] = self.score([scored[i] for i in mine]).to(scores)
+            # keyed by position: a candidate's fine-tuning is the same on whichever rank
+            scores[mine] = self.score([scored[i] for i in mine], keys=mine).to(scores)
         if world > 1:
             scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
         values = scores.tolist()
         n = len(candidates)
         self.derivation = Derivation(
-            candidates, values[:n], greedy_index, uniform, values[n:], metric=self.reward.metric
+            candidates,
+            values[:n],
+            greedy_index,
+            uniform,
+            values[n:],
+            metric=self.reward.metric,
+            finetune_steps=self.cfg.search.derive_finetune_steps,
+            finetune_lr=float(self.cfg.search.derive_finetune_lr),
         )
         return self.derivation
 

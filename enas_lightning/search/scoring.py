@@ -28,22 +28,24 @@ if TYPE_CHECKING:
 class _Scoring:
     phase: str
 
-    def __init__(self, module: SearchModule) -> None:
+    def __init__(self, module: SearchModule, network: nn.Module | None = None) -> None:
         self.module = module
         self.cfg = module.cfg
         self.space = module.space
         self.device = module.device
+        # the supernet, or a fine-tuned copy of it (search.derive_finetune_steps)
+        self.network = module.supernet if network is None else network
 
     def __enter__(self) -> _Scoring:
-        self.module.supernet.eval()
+        self.network.eval()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.module.supernet.train()
+        self.network.train()
 
     def logits(self, arch: ArchRecord, x: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.module.supernet(x, arch)
+            return self.network(x, arch)
 
     def cost(self, arch: ArchRecord) -> Cost:
         return self.module.cost(arch)
@@ -63,7 +65,7 @@ class ControllerScoring(_Scoring):
     def __enter__(self) -> ControllerScoring:
         super().__enter__()
         if self.cfg.search.reward_dropout:
-            for m in self.module.supernet.modules():
+            for m in self.network.modules():
                 if isinstance(m, nn.Dropout):
                     m.train()
         return self
@@ -82,7 +84,9 @@ class ControllerScoring(_Scoring):
 
 class DerivationScoring(_Scoring):
     """The derivation's view: the first ``search.derive_batches`` batches of
-    ``search.eval_batch_size`` of the whole validation split (0 = all of them), in order."""
+    ``search.eval_batch_size`` of the whole validation split (0 = all of them), in order; of
+    the supernet, or of ``network``, a candidate's fine-tuned copy of it
+    (:mod:`enas_lightning.search.finetune`)."""
 
     phase = "derivation"
 

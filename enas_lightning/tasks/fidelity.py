@@ -2,7 +2,8 @@
 
 K architectures are taken from the search's checkpoint, alternately from its trained controller
 (even indices) and from a uniform controller (odd indices). Each is scored on the shared weights
-(:meth:`SearchModule.accuracy`, the whole validation split) and trained standalone for
+(:meth:`SearchModule.accuracy`, the whole validation split, after ``search.derive_finetune_steps``
+fine-tuning steps when that is set) and trained standalone for
 ``fidelity.epochs`` with the search run's final-training settings (:func:`train_final`, tested on
 the test split), once per retrain seed (``fidelity.retrain_seeds``). Kendall's tau and
 Spearman's rho between the score and the seed mean, with percentile bootstrap intervals, the
@@ -165,9 +166,17 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
     module = module.to(device)
     module.data.to(device, channels_last=False)
     shared = {i: table.shared_acc(i) for i in range(k)}
+    steps = fcfg.search.derive_finetune_steps
+    if steps > 0 and any(v is None for v in shared.values()):
+        print(
+            f"shared-weight scores after {steps} fine-tuning steps per architecture "
+            f"(search.derive_finetune_steps, lr {fcfg.search.derive_finetune_lr:g})",
+            flush=True,
+        )
     for i, (_, arch) in enumerate(candidates):
         if shared[i] is None:
-            shared[i] = module.accuracy(arch)
+            # keyed by the architecture's index: its fine-tuning does not depend on the others
+            shared[i] = module.accuracy(arch, key=i)
     del module  # the supernet is not needed while architectures train
 
     # seed by seed: a run stopped after the first seed has the one-seed table complete
