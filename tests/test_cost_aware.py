@@ -183,7 +183,7 @@ def test_latency_without_a_table_names_the_command(make_cfg, tmp_path) -> None:
     )
     with pytest.raises(ConfigError, match="no latency table .* task=latency_table"):
         check_latency_table(cfg)
-    cfg = make_cfg([f"derive.max_latency_ms=3", f"latency.cache_dir={tmp_path}"])
+    cfg = make_cfg(["derive.max_latency_ms=3", f"latency.cache_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="no latency table"):
         check_latency_table(cfg)
     check_latency_table(make_cfg([f"latency.cache_dir={tmp_path}"]))  # not asked for: fine
