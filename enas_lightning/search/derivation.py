@@ -112,7 +112,7 @@ class Derivation:
             "no candidate fits the budget; "
             + "; ".join(parts)
             + "; the search's checkpoints and history are kept: derive again with a larger "
-            "budget (resume=true) or search with reward=cost_aware"
+            "budget (the same command with resume=true)"
         )
 
     @property
