@@ -50,7 +50,15 @@ def validate(cfg: Config) -> None:
     check_space_sections(cfg, space)
     # unknown names: one line listing the registered strategies and rewards
     get_strategy(cfg.controller.name)
-    get_reward(cfg.reward.name)
+    get_reward(cfg.reward.name).check_config(cfg)
+    if cfg.reward.name != "cost_aware" and cfg.reward.get("target") is not None:
+        raise ConfigError(
+            "reward.target", cfg.reward.target, "only with reward=cost_aware (or leave it unset)"
+        )
+    for name in ("max_params", "max_madds", "max_latency_ms"):
+        budget = cfg.derive.get(name) if "derive" in cfg else None
+        if budget is not None and budget <= 0:
+            raise ConfigError(f"derive.{name}", budget, "a budget > 0, or null for none")
     _choice("logger.name", cfg.logger.name, LOGGERS)
     get_dataset(cfg.dataset.name)  # an unknown name: one line listing the registered datasets
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)

@@ -292,6 +292,26 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         # finished search, leaves these out: DERIVATION_KEYS)
         "search.derive_finetune_steps": cfg.search.derive_finetune_steps,
         "search.derive_finetune_lr": float(cfg.search.derive_finetune_lr),
+        # a cost-aware search continues under the reward it started with (other rewards record
+        # nothing here: their checkpoints stay as they were)
+        **reward_fingerprint(cfg),
+    }
+
+
+def reward_fingerprint(cfg: Config) -> dict[str, Any]:
+    """``reward=cost_aware``'s settings, which the controller's training depends on; empty for
+    the other rewards."""
+    r = cfg.reward
+    if r.name != "cost_aware":
+        return {}
+    return {
+        "reward.name": r.name,
+        "reward.cost": r.cost,
+        "reward.target": float(r.target),
+        "reward.w": float(r.w),
+        "reward.w_below": None if r.w_below is None else float(r.w_below),
+        "reward.constraint": r.constraint,
+        "reward.penalty": float(r.penalty),
     }
 
 

@@ -68,8 +68,22 @@ class RewardConfig:
     """How children are scored, in the controller phase and the derivation alike."""
 
     # enas_lightning/rewards: accuracy (on the validation images) | loss (minus the mean
-    # cross-entropy) | another registered one
+    # cross-entropy) | cost_aware (accuracy weighed by the cost, docs/cost_aware.md) | another
+    # registered one
     name: str = "accuracy"
+    # reward=cost_aware only (MnasNet's acc * (cost / target) ** w): the cost weighed in:
+    # params | madds (of the standalone network, final.*) | latency (ms, from the latency
+    # table: task=latency_table)
+    cost: str = "params"
+    target: float | None = None  # the budget, in the cost's unit (parameters, multiply-adds, ms)
+    # soft: the exponent over the target (<= 0; MnasNet's soft constraint -0.07)
+    w: float = -0.07
+    # the exponent at or below the target (<= 0); None: the same as w (MnasNet's soft form,
+    # alpha = beta: the same accuracy-cost trade-off on both sides of the target)
+    w_below: float | None = None
+    # soft: the exponents above; hard: accuracy at or below the target, `penalty` over it
+    constraint: str = "soft"
+    penalty: float = 0.0  # constraint=hard: the reward of a child over the target
 
 
 @dataclass
@@ -144,6 +158,34 @@ class SearchConfig:
     # can read, so they start several times larger; see spaces/init.py)
     init: str = "torch"
     optim: SearchOptimConfig = field(default_factory=SearchOptimConfig)
+
+
+@dataclass
+class DeriveConfig:
+    """Budgets of the derivation: candidates whose standalone network (``final.*``) costs more
+    are never derived (None = no budget). See docs/cost_aware.md."""
+
+    max_params: int | None = None
+    max_madds: int | None = None
+    max_latency_ms: float | None = None  # needs the latency table (task=latency_table)
+
+
+@dataclass
+class LatencyConfig:
+    """The per-op latency table (``task=latency_table``, docs/cost_aware.md): every op the space
+    can place, at every input shape and stride, timed on ``device``; cached under ``cache_dir``
+    by device, space and the settings that fix the shapes."""
+
+    device: str = "cpu"  # cpu | cuda | cuda:<n>
+    # where the tables live (null: $XDG_CACHE_HOME/enas_lightning/latency, by default
+    # ~/.cache/enas_lightning/latency); one JSON file per device, space and sizes
+    cache_dir: str | None = None
+    batch_size: int = 1  # images per timed forward (1: one image at a time, as on a phone)
+    warmup: int = 5  # untimed runs before each measurement
+    repeats: int = 20  # timed runs; the median is kept
+    calibration_archs: int = 3  # uniform architectures timed whole to measure the fixed part
+    check_archs: int = 20  # sampled architectures timed end to end to check the prediction
+    seed: int = 0  # samples the calibration and check architectures
 
 
 @dataclass
@@ -243,7 +285,7 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    task: str = "search"  # search | final | pipeline | inspect | fidelity
+    task: str = "search"  # search | final | pipeline | inspect | fidelity | latency_table
     seed: int = 0
     arch: str | None = None  # JSON file or the authors' integer string (final, inspect)
     ckpt_path: str | None = None  # resume from this checkpoint
@@ -257,6 +299,8 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
 

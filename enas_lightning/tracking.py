@@ -183,17 +183,30 @@ def final_callbacks(cfg: Config) -> list[pl.Callback]:
     return [ConfigLogger(cfg)]
 
 
-def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, ops: tuple) -> None:
+def log_derivation(
+    logger: Any,
+    derivation: Any,
+    path: Path,
+    output_dir: Path,
+    ops: tuple,
+    cost: str = "params",
+) -> None:
     """Picture the derived architecture and send it to the experiment tracker (rank 0 only).
 
     Writes ``best_arch.dot`` and ``.png`` (``.svg`` too when Graphviz is installed) next to
-    ``best_arch.json``; logs ``derive/*`` accuracies; on W&B also logs an ``architecture``
-    artifact holding the JSON, its pictures and the candidates' table.
+    ``best_arch.json``, and ``pareto.png``: the candidates' and the uniform reference's scores
+    against their ``cost`` (``params``, ``madds`` or ``latency``) with the front; logs
+    ``derive/*`` accuracies; on W&B also logs an ``architecture`` artifact holding the JSON, its
+    pictures and the candidates' table.
     """
     output_dir = Path(output_dir)
     pictures: list[Path] = []
     with optional(output_dir / "best_arch.png"):
         pictures = render(arch_dot(derivation.best), output_dir / "best_arch")
+    pareto = output_dir / "pareto.png"
+    if derivation.costs:
+        with optional(pareto):
+            plot_derivation_front(derivation, pareto, cost)
     if not logger:
         return
     # best: the derived architecture; greedy; the means of the controller's samples and of the
@@ -231,8 +244,36 @@ def log_derivation(logger: Any, derivation: Any, path: Path, output_dir: Path, o
             if p.exists():
                 art.add_file(str(p))
         run.log_artifact(art)
-        png = output_dir / "best_arch.png"
-        if png.exists():
-            logger.log_image(key="pictures/best_arch", images=[str(png)])
+        for key, png in (("best_arch", output_dir / "best_arch.png"), ("pareto", pareto)):
+            if png.exists():
+                logger.log_image(key=f"pictures/{key}", images=[str(png)])
     elif is_tensorboard(logger):
         log_image(logger, "pictures/best_arch", output_dir / "best_arch.png", 0)
+        log_image(logger, "pictures/pareto", pareto, 0)
+
+
+def plot_derivation_front(derivation: Any, path: Path, cost: str = "params") -> Path:
+    """The derivation's scores against ``cost`` (``params``, ``madds``, ``latency``), one
+    point per scored architecture, the front drawn and the derived one marked."""
+    from enas_lightning.viz.pareto import plot_front
+
+    key = "latency_ms" if cost == "latency" else cost
+    rows = [
+        (src, acc, c)
+        for (src, _, acc), c in zip(derivation.rows(), derivation.cost_rows(), strict=True)
+    ]
+    rows = [(src, acc, c[key]) for src, acc, c in rows if key in c]
+    best = derivation.costs[derivation.best_index]
+    budget = derivation.budget.get(key)
+    return plot_front(
+        [c for _, _, c in rows],
+        [a for _, a, _ in rows],
+        [s for s, _, _ in rows],
+        path,
+        cost_label={"params": "parameters", "madds": "multiply-adds", "latency_ms": "latency (ms)"}[
+            key
+        ],
+        acc_label=derivation.metric.replace("_", " ") + " (shared weights)",
+        title="" if budget is None else f"budget: {key} <= {budget:g}",
+        marks=[("derived", best[key], derivation.best_acc)] if key in best else [],
+    )

@@ -192,3 +192,36 @@ def test_shared_rank_statistics_on_a_hand_made_table() -> None:
     assert out["regret"] == pytest.approx(0.90 - 0.85)
     assert -1 <= out["tau_ci95"][0] <= out["tau_ci95"][1] <= 1
     assert shared_rank.lever_and_seed(Path("runs/levers/pfdrop05/s3/search")) == ("pfdrop05", "3")
+
+
+def test_cost_demo_table_on_a_hand_made_regime() -> None:
+    """experiments/cost_demo.py: the budget is half the uniform cells' mean parameters; each
+    pick meets it or not and lies below the retrained uniform front by the accuracy gap at its
+    cost; a budgeted search without a pick is a row without numbers."""
+    import cost_demo
+
+    ref = {
+        "per_arch": [
+            {"arch": 0, "params": 1000, "mean": 0.70},
+            {"arch": 1, "params": 3000, "mean": 0.80},
+            {"arch": 2, "params": 2000, "mean": 0.65},  # dominated by arch 0
+        ]
+    }
+    assert cost_demo.half_mean_params(ref) == 1000
+    costs, accs = cost_demo.uniform_front(ref)
+    rows = [
+        {"kind": "accuracy", "seed": 0, "params": 2500, "pick_acc": 0.72, "pick_accs": "0.7200"},
+        {"kind": "budgeted", "seed": 0, "params": 900, "pick_acc": 0.60, "pick_accs": "0.6000"},
+        {"kind": "budgeted", "seed": 1, "params": 1000, "pick_acc": 0.75, "pick_accs": "0.7500"},
+        {"kind": "budgeted", "seed": 2},  # no candidate within the budget
+    ]
+    judged = cost_demo.judge(rows, 1000, costs, accs)
+    assert [r["meets_budget"] for r in judged] == [False, True, True, None]
+    assert judged[0]["gap_to_front"] == pytest.approx(0.70 - 0.72)  # front at 2500: arch 0
+    assert judged[1]["gap_to_front"] is None  # cheaper than every uniform cell
+    assert judged[2]["gap_to_front"] == pytest.approx(-0.05)  # above the front
+    md = cost_demo.markdown(judged, 1000, costs, accs)
+    assert "| budgeted | 2 | - | no pick |" in md
+    assert "| accuracy | 0 | 2500 | no | 0.7200 | 0.7200 | +-0.0200 |" not in md
+    assert "| accuracy | 0 | 2500 | no | 0.7200 | 0.7200 | -0.0200 |" in md
+    assert "1000 params -> 0.7000, 3000 params -> 0.8000" in md  # the front, by cost

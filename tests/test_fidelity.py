@@ -448,6 +448,7 @@ def test_fidelity_end_to_end_and_resume(tmp_path: Path, cli_env) -> None:
     assert "shared vs the mean of 2 seeds" in third.stdout
     assert summary["config"]["final"]["epochs"] == 3 and summary["config"]["final"]["layers"] == 3
     assert (out / "fidelity_scatter.png").stat().st_size > 0
+    assert (out / "fidelity_cost.png").stat().st_size > 0  # retrained accuracy against params
     assert str(out / "fidelity.json") in third.stdout.splitlines()[-1]
     logged = read_csv(next((out / "logs").rglob("metrics.csv")))
     assert float(logged[-1]["fidelity/retrain_seeds"]) == 2.0

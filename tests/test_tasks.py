@@ -27,12 +27,13 @@ def _clear(monkeypatch):
 
 
 def test_the_built_in_tasks_are_registered_by_name() -> None:
-    assert list(TASKS) == ["search", "final", "pipeline", "inspect", "fidelity"]
+    assert list(TASKS) == ["search", "final", "pipeline", "inspect", "fidelity", "latency_table"]
     assert get_task("inspect").resumes is False and get_task("search").resumes is True
     with pytest.raises(ConfigError) as e:
         get_task("serach")
     assert str(e.value) == (
-        "task='serach' is not allowed: one of search, final, pipeline, inspect, fidelity"
+        "task='serach' is not allowed: one of search, final, pipeline, inspect, fidelity, "
+        "latency_table"
     )
 
 

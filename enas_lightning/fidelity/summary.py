@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 JSON_NAME = "fidelity.json"
 PLOT_NAME = "fidelity_scatter.png"
+COST_PLOT_NAME = "fidelity_cost.png"  # retrained accuracy against parameters, with the front
 STATISTICS = {"kendall_tau": kendall_tau_b, "spearman_rho": spearman_rho}
 
 
@@ -235,8 +236,9 @@ def report(
     fcfg: DictConfig,
     files: tuple[Path, Path],
 ) -> Path | None:
-    """Draw the scatter plot, send the summary to the logger and print the result; the plot's
-    path (``None`` if it could not be written). ``archs``: :func:`per_arch`'s records; ``files``: the CSV and the JSON."""
+    """Draw the scatter plot and the accuracy-cost plot (retrained accuracy against
+    parameters, with the front), send the summary to the logger and print the result; the
+    scatter plot's path (``None`` if it could not be written). ``archs``: :func:`per_arch`'s records; ``files``: the CSV and the JSON."""
     from enas_lightning.fidelity.plot import plot_fidelity
     from enas_lightning.fidelity.rows import format_table
 
@@ -255,7 +257,19 @@ def report(
             if several
             else None,
         )
-    log_summary(fcfg, output_dir, summary, png)
+    cost_png: Path | None = None
+    with optional(output_dir / COST_PLOT_NAME):
+        from enas_lightning.viz.pareto import plot_front
+
+        cost_png = plot_front(
+            [a["params"] for a in archs],
+            [a["standalone_acc"] for a in archs],
+            [a["source"] for a in archs],
+            output_dir / COST_PLOT_NAME,
+            acc_label="standalone test accuracy" + (" (seed mean)" if several else ""),
+            title="retrained accuracy against cost",
+        )
+    log_summary(fcfg, output_dir, summary, png, cost_png)
     print(format_table(archs))
     print("\n".join(correlation_lines(summary)))
     spread = spread_line(summary)
@@ -267,14 +281,19 @@ def report(
         f"{summary['best_standalone_acc']:.4f}); {len(archs)} architectures{retrains}, "
         f"{fcfg.fidelity.epochs} epochs each"
     )
-    print(f"files: {', '.join(str(p) for p in (*files, png) if p is not None)}", flush=True)
+    shown = (*files, png, cost_png)
+    print(f"files: {', '.join(str(p) for p in shown if p is not None)}", flush=True)
     return png
 
 
 def log_summary(
-    fcfg: DictConfig, output_dir: Path, summary: dict[str, Any], png: Path | None
+    fcfg: DictConfig,
+    output_dir: Path,
+    summary: dict[str, Any],
+    png: Path | None,
+    cost_png: Path | None = None,
 ) -> None:
-    """The correlations and the scatter plot to the configured logger (PNG as an image)."""
+    """The correlations and the plots to the configured logger (PNGs as images)."""
     from enas_lightning.build import build_logger
     from enas_lightning.tracking import log_image
 
@@ -302,6 +321,8 @@ def log_summary(
         logger.log_metrics(metrics, step=0)
         if png is not None:
             log_image(logger, "fidelity/scatter", png, 0)
+        if cost_png is not None:
+            log_image(logger, "fidelity/cost", cost_png, 0)
         logger.save()
     except ENASError:
         raise

@@ -6,7 +6,9 @@ of the candidates). ``reward.name`` chooses it (``reward=loss`` on the command l
 config group of that name):
 
 - ``accuracy`` (the default, the paper's): the fraction of validation images classified right;
-- ``loss``: minus the mean cross-entropy on the validation images (ranks by validation loss).
+- ``loss``: minus the mean cross-entropy on the validation images (ranks by validation loss);
+- ``cost_aware``: the accuracy weighed by the standalone network's cost (MnasNet's
+  ``acc * (cost / target) ** w``; docs/cost_aware.md).
 
 A new reward is one class and one :func:`register_reward` call (docs/new_reward.md). Another
 package's rewards are found through the entry point group ``enas_lightning.rewards`` (each
@@ -27,6 +29,7 @@ REWARDS: Registry[Reward] = Registry(
     {
         "accuracy": "enas_lightning.rewards.accuracy",
         "loss": "enas_lightning.rewards.loss",
+        "cost_aware": "enas_lightning.rewards.cost_aware",
     },
     ENTRY_POINT_GROUP,
 )

@@ -69,6 +69,11 @@ class SharedWeights(Protocol):
         """Parameters and multiply-adds of ``arch``'s standalone network (``final.*``)."""
         ...
 
+    def cost_value(self, arch: ArchRecord, kind: str) -> float:
+        """One cost of ``arch``'s standalone network: ``params``, ``madds`` or ``latency``
+        (milliseconds predicted by the latency table, ``task=latency_table``)."""
+        ...
+
 
 class Reward(ABC):
     """One reward; subclasses set :attr:`name` and :attr:`metric` and define ``__call__``.
@@ -80,6 +85,17 @@ class Reward(ABC):
 
     name: ClassVar[str]
     metric: ClassVar[str]
+
+    def check_config(self, cfg: Config) -> None:
+        """Raise :class:`~enas_lightning.errors.ConfigError` for a ``reward`` setting this
+        reward rejects (called before anything runs); the built-in accuracy and loss have
+        no settings of their own."""
+        return None
+
+    def cost_name(self, cfg: Config) -> str | None:
+        """The cost this reward weighs in (``params``, ``madds``, ``latency``), whose mean over
+        the sampled children the controller phase reports; ``None`` for none."""
+        return None
 
     @abstractmethod
     def __call__(self, archs: Sequence[ArchRecord], shared: SharedWeights) -> Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from enas_lightning.errors import ENASError
 from enas_lightning.spaces import ArchRecord, space_of
 
 # what a derivation reminds its reader of wherever it prints or saves its accuracies
@@ -21,6 +22,34 @@ SHARED_WEIGHT_CAVEAT = (
     "shared-weight accuracies favour the architectures the supernet was trained on; "
     "only retraining (task=final) shows real quality"
 )
+
+
+# derive.max_<name> -> the cost it bounds (a key of Derivation.costs' dicts)
+BUDGETS = {"max_params": "params", "max_madds": "madds", "max_latency_ms": "latency_ms"}
+
+
+class BudgetError(ENASError):
+    """No candidate of the derivation fits the budget (``derive.max_*``)."""
+
+
+def budget_of(derive: object) -> dict[str, float]:
+    """The set budgets of a ``derive`` config section, as ``{cost name: bound}``."""
+    out = {}
+    for setting, cost in BUDGETS.items():
+        bound = getattr(derive, setting, None) if derive is not None else None
+        if bound is not None:
+            out[cost] = float(bound)
+    return out
+
+
+def fits(cost: dict[str, float], budget: dict[str, float]) -> bool:
+    """Whether an architecture of ``cost`` stays within every bound of ``budget``."""
+    return all(cost[name] <= bound for name, bound in budget.items())
+
+
+def _cost(name: str, value: float) -> str:
+    """A cost as printed: milliseconds to 4 digits, counts whole."""
+    return f"{value:.4g}" if name == "latency_ms" else f"{value:.0f}"
 
 
 @dataclass
@@ -43,6 +72,11 @@ class Derivation:
     ``finetune_steps`` > 0 (``search.derive_finetune_steps``): every score was taken after that
     many fine-tuning steps of its architecture from the shared weights; :meth:`summary` and
     :meth:`report` say so, since such scores are not comparable with plain ones.
+
+    ``costs[i]`` and ``uniform_costs[j]`` (empty lists: not counted) are each architecture's
+    standalone cost: ``{"params", "madds"}`` and ``"latency_ms"`` where a latency table is
+    used. ``budget`` (``{cost name: bound}``, :func:`budget_of`) leaves the candidates over it
+    out of the choice; when none fits, :class:`BudgetError` names the smallest cost seen.
     """
 
     candidates: list[ArchRecord]
@@ -55,10 +89,39 @@ class Derivation:
     # it was scored (0: scored on the shared weights as they are, the paper), and their rate
     finetune_steps: int = 0
     finetune_lr: float | None = None
+    costs: list[dict[str, float]] = field(default_factory=list)
+    uniform_costs: list[dict[str, float]] = field(default_factory=list)
+    budget: dict[str, float] = field(default_factory=dict)
     best_index: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.best_index = int(np.argmax(self.accuracies))
+        if not self.budget:
+            self.best_index = int(np.argmax(self.accuracies))
+            return
+        within = [i for i, c in enumerate(self.costs) if fits(c, self.budget)]
+        if not within:
+            raise BudgetError(self.none_fits())
+        # the first of the best scores, as argmax takes it
+        self.best_index = max(within, key=lambda i: (self.accuracies[i], -i))
+
+    def none_fits(self) -> str:
+        """The one line saying that no candidate fits, with the smallest cost seen."""
+        setting = {cost: s for s, cost in BUDGETS.items()}
+        parts = []
+        for name, bound in self.budget.items():
+            smallest = min(c[name] for c in self.costs)
+            seen = [c[name] for c in self.uniform_costs]
+            also = f" (of the uniform reference: {_cost(name, min(seen))})" if seen else ""
+            parts.append(
+                f"derive.{setting[name]}={_cost(name, bound)}: the smallest {name} among the "
+                f"{len(self.costs)} candidates is {_cost(name, smallest)}{also}"
+            )
+        return (
+            "no candidate fits the budget; "
+            + "; ".join(parts)
+            + "; the search's checkpoints and history are kept: derive again with a larger "
+            "budget (the same command with resume=true)"
+        )
 
     @property
     def best(self) -> ArchRecord:
@@ -119,6 +182,9 @@ class Derivation:
             "param_free_share": self.param_free_share,
             "greedy_param_free_share": self.greedy_param_free_share,
             **finetune,
+            # the derived architecture's standalone cost (final.*), when counted
+            **(self.costs[self.best_index] if self.costs else {}),
+            **{f"budget_{name}": bound for name, bound in self.budget.items()},
         }
 
     def rows(self) -> list[tuple[str, ArchRecord, float]]:
@@ -132,6 +198,11 @@ class Derivation:
             ("uniform", a, acc)
             for a, acc in zip(self.uniform, self.uniform_accuracies, strict=True)
         ]
+
+    def cost_rows(self) -> list[dict[str, float]]:
+        """The costs of :meth:`rows`, in the same order (empty dicts where not counted)."""
+        n, m = len(self.candidates), len(self.uniform)
+        return (self.costs or [{}] * n) + (self.uniform_costs or [{}] * m)
 
     def report(self) -> list[str]:
         """The four labelled rows, the parameter-free shares, the fine-tuning (if any) and the
@@ -149,6 +220,7 @@ class Derivation:
             "sampled architectures: the random reference)",
             *self._param_free_line(),
             *self._finetune_line(),
+            *self._cost_line(),
             f"  ({SHARED_WEIGHT_CAVEAT})",
         ]
 
@@ -161,6 +233,16 @@ class Derivation:
             f"{self.finetune_lr:g}) from the shared weights before scoring "
             "(search.derive_finetune_steps): not comparable with plain shared-weight scores"
         ]
+
+    def _cost_line(self) -> list[str]:
+        """The derived architecture's cost beside its score, and the budget, if counted."""
+        if not self.costs:
+            return []
+        c = self.costs[self.best_index]
+        text = "  ".join(f"{k} {_cost(k, v)}" for k, v in c.items())
+        budget = ", ".join(f"{k} <= {_cost(k, v)}" for k, v in self.budget.items())
+        within = f" (budget: {budget})" if budget else ""
+        return [f"  derived cost    {text}  (its standalone network, final.*){within}"]
 
     def _param_free_line(self) -> list[str]:
         """The parameter-free shares of the derived and the greedy architecture, if known."""

@@ -61,7 +61,7 @@ from enas_lightning.optim import (
     sgd_with_sgdr,
 )
 from enas_lightning.rewards import Reward, get_reward
-from enas_lightning.search.derivation import Derivation
+from enas_lightning.search.derivation import Derivation, budget_of
 from enas_lightning.search.finetune import ChildFineTuning
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
@@ -119,6 +119,8 @@ class SearchModule(pl.LightningModule):
         self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
         self._resumed_epoch_state: dict[str, Any] | None = None
         self._costs: dict[Any, Cost] = {}
+        self._latencies: dict[Any, float] = {}
+        self._latency_table: Any = None  # loaded on the first latency asked for
         self.search_strategy.attach(self)
 
     # ----------------------------------------------------------------- set-up
@@ -314,6 +316,13 @@ class SearchModule(pl.LightningModule):
             {"epoch": self.current_epoch, "update": k, "arch": a, "reward": float(r)}
             for a, r in zip(archs, rewards.tolist(), strict=True)
         ]
+        kind = self.reward.cost_name(self.cfg)
+        if kind is not None and archs:
+            # the mean cost of the update's children (this rank's), next to the reward
+            mean = sum(self.cost_value(a, kind) for a in archs) / len(archs)
+            value = torch.tensor(float(mean), device=self.device)
+            log_step_and_epoch(self, f"ctrl/cost_{kind}", value)
+            self._epoch_stats[f"cost_{kind}"] = self._epoch_stats.get(f"cost_{kind}", 0) + value
 
     # ----------------------------------------------------------------- epochs
     def on_train_start(self) -> None:
@@ -419,10 +428,25 @@ class SearchModule(pl.LightningModule):
         key = tuple(arch.to_ints(tuple(self.cfg.search_space.ops)))
         if key not in self._costs:
             splits = self.data.splits
-            self._costs[key] = self.space.cost(
-                self.cfg.final, arch, splits.num_classes, splits.image_shape
-            )
+            f = self.space.standalone_final(self.cfg.final, arch, self.cfg.search_space)
+            self._costs[key] = self.space.cost(f, arch, splits.num_classes, splits.image_shape)
         return self._costs[key]
+
+    def cost_value(self, arch: ArchRecord, kind: str) -> float:
+        """``params``, ``madds`` or ``latency`` (predicted ms, from the latency table) of
+        ``arch``'s standalone network, each counted once per architecture."""
+        if kind != "latency":
+            return float(getattr(self.cost(arch), kind))
+        key = tuple(arch.to_ints(tuple(self.cfg.search_space.ops)))
+        if key not in self._latencies:
+            from enas_lightning.data.datasets import data_shape
+            from enas_lightning.latency.table import load_table, predict_ms
+
+            classes, shape = data_shape(self.cfg.dataset)
+            if self._latency_table is None:
+                self._latency_table = load_table(self.cfg, shape, classes)
+            self._latencies[key] = predict_ms(self._latency_table, self.cfg, arch, shape)
+        return self._latencies[key]
 
     @torch.no_grad()
     def derive(self) -> Derivation:
@@ -453,6 +477,8 @@ class SearchModule(pl.LightningModule):
             scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
         values = scores.tolist()
         n = len(candidates)
+        latency = self.uses_latency()
+        costs = [self.cost_row(a, latency) for a in scored]
         self.derivation = Derivation(
             candidates,
             values[:n],
@@ -462,8 +488,36 @@ class SearchModule(pl.LightningModule):
             metric=self.reward.metric,
             finetune_steps=self.cfg.search.derive_finetune_steps,
             finetune_lr=float(self.cfg.search.derive_finetune_lr),
+            costs=costs[:n],
+            uniform_costs=costs[n:],
+            budget=budget_of(self.cfg.get("derive")),
         )
         return self.derivation
+
+    def uses_latency(self) -> bool:
+        """Whether the derivation reports predicted latency: it is asked for (``reward.cost``,
+        ``derive.max_latency_ms``) or a table for these settings exists."""
+        derive = self.cfg.get("derive")
+        if self.reward.cost_name(self.cfg) == "latency" or (
+            derive is not None and derive.get("max_latency_ms") is not None
+        ):
+            return True
+        if self._latency_table is not None:
+            return True
+        from enas_lightning.data.datasets import data_shape
+        from enas_lightning.latency.table import table_path
+
+        classes, shape = data_shape(self.cfg.dataset)
+        return table_path(self.cfg, shape, classes).is_file()
+
+    def cost_row(self, arch: ArchRecord, latency: bool) -> dict[str, float]:
+        """``{"params", "madds"}`` of ``arch``'s standalone network, and ``"latency_ms"``
+        (predicted) with ``latency``."""
+        c = self.cost(arch)
+        row: dict[str, float] = {"params": c.params, "madds": c.madds}
+        if latency:
+            row["latency_ms"] = self.cost_value(arch, "latency")
+        return row
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

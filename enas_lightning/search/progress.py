@@ -8,7 +8,8 @@ of truncated names in a narrow terminal or a log file); this bar adds a second l
 ``controller.train_steps``) and stays empty in epochs without a controller phase.
 
 :class:`EpochLine` prints and logs (``app.log``) one line at the end of every epoch with the
-rest: epoch/total, child loss and accuracy, mean reward, baseline, entropy, learning rate,
+rest: epoch/total, child loss and accuracy, mean reward, baseline, entropy (under
+``reward=cost_aware`` the children's mean cost), learning rate,
 seconds, and the controller's greedy architecture in the authors' integer format.
 
 The numbers next to the bar are read every ``trainer.log_every_n_steps`` child steps (and after
@@ -158,12 +159,18 @@ class EpochLine(pl.Callback):
         if greedy is not None:
             arc = " ".join(map(str, greedy.to_ints(tuple(module.controller.ops))))
         warmup = " (warm-up)" if summary.warmup else ""  # search.warmup_epochs
+        # reward=cost_aware: the mean cost of the controller phase's children
+        cost = "".join(
+            f" | mean {k[len('cost_') :]} {v:.4g}"
+            for k, v in summary.space_stats.items()
+            if k.startswith("cost_")
+        )
         return (
             f"epoch {summary.epoch + 1}/{trainer.max_epochs}{warmup}"
             f" | child loss {_number(loss, '.4f')} acc {_number(acc, '.4f')}"
             f" | reward {_number(summary.reward, '.4f')}"
             f" baseline {_number(summary.baseline, '.4f')}"
-            f" entropy {_number(summary.entropy, '.3f')}"
+            f" entropy {_number(summary.entropy, '.3f')}{cost}"
             f" | lr {_number(summary.lr, '.3g')} | {seconds:.1f} s"
             f" | greedy: {arc}"
         )

@@ -50,6 +50,9 @@ class _Scoring:
     def cost(self, arch: ArchRecord) -> Cost:
         return self.module.cost(arch)
 
+    def cost_value(self, arch: ArchRecord, kind: str) -> float:
+        return self.module.cost_value(arch, kind)
+
 
 class ControllerScoring(_Scoring):
     """The controller phase's view: each call of :meth:`batches` draws its own random

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from enas_lightning.registry import Registry
-from enas_lightning.spaces.base import ArchRecord, Cost, Space
+from enas_lightning.spaces.base import ArchRecord, Cost, OpPlacement, Space
 
 BUILTIN = ("micro", "macro")
 # setup.cfg of a package with spaces: [options.entry_points] enas_lightning.spaces = name = pkg.module
@@ -62,6 +62,7 @@ __all__ = [
     "SPACES",
     "ArchRecord",
     "Cost",
+    "OpPlacement",
     "Space",
     "get_space",
     "register_space",

@@ -35,6 +35,28 @@ class Cost:
     aux_params: int = 0
 
 
+@dataclass(frozen=True)
+class OpPlacement:
+    """One op as a standalone network places it: the op's name, its channels, the height and
+    width of its input and its stride. The latency table (docs/cost_aware.md) times each one."""
+
+    op: str
+    channels: int
+    height: int
+    width: int
+    stride: int
+
+    @property
+    def key(self) -> str:
+        """The latency table's name for it, e.g. ``sep_conv_3x3 c36 32x32 s1``."""
+        return f"{self.op} c{self.channels} {self.height}x{self.width} s{self.stride}"
+
+
+def halved(size: int) -> int:
+    """The side of a feature map after a stride-2 op or a factorized reduction."""
+    return (size + 1) // 2
+
+
 class ArchRecord(Protocol):
     """An architecture as plain data: an immutable record with a JSON form and an integer form.
 
@@ -81,6 +103,16 @@ class Space(ABC):
         where the final network's depth is free (a cell stacked any number of times).
         ``arch`` ``None``: for architectures of the searched size ``s``."""
         return None
+
+    def standalone_final(self, f: FinalConfig, arch: Any, s: SearchSpaceConfig) -> FinalConfig:
+        """``f`` with the depth ``arch`` fixes (:meth:`fixed_final_layers`), where it fixes
+        one: the settings its standalone network is counted and timed with."""
+        depth = self.fixed_final_layers(arch, s)
+        if depth is None or depth == f.layers:
+            return f
+        from omegaconf import OmegaConf
+
+        return OmegaConf.merge(f, {"layers": depth})  # type: ignore[return-value]
 
     # --------------------------------------------------------------------------- records
     def arch_size(self, s: SearchSpaceConfig) -> int | None:
@@ -153,6 +185,26 @@ class Space(ABC):
         aux = getattr(net, "aux", None)
         aux_params = count_params(aux) if aux is not None else 0
         return Cost(count_params(net), count_madds(net, image_shape), aux_params)
+
+    # ------------------------------------------------------------------------------ latency
+    def op_placements(
+        self, f: FinalConfig, arch: Any, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement] | None:
+        """Every op ``arch``'s standalone network (sized by ``f``) runs, one entry per op it
+        builds; ``None`` where the space cannot say (no latency table for it)."""
+        return None
+
+    def all_op_placements(
+        self, f: FinalConfig, s: SearchSpaceConfig, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement] | None:
+        """Every placement that the standalone network of any architecture of the search ``s``
+        can run (the latency table's entries, each once); ``None`` as :meth:`op_placements`."""
+        return None
+
+    def build_op(self, placement: OpPlacement) -> nn.Module:
+        """The op of ``placement`` as the standalone network builds it (``[B, C, H, W] ->
+        [B, C, H / stride, W / stride]``)."""
+        raise NotImplementedError(f"space {self.name!r} has no latency table")
 
     @abstractmethod
     def reduction_layers(self, layers: int) -> tuple[int, ...]:

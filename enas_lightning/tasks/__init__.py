@@ -24,7 +24,7 @@ from typing import Any
 
 from enas_lightning.errors import ConfigError
 
-BUILTIN = ("search", "final", "pipeline", "inspect", "fidelity")
+BUILTIN = ("search", "final", "pipeline", "inspect", "fidelity", "latency_table")
 # setup.cfg of a package with tasks: [options.entry_points] enas_lightning.tasks = name = pkg.module
 ENTRY_POINT_GROUP = "enas_lightning.tasks"
 # What a resume continues from, relative to the run directory (search, final, pipeline).

@@ -68,7 +68,26 @@ def check_data(cfg: Config, stage: str) -> None:
     validate_data(cfg, load_splits_cached(cfg.dataset, holdout=stage == "search"), stage)
 
 
+def check_latency_table(cfg: Config) -> None:
+    """Where the search needs latency (``reward.cost=latency``, ``derive.max_latency_ms``),
+    the latency table of this device, space and sizes exists (one line naming the command
+    that builds it otherwise)."""
+    derive = cfg.get("derive")
+    wanted = (cfg.reward.name == "cost_aware" and cfg.reward.cost == "latency") or (
+        derive is not None and derive.get("max_latency_ms") is not None
+    )
+    if not wanted:
+        return
+    from enas_lightning.data.datasets import data_shape
+    from enas_lightning.latency.table import load_table
+
+    classes, shape = data_shape(cfg.dataset)
+    load_table(cfg, shape, classes)
+
+
 def check_search(cfg: Config, run_dir: Path, overrides: list[str]) -> None:
-    """``task=search`` and ``task=pipeline``: the checkpoint to resume from, and the data."""
+    """``task=search`` and ``task=pipeline``: the checkpoint to resume from, the data and the
+    latency table where latency is asked for."""
     check_checkpoint(cfg, run_dir)
     check_data(cfg, "search")
+    check_latency_table(cfg)

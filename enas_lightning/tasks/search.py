@@ -38,17 +38,26 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     ``best_arch.json``: the derived architecture, its accuracy (``val_acc``), the greedy one's,
     the means of the controller's samples and of the uniform reference, and the caveat.
     ``arch_candidates.csv``: every scored architecture, best first, with its ``source``
-    (``greedy``, ``controller`` or ``uniform``); the derived one is the first row not from
-    ``uniform``. Under another reward its score replaces the accuracy, named by its ``metric``.
+    (``greedy``, ``controller`` or ``uniform``) and its standalone cost (``params``, ``madds``,
+    ``latency_ms`` where a latency table is used); without a budget the derived one is the first
+    row not from ``uniform``. Under another reward its score replaces the accuracy, named by its
+    ``metric``.
     """
     path = output_dir / "best_arch.json"
     save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
+    rows = list(zip(d.rows(), d.cost_rows(), strict=True))
+    columns = list(
+        dict.fromkeys(k for _, cost in rows for k in cost)
+    )  # params, madds[, latency_ms]
     with writing(output_dir / "arch_candidates.csv") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "source", "arc", d.metric])
-        rows = sorted(d.rows(), key=lambda row: -row[2])  # stable: ties keep the source order
-        for r, (source, arch, acc) in enumerate(rows):
-            w.writerow([r + 1, source, " ".join(map(str, arch.to_ints(ops))), f"{acc:.6f}"])
+        w.writerow(["rank", "source", "arc", d.metric, *columns])
+        rows.sort(key=lambda row: -row[0][2])  # stable: ties keep the source order
+        for r, ((source, arch, acc), cost) in enumerate(rows):
+            values = [f"{cost[k]:.4f}" if k == "latency_ms" else str(int(cost[k])) for k in columns]
+            w.writerow(
+                [r + 1, source, " ".join(map(str, arch.to_ints(ops))), f"{acc:.6f}", *values]
+            )
     return path
 
 
@@ -95,7 +104,8 @@ def run_search(
         path = write_derivation(derivation, output_dir, ops)
         from enas_lightning.tracking import log_derivation
 
-        log_derivation(logger, derivation, path, output_dir, ops)
+        cost = cfg.reward.cost if cfg.reward.name == "cost_aware" else "params"
+        log_derivation(logger, derivation, path, output_dir, ops, cost=cost)
         lines = [
             f"search finished in {time.time() - start:.0f} s; derivation on "
             f"{len(splits.val_y)} validation images:",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from enas_lightning.config import Config
     from enas_lightning.controller.base import Sample
+    from enas_lightning.spaces.base import OpPlacement
     from enas_lightning.spaces.macro.controller import MacroController
     from enas_lightning.viz.graph import Picture
 
@@ -134,6 +135,50 @@ class MacroSpace(Space):
         from enas_lightning.spaces.macro.ops import MACRO_OPS
 
         return MACRO_OPS.param_free_share([layer.op for layer in arch.layers])
+
+    def _layer_shapes(
+        self, layers: int, f: MacroFinalConfig, image_shape: tuple[int, int, int]
+    ) -> list[tuple[int, int, int]]:
+        """Per layer of the standalone network: its channels and the height and width its op
+        runs at (as :class:`MacroNetwork` sizes them)."""
+        from enas_lightning.spaces.base import halved
+        from enas_lightning.spaces.macro.network import reduction_after
+
+        _, h, w = image_shape
+        c, shapes = f.channels, []
+        for i in range(layers):
+            shapes.append((c, h, w))
+            if i in reduction_after(layers):
+                c, h, w = 2 * c, halved(h), halved(w)
+        return shapes
+
+    def op_placements(
+        self, f: MacroFinalConfig, arch: MacroArch, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement]:
+        from enas_lightning.spaces.base import OpPlacement
+
+        shapes = self._layer_shapes(arch.num_layers, f, image_shape)
+        return [
+            OpPlacement(layer.op, c, h, w, 1)
+            for layer, (c, h, w) in zip(arch.layers, shapes, strict=True)
+        ]
+
+    def all_op_placements(
+        self, f: MacroFinalConfig, s: MacroSearchSpaceConfig, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement]:
+        from enas_lightning.spaces.base import OpPlacement
+
+        found: dict[str, OpPlacement] = {}
+        for c, h, w in self._layer_shapes(s.layers, f, image_shape):
+            for op in s.ops:
+                p = OpPlacement(op, c, h, w, 1)
+                found.setdefault(p.key, p)
+        return list(found.values())
+
+    def build_op(self, placement: OpPlacement) -> nn.Module:
+        from enas_lightning.spaces.macro.ops import MACRO_OPS
+
+        return MACRO_OPS.build(placement.op, placement.channels, 1, search=False)
 
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         from enas_lightning.spaces.macro.supernet import reduction_layers

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from enas_lightning.config import Config
+    from enas_lightning.spaces.base import OpPlacement
     from enas_lightning.spaces.micro.controller import MicroController
     from enas_lightning.viz.graph import Picture
 
@@ -122,6 +123,62 @@ class MicroSpace(Space):
         # both cells: every node's two op choices
         cells = (arch.normal, arch.reduce)
         return MICRO_OPS.param_free_share([op for c in cells for n in c.nodes for op in n.ops])
+
+    def _cell_shapes(
+        self, f: MicroFinalConfig, image_shape: tuple[int, int, int]
+    ) -> list[tuple[bool, int, tuple[int, int], tuple[int, int]]]:
+        """Per cell of the standalone network: reduction or not, its channels, the size of its
+        inputs and the size its nodes run at (as :class:`MicroNetwork` sizes them)."""
+        from enas_lightning.spaces.base import halved
+        from enas_lightning.spaces.micro.network import reduction_positions
+
+        _, h, w = image_shape
+        reductions = reduction_positions(f.layers)
+        c, out, shapes = f.channels, (h, w), []
+        for index in range(f.layers + 2):
+            reduction = index in reductions
+            inputs = out
+            if reduction:
+                c *= 2
+                out = (halved(out[0]), halved(out[1]))
+            shapes.append((reduction, c, inputs, out))
+        return shapes
+
+    def op_placements(
+        self, f: MicroFinalConfig, arch: MicroArch, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement]:
+        from enas_lightning.spaces.base import OpPlacement
+
+        placements = []
+        for reduction, c, inputs, out in self._cell_shapes(f, image_shape):
+            cell = arch.reduce if reduction else arch.normal
+            for node in cell.nodes:
+                for i, op in zip(node.inputs, node.ops, strict=True):
+                    # a reduction cell's ops on its two inputs run at stride 2 (FinalCell)
+                    stride = 2 if reduction and i < 2 else 1
+                    h, w = inputs if stride == 2 else out
+                    placements.append(OpPlacement(op, c, h, w, stride))
+        return placements
+
+    def all_op_placements(
+        self, f: MicroFinalConfig, s: MicroSearchSpaceConfig, image_shape: tuple[int, int, int]
+    ) -> list[OpPlacement]:
+        from enas_lightning.spaces.base import OpPlacement
+
+        found: dict[str, OpPlacement] = {}
+        for reduction, c, inputs, out in self._cell_shapes(f, image_shape):
+            for op in s.ops:
+                for stride in (1, 2) if reduction else (1,):
+                    h, w = inputs if stride == 2 else out
+                    p = OpPlacement(op, c, h, w, stride)
+                    found.setdefault(p.key, p)
+        return list(found.values())
+
+    def build_op(self, placement: OpPlacement) -> nn.Module:
+        from enas_lightning.spaces.micro.ops import MICRO_OPS
+
+        p = placement
+        return MICRO_OPS.build(p.op, p.channels, p.stride, search=False)
 
     def reduction_layers(self, layers: int) -> tuple[int, ...]:
         from enas_lightning.spaces.micro.network import reduction_positions
