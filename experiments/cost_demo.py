@@ -137,16 +137,16 @@ def main() -> None:
                 continue
             info = json.loads(best.read_text())
             row["ints"] = info.get("ints")
-            row["params"] = info["params"]
             row["shared_score"] = info.get("val_acc_cost", info.get("val_acc"))
-            pick = [
-                float(
-                    retrain_once(best, sdir / regime / f"pick_r{r}", r, [*args.extra, *final])[
-                        "test_acc"
-                    ]
-                )
+            metrics = [
+                retrain_once(best, sdir / regime / f"pick_r{r}", r, [*args.extra, *final])
                 for r in rseeds
             ]
+            # the retrained network's count: the same network as the uniform cells' counts
+            # (best_arch.json's is the search's final.*, which a search made without --final,
+            # e.g. an accuracy-only one reused from experiments/levers.py, sized otherwise)
+            row["params"] = int(metrics[0]["params"])
+            pick = [float(m["test_acc"]) for m in metrics]
             row["pick_acc"] = statistics.mean(pick)
             row["pick_accs"] = " ".join(f"{a:.4f}" for a in pick)
             rows.append(row)
