@@ -130,6 +130,11 @@ def main() -> None:
     )
     parser.add_argument("--final", default="", help="the regime's final-training overrides")
     parser.add_argument("--uniform-ref", type=Path, help="regime.py's regime.json")
+    parser.add_argument(
+        "--no-greedy-retrain",
+        action="store_true",
+        help="keep the greedy cell's parameter-free share but do not retrain it (saves time)",
+    )
     parser.add_argument("extra", nargs="*", help="common Hydra overrides (data set, budget)")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -162,11 +167,12 @@ def main() -> None:
             if g is not None:
                 garch = arch_from_dict(json.loads(g.read_text()), space)
                 row["greedy_pf"] = param_free_share(garch)
-                gaccs = [
-                    retrain(g, sdir / regime / f"greedy_r{r}", r, [*args.extra, *final])
-                    for r in rseeds
-                ]
-                row["greedy_acc"] = statistics.mean(gaccs)
+                if not args.no_greedy_retrain:
+                    gaccs = [
+                        retrain(g, sdir / regime / f"greedy_r{r}", r, [*args.extra, *final])
+                        for r in rseeds
+                    ]
+                    row["greedy_acc"] = statistics.mean(gaccs)
             rows.append(row)
     ref = json.loads(args.uniform_ref.read_text()) if args.uniform_ref else None
     rows = earlier_rows(out / "levers.csv", rows, regime) + rows
