@@ -110,7 +110,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for the scoring")
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("runs", type=Path, nargs="+", help="finished search run directories")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one core)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     regime = json.loads((args.regime / "regime.json").read_text())
     cells = regime["per_arch"]
