@@ -276,4 +276,5 @@ def plot_derivation_front(derivation: Any, path: Path, cost: str = "params") -> 
         acc_label=derivation.metric.replace("_", " ") + " (shared weights)",
         title="" if budget is None else f"budget: {key} <= {budget:g}",
         marks=[("derived", best[key], derivation.best_acc)] if key in best else [],
+        budget=budget,
     )

@@ -33,10 +33,12 @@ def plot_front(
     acc_label: str = "shared-weight validation accuracy",
     title: str = "",
     marks: Sequence[tuple[str, float, float]] = (),
+    budget: float | None = None,
 ) -> Path:
     """Accuracy ``accs`` against cost ``costs`` per architecture (``sources[i]`` names its
-    group), the front of all of them as a step line, and ``marks`` (label, cost, accuracy)
-    drawn on top (e.g. the derived architecture); writes a PNG to ``path``."""
+    group), the front of all of them as a step line, ``marks`` (label, cost, accuracy) drawn on
+    top (e.g. the derived architecture) and ``budget`` as a dashed vertical line; writes a PNG
+    to ``path``."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for source in dict.fromkeys(sources):
@@ -60,6 +62,8 @@ def plot_front(
             alpha=0.6,
             label="front",
         )
+    if budget is not None:
+        ax.axvline(budget, color="tab:red", linestyle="--", alpha=0.7, label="budget")
     for label, cost, acc in marks:
         ax.scatter([cost], [acc], marker="D", facecolors="none", edgecolors="black", s=90)
         ax.annotate(label, (cost, acc), textcoords="offset points", xytext=(5, -10), fontsize=8)
