@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shlex
 import statistics
 import subprocess
 from pathlib import Path
 
-from levers import search
+from levers import regime_key, search
 from retrained_study import retrain_once
 
 from enas_lightning.search.front import gap_to_front, pareto_front
@@ -122,7 +121,7 @@ def main() -> None:
         f"reward.target={target}",
         f"derive.max_params={target}",
     ]
-    regime = "final_" + hashlib.sha1(" ".join([*args.extra, *final]).encode()).hexdigest()[:8]
+    regime = regime_key(args.extra, final)
     rows = []
     for s in seeds:
         for kind in KINDS:

@@ -68,6 +68,12 @@ def search(out: Path, seed: int, overrides: list[str]) -> Path:
     return best
 
 
+def regime_key(extra: list[str], final: list[str]) -> str:
+    """The folder name of a regime's retrains (a hash of the common and final overrides): a
+    rerun never mixes two regimes, and experiments/cost_demo.py finds these retrains by it."""
+    return "final_" + hashlib.sha1(" ".join([*extra, *final]).encode()).hexdigest()[:8]
+
+
 def retrain(arch_file: Path, out: Path, seed: int, overrides: list[str]) -> float:
     return float(retrain_once(arch_file, out, seed, overrides)["test_acc"])
 
@@ -141,8 +147,7 @@ def main() -> None:
     seeds = [int(v) for v in args.seeds.split(",")]
     rseeds = [int(v) for v in args.retrain_seeds.split(",")]
     final = shlex.split(args.final)
-    # retrains of another regime go to another folder: a rerun never mixes two regimes
-    regime = "final_" + hashlib.sha1(" ".join([*args.extra, *final]).encode()).hexdigest()[:8]
+    regime = regime_key(args.extra, final)
     rows = []
     for name, lever in args.lever:
         for s in seeds:
