@@ -73,10 +73,8 @@ from enas_lightning.spaces.micro.arch import MicroArch, MicroCell  # noqa: E402
 # ``LinearCrossEntropyOptions`` are "not a nn.Module" (it only affects its tracing of those
 # classes, which this space does not use); silence that so the output stays readable
 warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
-import nni  # noqa: E402
-from nni.nas.hub.pytorch import ENAS as NniEnasSpace  # noqa: E402
-from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule  # noqa: E402
-from nni.nas.strategy import ENAS as NniEnasStrategy  # noqa: E402
+# NNI itself is imported inside the functions that use it: this module's other helpers (and the
+# ``search`` part's enas_lightning worker) must import where NNI is not installed
 
 Step = Callable[[Tensor, Tensor], None]
 
@@ -97,8 +95,16 @@ def build_nni(layers: int, channels: int) -> nn.Module:
     cell, so ``num_cells = layers + 2`` gives our layout: ``layers`` normal cells and 2 reduction
     cells at the same positions (for layers=6: cells 2 and 5 of 8).
     """
-    space = NniEnasSpace(width=channels, num_cells=layers + 2, dataset="cifar")
-    return NniEnasStrategy().mutate_model(space)
+    from nni.nas.strategy import ENAS as NniEnasStrategy
+
+    return NniEnasStrategy().mutate_model(nni_space(layers, channels))
+
+
+def nni_space(layers: int, channels: int) -> nn.Module:
+    """NNI's ENAS model space (not yet a supernet) in our cell layout (see :func:`build_nni`)."""
+    from nni.nas.hub.pytorch import ENAS as NniEnasSpace
+
+    return NniEnasSpace(width=channels, num_cells=layers + 2, dataset="cifar")
 
 
 def nni_sample(arch: MicroArch) -> dict[str, Any]:
@@ -117,6 +123,8 @@ def nni_sample(arch: MicroArch) -> dict[str, Any]:
 
 def select_nni(supernet: nn.Module, sample: dict[str, Any]) -> None:
     """Fix NNI's supernet to ``sample`` as ``EnasLightningModule.resample`` does."""
+    from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
+
     for module in supernet.modules():
         if isinstance(module, BaseSuperNetModule):
             module.resample(memo=sample)
@@ -201,7 +209,7 @@ def run_child(args: argparse.Namespace) -> None:
     report(
         "Child throughput vs NNI ENAS micro (CPU)",
         {
-            "nni": nni.__version__,
+            "nni": _version("nni"),
             "layers": f"{args.layers} normal + 2 reduction",
             "channels": args.channels,
             "nodes": 5,
@@ -248,6 +256,7 @@ def build_nni_controller(supernet: nn.Module, num_aggregate: int, lstm_size: int
 
     # NNI 3.0's ENAS imports gym and tianshou lazily; only this part needs them
     from nni.nas.evaluator.pytorch.lightning import LightningModule as NniLightningModule
+    from nni.nas.strategy import ENAS as NniEnasStrategy
     from nni.nas.strategy._rl_impl import default_policy_fn
 
     strategy = NniEnasStrategy(
@@ -399,7 +408,7 @@ def run_controller(args: argparse.Namespace) -> None:
     report(
         "Controller cost vs NNI ENAS micro (CPU)",
         {
-            "nni": nni.__version__,
+            "nni": _version("nni"),
             "tianshou": _version("tianshou"),
             "space": "micro, 5 nodes, 5 ops, 2 cells",
             "lstm": "64, 1 layer",
@@ -428,6 +437,382 @@ def run_controller(args: argparse.Namespace) -> None:
     )
 
 
+# --- whole search --------------------------------------------------------------------------------
+
+# (side, processes, torch threads per process) timed in each round, in this order (reversed in odd
+# rounds so neither side always runs first): ours and NNI on one thread, then our 2 DDP ranks x 1
+# thread against NNI's single process on the same 2 cores as 2 threads
+SEARCH_SETTINGS = (("ours", 1, 1), ("nni", 1, 1), ("ours", 2, 1), ("nni", 1, 2))
+
+
+def search_overrides(a: argparse.Namespace, devices: int, threads: int, out: str) -> list[str]:
+    """Our search config for the ``search`` part, matched to what NNI's side runs.
+
+    The same seeded fake CIFAR-shaped data on both sides (NNI's worker loads it through our
+    ``load_splits`` too); no augmentation, dropout or aux head (NNI's one-shot ENAS space has
+    none); global gradient-norm clipping (what Lightning's ``clip_gradients`` does on NNI's side).
+    On ``devices`` DDP ranks each rank keeps the batch and samples ``num_aggregate / devices``
+    children per controller update, so an update is still rewarded by ``num_aggregate``
+    children and an epoch trains on the same images (in half the steps per rank).
+    """
+    return [
+        "search_space=micro",
+        f"search_space.layers={a.layers}",
+        f"search_space.channels={a.channels}",
+        "search_space.aux_weight=0",
+        "search_space.dropout_keep=1.0",
+        "dataset=fake",
+        "dataset.image_size=32",
+        "dataset.channels=3",
+        "dataset.num_classes=10",
+        f"dataset.train_size={a.train + a.val}",
+        f"dataset.val_size={a.val}",
+        "dataset.pad=0",
+        "dataset.flip=false",
+        "trainer=cpu",
+        f"trainer.devices={devices}",
+        *(["trainer.strategy=ddp"] if devices > 1 else []),
+        f"trainer.num_threads={threads}",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        f"search.epochs={a.epochs}",
+        f"search.batch_size={a.batch}",
+        f"search.eval_batch_size={a.batch}",
+        f"search.derive_samples={a.derive_samples}",
+        "search.optim.grad_clip_mode=global",
+        f"controller.train_steps={a.updates}",
+        f"controller.num_aggregate={a.num_aggregate // devices}",
+        f"output_dir={out}",
+    ]
+
+
+def compose_search_cfg(overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from enas_lightning.app import CONF_DIR  # registers the structured configs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    # a plain script, not a Hydra app: Lightning must relaunch rank 1 as `python <script> argv`
+    HydraConfig.instance().cfg = None
+    return cfg
+
+
+def search_clock(is_child: Callable[[Any], bool]) -> Any:
+    """A Lightning callback timing the search on rank 0: the whole fit from ``on_train_start``
+    to ``on_train_end`` (after the processes are up and the model is built; Lightning's loop,
+    logging and epoch ends included) and the seconds of the child steps and controller steps
+    (from a step's ``on_train_batch_start`` to its ``on_train_batch_end``; ``is_child(batch)``
+    tells them apart). CPU only: nothing to synchronise."""
+    import pytorch_lightning as pl
+
+    class SearchClock(pl.Callback):
+        def __init__(self) -> None:
+            self.total = self.child = self.ctrl = 0.0
+            self.child_steps = self.ctrl_steps = 0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.step_t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            dt = time.perf_counter() - self.step_t0
+            if is_child(batch):
+                self.child, self.child_steps = self.child + dt, self.child_steps + 1
+            else:
+                self.ctrl, self.ctrl_steps = self.ctrl + dt, self.ctrl_steps + 1
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.total = time.perf_counter() - self.t0
+
+    return SearchClock()
+
+
+def ours_search(a: argparse.Namespace) -> dict[str, Any] | None:
+    """Our whole search (``SearchModule`` + ``pl.Trainer``, as ``task=search`` builds them, as
+    ``bench/search_epoch.py`` and ``bench/ddp_scaling.py`` run them), then the derivation
+    timed on its own. Rank 0 returns the numbers; other DDP ranks ``None``."""
+    from enas_lightning.build import (
+        build_controller,
+        build_supernet,
+        build_trainer,
+        validate,
+        validate_data,
+    )
+    from enas_lightning.data.datasets import load_splits
+    from enas_lightning.data.device import DeviceSplits
+    from enas_lightning.search.loader import CHILD
+    from enas_lightning.search.module import SearchModule
+
+    cfg = compose_search_cfg(search_overrides(a, a.worker_devices, a.worker_threads, a.out))
+    validate(cfg)
+    torch.manual_seed(cfg.seed)
+    splits = load_splits(cfg.dataset, holdout=True)
+    validate_data(cfg, splits, "search")
+    d = cfg.dataset
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    clock = search_clock(lambda batch: int(batch[0]) == CHILD)
+    trainer = build_trainer(
+        cfg, "search", Path(a.out), cfg.search.epochs, [clock], False, enable_checkpointing=False
+    )
+    trainer.fit(module)
+    t = time.perf_counter()
+    derivation = module.derive()  # every rank scores its share of the candidates
+    derive_s = time.perf_counter() - t
+    if not trainer.is_global_zero:
+        return None
+    return {
+        "search_s": clock.total,
+        "child_s": clock.child,
+        "ctrl_s": clock.ctrl,
+        "child_steps": clock.child_steps,
+        "updates": clock.ctrl_steps,
+        "rewards": clock.ctrl_steps * cfg.controller.num_aggregate * trainer.world_size,
+        "derive_s": derive_s,
+        "derived": f"{len(derivation.candidates)} candidates scored on the val split",
+        "world": trainer.world_size,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def nni_search(a: argparse.Namespace) -> dict[str, Any]:
+    """NNI 3.0's one-shot ENAS as NNI runs it, in this process: its ``ENAS`` model space and
+    ``ENAS`` strategy on a ``Lightning`` evaluator, run by the strategy itself on a
+    ``SequentialExecutionEngine`` (what ``NasExperiment`` does for a one-shot strategy, minus
+    the experiment's manager process): the strategy mutates the space into its supernet, wraps
+    the evaluator's module in ``EnasLightningModule`` (tianshou PPO controller, NNI's defaults)
+    and fits it with the evaluator's ``pl.Trainer`` on a ``ConcatLoader`` of the training loader
+    (one child step per batch) and the validation loader (one reward per batch: an architecture
+    scored on one batch; a PPO update every ``batches_per_update`` rewards). Then
+    ``strategy.list_models()`` (NNI's derivation: one more controller sample, frozen into a
+    model) timed on its own."""
+    import pytorch_lightning as pl
+    from nni.nas.evaluator.pytorch import ClassificationModule, DataLoader, Lightning, Trainer
+    from nni.nas.execution import SequentialExecutionEngine
+    from nni.nas.space import RawFormatModelSpace
+    from nni.nas.strategy import ENAS as NniEnasStrategy
+    from torch.utils.data import RandomSampler, TensorDataset, default_collate
+
+    from enas_lightning.data.datasets import load_splits
+
+    torch.set_num_threads(a.worker_threads)
+    # the same images as ours: our fake dataset, loaded by our code from the same config
+    cfg = compose_search_cfg(search_overrides(a, 1, a.worker_threads, a.out))
+    splits = load_splits(cfg.dataset, holdout=True)
+    pl.seed_everything(cfg.seed, verbose=False)
+
+    class ChildModule(ClassificationModule):
+        """NNI's classification module with our child optimiser: SGD with Nesterov momentum,
+        lr 0.05, weight decay 2e-4 (ours: 2 x l2_reg), gradient norm clipped to 5. The
+        ``EnasLightningModule`` drives it by hand (manual optimisation) and calls
+        ``configure_gradient_clipping`` without a value, so the clip is set here: Lightning
+        refuses the Trainer's ``gradient_clip_val`` under manual optimisation."""
+
+        def configure_optimizers(self):
+            o = cfg.search.optim
+            return torch.optim.SGD(
+                self.parameters(), lr=o.lr_max, momentum=o.momentum, nesterov=o.nesterov,
+                weight_decay=2 * o.l2_reg, foreach=True,
+            )  # fmt: skip
+
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, algorithm=None):
+            self.clip_gradients(optimizer, cfg.search.optim.grad_clip, "norm")
+
+    def tag(mode: str) -> Callable[[list[Any]], tuple[Any, str]]:
+        """Collate a batch as ``(batch, mode)``. NNI 3.0's ``EnasLightningModule.training_step``
+        tells child batches from reward batches by the ``dataloader_idx`` that pytorch-lightning
+        2.0 passed inside the batch; later versions (2.6 here) pass the bare batch, which NNI
+        then misreads. It still reads a ``(batch, "train" | "val")`` pair (its pytorch-lightning
+        1.x path), so each loader tags its batches: NNI's own code, on the same Lightning as
+        ours."""
+        return lambda items: (default_collate(items), mode)
+
+    rewards_per_epoch = a.updates * a.num_aggregate
+    train = TensorDataset(splits.train_x, splits.train_y)
+    val = TensorDataset(splits.val_x, splits.val_y)
+    clock = search_clock(lambda batch: batch[1] == "train")
+    trainer = Trainer(
+        accelerator="cpu", devices=1, max_epochs=a.epochs, logger=False, callbacks=[clock],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    evaluator = Lightning(
+        ChildModule(num_classes=10),
+        trainer,
+        train_dataloaders=DataLoader(
+            train, batch_size=a.batch, shuffle=True, drop_last=True, collate_fn=tag("train")
+        ),
+        # one batch per reward: rewards_per_epoch batches drawn at random, as ours draws each
+        # reward's validation minibatch
+        val_dataloaders=DataLoader(
+            val,
+            batch_size=a.batch,
+            sampler=RandomSampler(val, replacement=True, num_samples=a.batch * rewards_per_epoch),
+            collate_fn=tag("val"),
+        ),
+    )
+    strategy = NniEnasStrategy(batches_per_update=a.num_aggregate, reward_metric_name="val_acc")
+    strategy(RawFormatModelSpace(nni_space(a.layers, a.channels), evaluator),
+             SequentialExecutionEngine())  # fmt: skip
+    module = strategy.oneshot_module
+    t = time.perf_counter()
+    models = list(strategy.list_models())
+    derive_s = time.perf_counter() - t
+    return {
+        "search_s": clock.total,
+        "child_s": clock.child,
+        "ctrl_s": clock.ctrl,
+        "child_steps": clock.child_steps,
+        "updates": module._trajectory_counter // module.batches_per_update,
+        "rewards": module._trajectory_counter,
+        "derive_s": derive_s,
+        "derived": f"{len(models)} sample (export), not scored",
+        "world": 1,
+        "threads": torch.get_num_threads(),
+        "ppo": dict(module.update_kwargs),
+        "nni": _version("nni"),
+    }
+
+
+def search_worker(a: argparse.Namespace) -> None:
+    """One whole search of one side (``a.worker``); rank 0 writes its numbers to ``a.result``."""
+    import json
+
+    result = ours_search(a) if a.worker == "ours" else nni_search(a)
+    if result is not None:
+        Path(a.result).write_text(json.dumps(result))
+
+
+def run_search(args: argparse.Namespace) -> None:
+    """The whole-search section: every setting of :data:`SEARCH_SETTINGS` in its own fresh
+    subprocess per round (neither side inherits the other's thread pool or imports)."""
+    import json
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve()
+    repo = here.parents[1]
+    python = {"ours": args.ours_python or sys.executable, "nni": args.nni_python or sys.executable}
+    runs: dict[tuple[str, int, int], list[dict[str, Any]]] = {s: [] for s in SEARCH_SETTINGS}
+    before = load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for side, devices, threads in SEARCH_SETTINGS if r % 2 == 0 else SEARCH_SETTINGS[::-1]:
+                if devices > 1 and args.no_ddp:
+                    continue
+                name = f"{side}{devices}x{threads}_r{r}"
+                result = Path(tmp) / f"{name}.json"
+                cmd = [python[side], str(here), *sys.argv[1:], f"--worker={side}"]
+                cmd += [f"--worker-devices={devices}", f"--worker-threads={threads}"]
+                cmd += [f"--out={tmp}/{name}", f"--result={result}"]
+                # one OpenMP/MKL thread pool of the setting's size, set before torch loads
+                n = str(threads)
+                env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+                env["PYTHONPATH"] = os.pathsep.join(
+                    filter(None, [str(repo), env.get("PYTHONPATH")])
+                )
+                t = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+                wall = time.perf_counter() - t
+                if proc.returncode != 0:
+                    sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+                    raise RuntimeError(f"{name} failed (exit {proc.returncode})")
+                rec = json.loads(result.read_text())
+                rec["process_s"] = wall
+                runs[(side, devices, threads)].append(rec)
+                print(name, {k: round(v, 2) if isinstance(v, float) else v
+                             for k, v in rec.items()}, flush=True)  # fmt: skip
+
+    def med(setting: tuple[str, int, int], key: str) -> float:
+        return statistics.median(rec[key] for rec in runs[setting])
+
+    base = med(SEARCH_SETTINGS[0], "search_s")  # ours, 1 process x 1 thread
+    rows = []
+    labels = {"ours": "enas_lightning", "nni": "nni"}
+    for s in SEARCH_SETTINGS:
+        if not runs[s]:
+            continue
+        side, devices, threads = s
+        last = runs[s][-1]
+        rows.append([
+            labels[side], f"{devices} x {threads}", last["child_steps"], last["rewards"],
+            last["updates"], med(s, "search_s"), med(s, "child_s"), med(s, "ctrl_s"),
+            med(s, "search_s") - med(s, "child_s") - med(s, "ctrl_s"), med(s, "search_s") / base,
+            med(s, "derive_s"), med(s, "process_s"),
+        ])  # fmt: skip
+    body = table(
+        ["implementation", "processes x threads", "child steps (rank 0)", "rewards", "updates",
+         "search s (median)", "child steps s", "controller steps s", "rest s", "ratio to ours 1x1",
+         "derivation s (not in search)", "process s"],
+        rows,
+    )  # fmt: skip
+    ratios = []
+    for (side, devices, threads), label in (
+        (("nni", 1, 1), "nni 1x1 / ours 1x1"),
+        (("nni", 1, 2), "nni 1x2 / ours 1x1"),
+    ):
+        if runs[(side, devices, threads)]:
+            ratios.append(f"{label} {med((side, devices, threads), 'search_s') / base:.3g}")
+    if runs[("ours", 2, 1)]:
+        ours2 = med(("ours", 2, 1), "search_s")
+        for s, label in ((("nni", 1, 1), "nni 1x1"), (("nni", 1, 2), "nni 1x2")):
+            ratios.append(f"{label} / ours 2x1 (DDP) {med(s, 'search_s') / ours2:.3g}")
+    body += "\n\nnni / ours, whole search (median wall time): " + ", ".join(ratios)
+    nni_rec = runs[("nni", 1, 1)][-1]
+    report(
+        "Whole search vs NNI ENAS micro (CPU)",
+        {
+            "nni": nni_rec.get("nni", "3.0"),
+            "layers": f"{args.layers} normal + 2 reduction",
+            "channels": args.channels,
+            "nodes": 5,
+            "ops": "sep3,sep5,avg3,max3,identity",
+            "batch": args.batch,
+            "train/val images": f"{args.train}/{args.val} fake 32x32x3, 10 classes, no augmentation",
+            "epochs": args.epochs,
+            "controller per epoch": f"{args.updates} updates x {args.num_aggregate} rewards",
+            "nni ppo": nni_rec.get("ppo"),
+            "derive_samples (ours)": args.derive_samples,
+            "rounds (median)": args.rounds,
+            "python (ours, nni)": f"{python['ours']}, {python['nni']}",
+            "command": "python bench/compare_nni.py " + " ".join(sys.argv[1:]),
+        },
+        body,
+        notes=[
+            "Each run is a fresh process (settings alternated, order reversed every other "
+            "round); 'search s' is rank 0's fit from on_train_start to on_train_end (process "
+            "start, imports, data and model building, DDP start-up and the derivation are "
+            "outside it; 'process s' is the whole subprocess). 'child steps s' and 'controller "
+            "steps s' add up each step's on_train_batch_start..end; 'rest' is Lightning's loop "
+            "around them. NNI's controller steps include its PPO updates (tianshou, its "
+            "defaults), ours our REINFORCE updates. Same data (our seeded fake split, loaded by "
+            "our code on both sides), same batch, same child steps, rewards and updates per "
+            "epoch.",
+            "Not matched: the networks differ as in the child section (NNI's cell concatenates "
+            "all 5 nodes, shares an op's weights between a node's two slots, applies stride-2 "
+            "ops in its reduction cells); the controllers differ (NNI: PPO, one architecture "
+            "and one decision per policy call, an architecture sampled per child step; ours: "
+            "REINFORCE, the epoch's children sampled in one batched call); the learning rate "
+            "is constant on NNI's side (ours: SGDR cosine, one scheduler step per epoch); "
+            "NNI's reward is torchmetrics' accuracy logged through Lightning and read back "
+            "with .item() per reward, ours one batched reward per update; NNI batches come "
+            "from torch DataLoaders (collated per batch), ours are gathered from tensors; "
+            "NNI's derivation is one controller sample, ours scores derive_samples + 1 "
+            "candidates (both outside 'search s'). Under DDP each rank keeps the batch "
+            "(half the child steps per rank, same images per epoch) and samples "
+            "num_aggregate / 2 children per update (all-gathered to num_aggregate).",
+        ],
+        append=not args.no_append,
+        load_before=before,
+    )
+
+
 def _version(dist: str) -> str:
     from importlib.metadata import version
 
@@ -436,7 +821,8 @@ def _version(dist: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", choices=("child", "controller"), help="run one part (default both)")
+    p.add_argument("--only", choices=("child", "controller", "search"),
+                   help="run one part (default: child and controller)")  # fmt: skip
     p.add_argument("--layers", type=int, default=6, help="normal cells (+2 reduction cells)")
     p.add_argument("--channels", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)
@@ -445,8 +831,32 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per architecture")
     p.add_argument("--ctrl-repeats", type=int, default=5, help="timed controller rounds")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    p.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
+    g = p.add_argument_group("search part (--only search)")
+    g.add_argument("--epochs", type=int, default=2, help="search epochs")
+    g.add_argument("--train", type=int, default=256, help="training images (child steps: /batch)")
+    g.add_argument(
+        "--val", type=int, default=128, help="validation images (rewards draw from them)"
+    )
+    g.add_argument("--updates", type=int, default=2, help="controller updates per epoch")
+    g.add_argument("--num-aggregate", type=int, default=10, help="rewards per controller update")
+    g.add_argument("--derive-samples", type=int, default=10, help="our derivation's candidates")
+    g.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
+    g.add_argument("--no-ddp", action="store_true", help="skip our 2-rank DDP setting")
+    g.add_argument("--ours-python", default="", help="interpreter of our side (default: this one)")
+    g.add_argument("--nni-python", default="", help="interpreter of NNI's side (default: this one)")
+    # the search part's per-run worker (and the ranks Lightning relaunches from it)
+    p.add_argument("--worker", choices=("ours", "nni"), help=argparse.SUPPRESS)
+    p.add_argument("--worker-devices", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--out", default="", help=argparse.SUPPRESS)
+    p.add_argument("--result", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        search_worker(args)
+        return
+    if args.only == "search":
+        run_search(args)
+        return
     torch.set_num_threads(args.threads)
     if args.only != "controller":
         run_child(args)
