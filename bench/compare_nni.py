@@ -1,4 +1,4 @@
-"""Child-training throughput and controller cost against Microsoft NNI's ENAS micro (cell) space.
+"""Child-step throughput, controller cost and a whole search vs NNI 3.0's ENAS micro space.
 
 ``child`` part: measures images/s of one child training step (forward, cross-entropy, backward, gradient-norm
 clip 5, SGD-Nesterov step; ``child_throughput.make_step``) of:
@@ -32,15 +32,45 @@ of one controller update over ``num_aggregate`` = 10 architectures with a fixed 
   PPO epochs x minibatches of 32 transitions) and as a single gradient pass over the 10
   architectures (the shape of one REINFORCE update).
 
-It needs NNI, which the project's venv does not have, and the controller part needs tianshou and
-gym (NNI 3.0's ENAS imports them; ``--no-deps`` so that pip never swaps the CPU torch):
+``search`` part (its own section, ``--only search``; not run by default): a whole small ENAS
+micro search on each side, ``--epochs`` epochs on the same seeded fake CIFAR-shaped data (our
+``dataset=fake``, 32x32x3, 10 classes, ``--train``/``--val`` images, loaded by our code on both
+sides), the same batch, the same child steps per epoch (``--train / --batch``) and the same
+rewards and controller updates per epoch (``--updates`` x ``--num-aggregate``):
+
+* ``ours``: ``SearchModule`` + ``pl.Trainer`` as ``task=search`` builds them (as
+  ``bench/search_epoch.py`` and ``bench/ddp_scaling.py`` run them), micro space with NNI's
+  settings where ours has them (no aux head, no dropout, no augmentation, global-norm clip);
+* ``nni``: NNI 3.0's one-shot ENAS as NNI runs it in-process: its ``ENAS`` space and ``ENAS``
+  strategy (tianshou PPO controller, NNI's defaults) on a ``Lightning`` evaluator (NNI's
+  ``ClassificationModule`` with our SGD settings), run by the strategy on a
+  ``SequentialExecutionEngine``, i.e. ``EnasLightningModule`` fitted by a ``pytorch_lightning``
+  Trainer (NNI 3.0 imports ``pytorch_lightning``, not ``lightning``). On pytorch-lightning 2.6
+  NNI misreads the batches (it expects 2.0's ``(batch, batch_idx, dataloader_idx)``), so its
+  loaders tag each batch ``(batch, "train" | "val")``, the form its 1.x branch reads.
+
+Each search runs in a fresh subprocess (``--worker``; Lightning relaunches our DDP rank 1 from
+it), ``--rounds`` rounds alternating the settings (our 1 process x 1 thread, NNI 1 x 1, our 2 DDP
+ranks x 1 thread, NNI 1 process x 2 threads), with ``OMP_NUM_THREADS`` and torch threads set
+per setting; the derivation (ours: ``derive_samples`` + 1 candidates scored; NNI: one export) is
+timed after the search, outside it. Median wall time per setting and the ratios nni / ours. Our
+side can run in the project's venv (``--ours-python``, importing this checkout through
+``PYTHONPATH``) and NNI's in its own (``--nni-python``; default both: this interpreter).
+
+It needs NNI, which the project's venv does not have (never install it there), and the
+controller and search parts need tianshou and gym (NNI 3.0's ENAS imports them; ``--no-deps``
+so that pip never swaps the CPU torch). From the repository root:
 
     python3 -m venv /work/nni-venv
-    /work/nni-venv/bin/pip install torch==2.13.0 nni -e .  # pin torch: a CPU build
+    # check first that it resolves torch 2.13.0+cpu (a local CPU wheel here; elsewhere add
+    # --extra-index-url https://download.pytorch.org/whl/cpu), then run it without --dry-run
+    /work/nni-venv/bin/pip install torch==2.13.0 nni -e . --dry-run
     /work/nni-venv/bin/pip install --no-deps tianshou==0.5.1 gym==0.26.2 gym-notices \
         gymnasium==0.28.1 jax-jumpy pettingzoo==1.23.1 Farama-Notifications numba llvmlite h5py
     /work/nni-venv/bin/python bench/compare_nni.py [--only child|controller] [--archs 5] \
         [--steps 3] [--repeats 3] [--ctrl-repeats 5]
+    /work/nni-venv/bin/python bench/compare_nni.py --only search \
+        --ours-python /work/main/.venv/bin/python [--epochs 2] [--rounds 3] [--no-ddp]
 """
 
 from __future__ import annotations
@@ -477,7 +507,7 @@ def search_overrides(a: argparse.Namespace, devices: int, threads: int, out: str
         "logger=none",
         f"search.epochs={a.epochs}",
         f"search.batch_size={a.batch}",
-        f"search.eval_batch_size={a.batch}",
+        f"search.eval_batch_size={a.val}",  # a candidate is scored in one batch
         f"search.derive_samples={a.derive_samples}",
         "search.optim.grad_clip_mode=global",
         f"controller.train_steps={a.updates}",
@@ -831,15 +861,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per architecture")
     p.add_argument("--ctrl-repeats", type=int, default=5, help="timed controller rounds")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
     g = p.add_argument_group("search part (--only search)")
     g.add_argument("--epochs", type=int, default=2, help="search epochs")
-    g.add_argument("--train", type=int, default=256, help="training images (child steps: /batch)")
+    g.add_argument("--train", type=int, default=320, help="training images (child steps: /batch)")
     g.add_argument(
         "--val", type=int, default=128, help="validation images (rewards draw from them)"
     )
-    g.add_argument("--updates", type=int, default=2, help="controller updates per epoch")
+    g.add_argument("--updates", type=int, default=1, help="controller updates per epoch")
     g.add_argument("--num-aggregate", type=int, default=10, help="rewards per controller update")
-    g.add_argument("--derive-samples", type=int, default=10, help="our derivation's candidates")
+    g.add_argument("--derive-samples", type=int, default=2, help="our derivation's candidates")
     g.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
     g.add_argument("--no-ddp", action="store_true", help="skip our 2-rank DDP setting")
     g.add_argument("--ours-python", default="", help="interpreter of our side (default: this one)")
