@@ -726,6 +726,10 @@ def run_search(args: argparse.Namespace) -> None:
     import subprocess
     import tempfile
 
+    if not args.no_ddp and (args.num_aggregate % 2 or args.train % (2 * args.batch)):
+        # 2 ranks: each samples num_aggregate / 2 children per update and trains on half the
+        # child steps, so both must split evenly for the two sides to do the same work
+        sys.exit("--num-aggregate must be even and --train a multiple of 2 x --batch (or --no-ddp)")
     here = Path(__file__).resolve()
     repo = here.parents[1]
     python = {"ours": args.ours_python or sys.executable, "nni": args.nni_python or sys.executable}
@@ -775,11 +779,12 @@ def run_search(args: argparse.Namespace) -> None:
             last["updates"], med(s, "search_s"), med(s, "child_s"), med(s, "ctrl_s"),
             med(s, "search_s") - med(s, "child_s") - med(s, "ctrl_s"), med(s, "search_s") / base,
             med(s, "derive_s"), med(s, "process_s"),
+            " ".join(f"{rec['search_s']:.1f}" for rec in runs[s]),
         ])  # fmt: skip
     body = table(
         ["implementation", "processes x threads", "child steps (rank 0)", "rewards", "updates",
          "search s (median)", "child steps s", "controller steps s", "rest s", "ratio to ours 1x1",
-         "derivation s (not in search)", "process s"],
+         "derivation s (not in search)", "process s", "search s per round"],
         rows,
     )  # fmt: skip
     ratios = []
