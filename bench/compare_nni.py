@@ -842,6 +842,13 @@ def run_search(args: argparse.Namespace) -> None:
             "candidates (both outside 'search s'). Under DDP each rank keeps the batch "
             "(half the child steps per rank, same images per epoch) and samples "
             "num_aggregate / 2 children per update (all-gathered to num_aggregate).",
+            "NNI runs unmodified on the same pytorch-lightning as ours, except that its loaders "
+            "tag each batch (batch, 'train' | 'val'): NNI 3.0's EnasLightningModule reads the "
+            "dataloader index that pytorch-lightning 2.0 passed inside the batch and misreads "
+            "later versions' bare batches; the tag is the form its pytorch-lightning 1.x branch "
+            "reads. NNI's controller is its default policy (LSTM 64, lr 1e-4; ours 3.5e-3) and "
+            "its child module logs train loss and torchmetrics accuracy every step, ours loss "
+            "and accuracy.",
         ],
         append=not args.no_append,
         load_before=before,
