@@ -35,6 +35,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
+from enas_lightning.grad_layout import match_grad_strides
 from enas_lightning.optim import clip_gradients_, optimizer_grads, sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
 from enas_lightning.tracking import log_step_and_epoch
@@ -87,6 +88,8 @@ class FinalModule(pl.LightningModule):
         if self.cfg.channels_last:
             # here, not in on_fit_start: DDP lays out its gradient buckets after the parameters
             self.network.to(memory_format=torch.channels_last)
+        if self.trainer.world_size > 1:  # DDP's buckets take the gradients as is (grad_layout)
+            match_grad_strides(self.network)
         self.maybe_compile()
 
     def maybe_compile(self) -> None:
