@@ -23,19 +23,24 @@ it times
   pays (``final.compile=auto`` compiles past ``final.compile_min_steps``, to be set from it).
   Round 1 compiles with an empty inductor cache (cold), later rounds reuse it (warm: what a
   second run finds in ``~/.cache/enas_lightning/inductor``). The test evaluation (an eval-mode
-  graph, compiled once more) is not counted;
+  graph, compiled once more) is not counted. Drop path (micro's ``final.drop_path_keep`` < 1)
+  makes dynamo recompile at every step (its keep probability is a Python float that grows each
+  step and ``bernoulli_`` specialises on it) until its recompile limit, after which it runs
+  eager: the "graphs compiled" column shows it;
 - ``ddp``: the whole search epoch on 1 process x 2 threads against 2 DDP ranks x 1 thread
   (gloo, Lightning relaunching this script per rank, as ``bench/ddp_scaling.py`` does), each
   rank with half the child steps and half of ``controller.num_aggregate``, so that both do the
   same child steps and controller updates of as many architectures.
 
-Every measurement runs in its own subprocess (no thread pool, compile cache or allocator state
-carried over), the variants interleaved in rounds, round-robin, every other round in reverse
-order; the table gives the median over rounds. Prints a table and appends it, with the machine,
+Every measurement runs in its own subprocess (no thread pool, dynamo or allocator state carried
+over; only inductor's on-disk cache, on purpose), the variants interleaved in rounds, round-robin, every other round in reverse
+order (2 rounds by default: A B ... B A, a linear drift of the machine cancels); the table
+gives the median over rounds. Prints a table and appends it, with the machine,
 its CPU flags (avx512_bf16, amx) and the config, to ``bench/RESULTS.md``.
 
     PYTHONPATH=. python bench/cpu_levers.py [--space micro|macro|both] [--size quick|cifar|both]
-        [--rounds 3] [--only search|final|ddp] [--steps 12] [--threads 1] [--quick]
+        [--rounds 2] [--only search final ddp] [--variants fp32 compile ...] [--steps 10]
+        [--threads 1] [--compile-timeout 300] [--quick] [--no-append]
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ DDP_HEADER = [
     "speed-up vs 1 process",
     "error",
 ]
-DDP_VARIANTS = {"1 process x 2 threads": (1, 2), "2 ranks x 1 thread": (2, 1)}
+DDP_VARIANTS = {"1proc-2threads": (1, 2), "2ranks-1thread": (2, 1)}  # (processes, threads)
 
 # the quickstart's shapes (conf/experiment/quickstart.yaml), fake data of the digits' shape
 QUICK_DATA = [
@@ -148,11 +153,11 @@ SIZES: dict[str, dict[str, list[str]]] = {
     },
     "cifar": {  # the presets' widths (search_space=micro|macro defaults), fewer images
         space: [
-            "dataset.train_size=448",
-            "dataset.val_size=128",
+            "dataset.train_size=320",  # 256 training images: 8 child steps of 32
+            "dataset.val_size=64",
             "search.batch_size=32",
-            "search.eval_batch_size=128",
-            "controller.train_steps=3",
+            "search.eval_batch_size=64",
+            "controller.train_steps=2",
             f"final.layers={layers}",
             f"final.channels={channels}",
             "final.batch_size=32",
@@ -335,13 +340,12 @@ def run_one(
         "OMP_NUM_THREADS": str(threads),
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
     }
+    limit = a.compile_timeout if name == "compile" else a.timeout
     t = time.perf_counter()
     try:
-        p = subprocess.run(
-            cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=a.timeout
-        )
+        p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
-        return {"error": f"timeout > {a.timeout:.0f} s"}
+        return {"error": f"timeout > {limit:.0f} s"}
     wall = time.perf_counter() - t
     if p.returncode != 0 or not result.exists():
         return {"error": (p.stderr.strip().splitlines() or ["no output"])[-1][:160]}
@@ -380,12 +384,28 @@ def main() -> None:
     p.add_argument("--space", choices=("micro", "macro", "both"), default="both")
     # tiny: --quick's shapes
     p.add_argument("--size", choices=("quick", "cifar", "both", "tiny"), default="both")
-    p.add_argument("--rounds", type=int, default=3)
+    # 2 rounds, the second in reverse order (ABBA): a linear drift of the machine cancels out
+    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--only", choices=("search", "final", "ddp"), nargs="*", default=None)
-    p.add_argument("--steps", type=int, default=12, help="final-training steps per run")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        help="only these variants (e.g. fp32 compile); the baselines fp32 and 1proc-2threads "
+        "are always run",
+    )
+    p.add_argument("--steps", type=int, default=10, help="final-training steps per run")
     p.add_argument("--warmup", type=int, default=3, help="first final steps not in s/step")
     p.add_argument("--threads", type=int, default=1, help="torch threads (search, final)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
+    p.add_argument(
+        "--compile-timeout",
+        type=float,
+        default=300.0,
+        help="seconds for a compiled final run; past it reported as a timeout (a compile "
+        "that slow loses anyway at these step counts: the break-even is then > timeout / "
+        "saved s per step)",
+    )
     p.add_argument("--compile-backend", default="inductor")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 1 round (a smoke test)")
     p.add_argument("--no-append", action="store_true")
@@ -412,6 +432,7 @@ def main() -> None:
         for space in spaces
         for size in sizes
         for name in variants[kind]
+        if a.variants is None or name in (*a.variants, "fp32", "1proc-2threads")
     ]
     before = load_average()
     start = time.perf_counter()
@@ -438,6 +459,8 @@ def main() -> None:
             for size in sizes:
                 base = median([x["epoch_s"] for x in runs[("search", space, size, "fp32")]])
                 for name in SEARCH_VARIANTS:
+                    if ("search", space, size, name) not in runs:
+                        continue
                     rs = runs[("search", space, size, name)]
                     epoch = median([x["epoch_s"] for x in rs])
                     rows.append([space, size, name, median([x["child_s"] for x in rs]),
@@ -451,7 +474,7 @@ def main() -> None:
         rows = []
         for space in spaces:
             for size in sizes:
-                stats = {n: summarise_final(runs[("final", space, size, n)], a.warmup) for n in FINAL_VARIANTS}  # fmt: skip
+                stats = {n: summarise_final(runs[("final", space, size, n)], a.warmup) for n in FINAL_VARIANTS if ("final", space, size, n) in runs}  # fmt: skip
                 eager = stats["fp32"]["s_per_step"]
                 for name, s in stats.items():
                     cold = warm = even_cold = even_warm = graphs = ""
@@ -479,8 +502,10 @@ def main() -> None:
         rows = []
         for space in spaces:
             for size in sizes:
-                one = median([x["epoch_s"] for x in runs[("ddp", space, size, "1 process x 2 threads")]])  # fmt: skip
+                one = median([x["epoch_s"] for x in runs[("ddp", space, size, "1proc-2threads")]])  # fmt: skip
                 for name in DDP_VARIANTS:
+                    if ("ddp", space, size, name) not in runs:
+                        continue
                     rs = runs[("ddp", space, size, name)]
                     epoch = median([x["epoch_s"] for x in rs])
                     rows.append([space, size, name, median([x["child_s"] for x in rs]),
