@@ -205,7 +205,8 @@ class FinalConfig:
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     # torch.compile the network: false | true | auto (enas_lightning/final/compile.py)
     compile: str = "false"
-    # auto compiles when final.epochs x batches per epoch exceeds this. Provisional: to be set
+    # auto compiles when final.epochs x batches per epoch exceeds this (and drop path is off:
+    # final/compile.py). Provisional: to be set
     # from the break-even that bench/cpu_levers.py measures (compile s / eager-compiled s/step)
     compile_min_steps: int = 10000
     channels_last: bool = False

@@ -54,14 +54,27 @@ def test_module_compiles_on_auto_past_the_threshold(monkeypatch, tmp_path):
     monkeypatch.delenv(CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     # 64 training images, batch 16, 2 epochs: 8 steps
-    eager = make_module(final_cfg(compile="auto", compile_min_steps=8))
+    no_drop = {"compile": "auto", "drop_path_keep": 1.0}
+    eager = make_module(final_cfg(compile_min_steps=8, **no_drop))
     assert eager.total_steps() == 8
     eager.maybe_compile()
     assert eager._compiled is None
-    compiled = make_module(final_cfg(compile="auto", compile_min_steps=7))
+    compiled = make_module(final_cfg(compile_min_steps=7, **no_drop))
     compiled.maybe_compile()  # torch.compile wraps here; nothing is compiled before a call
     assert compiled._compiled is not None
     assert os.environ[CACHE_ENV] == str(tmp_path / "enas_lightning" / "inductor")
+
+
+def test_auto_stays_eager_with_drop_path(monkeypatch, tmp_path):
+    """Drop path's keep probability changes every step: compiled, it would recompile each step."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    module = make_module(final_cfg(compile="auto", compile_min_steps=0, drop_path_keep=0.6))
+    assert module.recompiles_every_step()
+    module.maybe_compile()
+    assert module._compiled is None
+    forced = make_module(final_cfg(compile="true", drop_path_keep=0.6))
+    forced.maybe_compile()  # true is the user's call
+    assert forced._compiled is not None
 
 
 def test_persistent_cache_keeps_the_users_directory(monkeypatch, tmp_path):
