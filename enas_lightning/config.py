@@ -206,8 +206,8 @@ class FinalConfig:
     # torch.compile the network: false | true | auto (enas_lightning/final/compile.py)
     compile: str = "false"
     # auto compiles when final.epochs x batches per epoch exceeds this (and drop path is off:
-    # final/compile.py). Provisional: to be set
-    # from the break-even that bench/cpu_levers.py measures (compile s / eager-compiled s/step)
+    # final/compile.py). Provisional: to be set from the break-even that bench/cpu_levers.py
+    # measures (compile s / (eager - compiled s per step))
     compile_min_steps: int = 10000
     channels_last: bool = False
     optim: ChildOptimConfig = field(
