@@ -21,8 +21,10 @@ it times
   compile time is the compiled run's first ``--warmup`` steps less as many compiled steps; its
   break-even is compile s / (eager - compiled s per step), the step count past which compiling
   pays (``final.compile=auto`` compiles past ``final.compile_min_steps``, to be set from it).
-  Round 1 compiles with an empty inductor cache (cold), later rounds reuse it (warm: what a
-  second run finds in ``~/.cache/enas_lightning/inductor``). The test evaluation (an eval-mode
+  Round 1 compiles with an empty inductor cache (cold), later rounds (``--compile-rounds`` > 1)
+  reuse it (warm: what a second run finds in ``~/.cache/enas_lightning/inductor``); measured
+  once (micro at the quickstart's size, a loaded 2-core machine): 330 s cold, 170 s warm, the
+  compiled step no faster than eager. The test evaluation (an eval-mode
   graph, compiled once more) is not counted. Drop path (micro's ``final.drop_path_keep`` < 1)
   makes dynamo recompile at every step (its keep probability is a Python float that grows each
   step and ``bernoulli_`` specialises on it) until its recompile limit, after which it runs
@@ -40,7 +42,7 @@ its CPU flags (avx512_bf16, amx) and the config, to ``bench/RESULTS.md``.
 
     PYTHONPATH=. python bench/cpu_levers.py [--space micro|macro|both] [--size quick|cifar|both]
         [--rounds 2] [--only search final ddp] [--variants fp32 compile ...] [--steps 10]
-        [--threads 1] [--compile-timeout 300] [--quick] [--no-append]
+        [--threads 1] [--compile-rounds 1] [--compile-timeout 300] [--quick] [--no-append]
 """
 
 from __future__ import annotations
@@ -399,6 +401,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (search, final)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
     p.add_argument(
+        "--compile-rounds",
+        type=int,
+        default=1,
+        help="rounds that run the compiled variant (each compile takes minutes on 2 cores; "
+        "round 1 cold, later ones with the cache warm)",
+    )
+    p.add_argument(
         "--compile-timeout",
         type=float,
         default=300.0,
@@ -444,6 +453,8 @@ def main() -> None:
             print(f"round {r + 1}/{a.rounds}", flush=True)
             for job in jobs if r % 2 == 0 else jobs[::-1]:
                 kind, space, size, name = job
+                if name == "compile" and r >= a.compile_rounds:
+                    continue
                 out = run_one(a, kind, space, size, name, variants[kind][name], Path(tmp), cache)
                 if "error" in out:
                     errors[job] = out["error"]
