@@ -8,7 +8,7 @@ For each space (micro, macro) and size:
   that shape (timings depend on shapes, not pixels);
 - ``cifar``: 32x32x3 images with the micro/macro search presets' widths (micro 6 layers x 20
   channels, 5 nodes; macro 12 layers x 36 channels), batch 32 and a few hundred images so that
-  an epoch is short; the final network at the same widths;
+  an epoch is short; the final network at the same widths, batch 32, without drop path;
 
 it times
 
@@ -163,6 +163,9 @@ SIZES: dict[str, dict[str, list[str]]] = {
             f"final.layers={layers}",
             f"final.channels={channels}",
             "final.batch_size=32",
+            # no drop path: with it the compiled network recompiles every step (and
+            # final.compile=auto stays eager), so the compile break-even is measured without
+            "final.drop_path_keep=1.0",
         ]
         for space, layers, channels in (("micro", 6, 20), ("macro", 12, 36))
     },
@@ -302,10 +305,11 @@ def final_worker(a: argparse.Namespace, variant: list[str]) -> dict:
 
 def worker(a: argparse.Namespace) -> None:
     variant = json.loads(a.variant)
+    threads = [f"trainer.num_threads={a.threads}"]  # trainer=cpu's 1 unless --threads
     if a.kind == "search":
-        r = search_worker(a, variant, [])
+        r = search_worker(a, variant, threads)
     elif a.kind == "final":
-        r = final_worker(a, variant)
+        r = final_worker(a, [*variant, *threads])
     else:
         devices, threads = variant
         half = [
@@ -336,6 +340,7 @@ def run_one(
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", f"--kind={kind}"]
     cmd += [f"--space={space}", f"--size={size}", f"--variant={json.dumps(variant)}"]
     cmd += [f"--result={result}", f"--steps={a.steps}", f"--compile-backend={a.compile_backend}"]
+    cmd += [f"--threads={a.threads}"]
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
