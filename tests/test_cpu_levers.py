@@ -28,7 +28,7 @@ def test_cpu_levers_quick_prints_every_table():
     assert names == [
         *("fp32", "channels_last", "bf16", "channels_last+bf16"),  # search
         *("fp32", "channels_last", "bf16", "channels_last+bf16", "compile"),  # final
-        *("1 process x 2 threads", "2 ranks x 1 thread"),  # ddp
+        *("1proc-2threads", "2ranks-1thread"),  # ddp
     ]
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
