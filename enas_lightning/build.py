@@ -101,6 +101,11 @@ def validate(cfg: Config) -> None:
             "a learning rate > 0 (search.derive_finetune_steps=0 turns the fine-tuning off)",
         )
     _choice("search.init", cfg.search.init, INITS)
+    # false | true | auto: one line naming them (imported here: final/ imports this module)
+    from enas_lightning.final.compile import compile_mode
+
+    compile_mode(cfg.final.compile)
+    _positive("final.compile_min_steps", cfg.final.compile_min_steps, 0)
     if not 0 <= cfg.search.param_free_dropout < 1:
         raise ConfigError(
             "search.param_free_dropout", cfg.search.param_free_dropout, "a rate in [0, 1) (0 = off)"

@@ -203,7 +203,12 @@ class FinalConfig:
     aux_weight: float = 0.4  # 0 = no aux head
     cutout: int = 16  # side of the cutout square in final training (0 = off)
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
-    compile: bool = False  # torch.compile the network
+    # torch.compile the network: false | true | auto (enas_lightning/final/compile.py)
+    compile: str = "false"
+    # auto compiles when final.epochs x batches per epoch exceeds this (and drop path is off:
+    # final/compile.py). Provisional: to be set from the break-even that bench/cpu_levers.py
+    # measures (compile s / (eager - compiled s per step))
+    compile_min_steps: int = 10000
     channels_last: bool = False
     optim: ChildOptimConfig = field(
         default_factory=lambda: ChildOptimConfig(lr_min=1e-4, l2_reg=2e-4)

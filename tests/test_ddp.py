@@ -106,6 +106,23 @@ def test_ranks_stay_identical_with_the_levers_on(tmp_path):
     assert all(bool(s["momentum_buffer"].any()) for s in sgd["state"].values())
 
 
+def test_one_channel_images_give_no_grad_stride_warning(tmp_path):
+    """On one-channel images the network runs channels-last and DDP used to warn "Grad strides
+    do not match bucket view strides" (enas_lightning/grad_layout.py); the gradients now keep
+    their parameters' strides, and the ranks still agree bit for bit."""
+    dump = tmp_path / "dump"
+    r = cli(
+        [*TINY, "search.epochs=1", "trainer.devices=2", "dataset.channels=1"],
+        tmp_path,
+        ENAS_LIGHTNING_DUMP_RANK_STATE=str(dump),
+        PYTHONWARNINGS="always",
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Grad strides" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    r0, r1 = (torch.load(dump / f"rank{i}_state.pt", weights_only=False) for i in range(2))
+    same(r0["module"], r1["module"], "state_dict")
+
+
 def test_controller_update_aggregates_all_ranks_archs(ddp_run):
     _, (r0, r1) = ddp_run
     assert r0["archs_per_update"] == r1["archs_per_update"] == 2 * NUM_AGGREGATE

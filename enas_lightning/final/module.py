@@ -24,6 +24,7 @@ Design choices:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -35,9 +36,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
+from enas_lightning.final.compile import compile_mode, should_compile, use_persistent_cache
+from enas_lightning.grad_layout import match_grad_strides
 from enas_lightning.optim import clip_gradients_, optimizer_grads, sgd_with_sgdr, step_kwargs
 from enas_lightning.seeding import step_seed
 from enas_lightning.tracking import log_step_and_epoch
+
+log = logging.getLogger(__name__)
 
 
 class FinalModule(pl.LightningModule):
@@ -87,12 +92,46 @@ class FinalModule(pl.LightningModule):
         if self.cfg.channels_last:
             # here, not in on_fit_start: DDP lays out its gradient buckets after the parameters
             self.network.to(memory_format=torch.channels_last)
+        if self.trainer.world_size > 1:  # DDP's buckets take the gradients as is (grad_layout)
+            match_grad_strides(self.network)
         self.maybe_compile()
 
     def maybe_compile(self) -> None:
-        """With ``cfg.compile``, use ``torch.compile(self.network)`` for the forward passes."""
-        if self.cfg.compile and self._compiled is None:
-            object.__setattr__(self, "_compiled", torch.compile(self.network))
+        """Use ``torch.compile(self.network)`` for the forward passes with ``cfg.compile=true``,
+        or with ``auto`` when the run has more than ``cfg.compile_min_steps`` optimizer steps
+        (:mod:`enas_lightning.final.compile`)."""
+        if self._compiled is not None:
+            return
+        mode = compile_mode(self.cfg.compile)
+        if mode == "false":
+            return
+        steps = self.total_steps()
+        min_steps = int(self.cfg.compile_min_steps)
+        if not should_compile(mode, steps, min_steps):
+            log.info("final.compile=auto: eager (%d steps <= final.compile_min_steps)", steps)
+            return
+        if mode == "auto" and self.recompiles_every_step():
+            log.info("final.compile=auto: eager (drop path would recompile at every step)")
+            return
+        if mode == "auto":
+            log.info("final.compile=auto: compiling (%d steps > %d)", steps, min_steps)
+        use_persistent_cache()
+        object.__setattr__(self, "_compiled", torch.compile(self.network))
+
+    def recompiles_every_step(self) -> bool:
+        """Drop path is on: its keep probability, a Python float that grows with every step,
+        is specialised by dynamo (``bernoulli_``), so the compiled network recompiles at each
+        step until dynamo's recompile limit and then runs eager (bench/cpu_levers.py's "graphs
+        compiled" column), the compile time lost."""
+        return float(self.cfg.drop_path_keep) < 1.0 and hasattr(self.network, "drop_path_progress")
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole training on a rank: ``epochs`` x batches per epoch."""
+        world = self._trainer.world_size if self._trainer is not None else 1
+        per_epoch = len(
+            EpochBatches(len(self.data.splits.train_y), self.cfg.batch_size, self.seed, 0, world)
+        )
+        return int(self.cfg.epochs) * per_epoch
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """``[B, C, H, W]`` images -> logits ``[B, K]`` (or ``(logits, aux)`` when training)."""

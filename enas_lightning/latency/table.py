@@ -45,6 +45,7 @@ TRAINING_ONLY = frozenset(
         "cutout",
         "test_every",
         "compile",
+        "compile_min_steps",
         "channels_last",
         "optim",
     }

@@ -52,6 +52,7 @@ from enas_lightning.config import Config
 from enas_lightning.controller.base import Controller
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.data.loader import EpochBatches
+from enas_lightning.grad_layout import match_grad_strides
 from enas_lightning.optim import (
     clip_gradients_,
     ensure_momentum_buffers,
@@ -145,6 +146,8 @@ class SearchModule(pl.LightningModule):
         gradient buckets after the parameters) and builds the optimizers."""
         if self.cfg.search.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
+        if self.trainer.world_size > 1:  # DDP's buckets take the gradients as is (grad_layout)
+            match_grad_strides(self.supernet)
 
     def on_fit_start(self) -> None:
         self.data.to(self.device, channels_last=self.cfg.search.channels_last)
