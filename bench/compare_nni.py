@@ -579,7 +579,8 @@ def ours_search(a: argparse.Namespace) -> dict[str, Any] | None:
     from enas_lightning.search.loader import CHILD
     from enas_lightning.search.module import SearchModule
 
-    cfg = compose_search_cfg(search_overrides(a, a.worker_devices, a.worker_threads, a.out))
+    overrides = search_overrides(a, a.worker_devices, a.worker_threads, a.out)
+    cfg = compose_search_cfg([*overrides, *a.ours_set])  # --ours-set: our side only
     validate(cfg)
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
@@ -814,6 +815,7 @@ def run_search(args: argparse.Namespace) -> None:
             "controller per epoch": f"{args.updates} updates x {args.num_aggregate} rewards",
             "nni ppo": nni_rec.get("ppo"),
             "derive_samples (ours)": args.derive_samples,
+            "extra overrides (ours)": " ".join(args.ours_set) or "none",
             "rounds (median)": args.rounds,
             "python (ours, nni)": f"{python['ours']}, {python['nni']}",
             "command": "python bench/compare_nni.py " + " ".join(sys.argv[1:]),
@@ -885,6 +887,13 @@ def main() -> None:
     g.add_argument("--derive-samples", type=int, default=2, help="our derivation's candidates")
     g.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
     g.add_argument("--no-ddp", action="store_true", help="skip our 2-rank DDP setting")
+    g.add_argument(
+        "--ours-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra override for our side only, e.g. search.channels_last=true (repeatable)",
+    )
     g.add_argument("--ours-python", default="", help="interpreter of our side (default: this one)")
     g.add_argument("--nni-python", default="", help="interpreter of NNI's side (default: this one)")
     # the search part's per-run worker (and the ranks Lightning relaunches from it)
