@@ -206,9 +206,11 @@ class FinalConfig:
     # torch.compile the network: false | true | auto (enas_lightning/final/compile.py)
     compile: str = "false"
     # auto compiles when final.epochs x batches per epoch exceeds this (and drop path is off:
-    # final/compile.py). Provisional: to be set from the break-even that bench/cpu_levers.py
-    # measures (compile s / (eager - compiled s per step))
-    compile_min_steps: int = 10000
+    # final/compile.py): the break-even that bench/cpu_levers.py measured on a 2-core CPU at
+    # CIFAR size (compile s / (eager - compiled s per step)): 1848 steps (micro, 6 cells, 20
+    # channels; 192 s to compile, then 1.19x) and 551 (macro, 12 layers, 36 channels; 70 s, then
+    # 1.21x); at the quickstart's size compiling never paid (0.81x / 0.90x per step)
+    compile_min_steps: int = 2000
     channels_last: bool = False
     optim: ChildOptimConfig = field(
         default_factory=lambda: ChildOptimConfig(lr_min=1e-4, l2_reg=2e-4)
