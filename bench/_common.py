@@ -16,17 +16,9 @@ from typing import Any
 
 import torch
 
+from enas_lightning.latency.timing import cpu_model  # one definition for benches and tables
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:
