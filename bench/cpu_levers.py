@@ -75,6 +75,7 @@ FINAL_VARIANTS = {
     "bf16": ["trainer.precision=bf16-mixed"],
     "channels_last+bf16": ["final.channels_last=true", "trainer.precision=bf16-mixed"],
     "compile": ["final.compile=true"],
+    "channels_last+compile": ["final.channels_last=true", "final.compile=true"],
 }
 SEARCH_HEADER = [
     "space",
@@ -347,7 +348,7 @@ def run_one(
         "OMP_NUM_THREADS": str(threads),
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
     }
-    limit = a.compile_timeout if name == "compile" else a.timeout
+    limit = a.compile_timeout if "compile" in name else a.timeout
     t = time.perf_counter()
     try:
         p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=limit)
@@ -458,7 +459,7 @@ def main() -> None:
             print(f"round {r + 1}/{a.rounds}", flush=True)
             for job in jobs if r % 2 == 0 else jobs[::-1]:
                 kind, space, size, name = job
-                if name == "compile" and r >= a.compile_rounds:
+                if "compile" in name and r >= a.compile_rounds:
                     continue
                 out = run_one(a, kind, space, size, name, variants[kind][name], Path(tmp), cache)
                 if "error" in out:
@@ -494,7 +495,7 @@ def main() -> None:
                 eager = stats["fp32"]["s_per_step"]
                 for name, s in stats.items():
                     cold = warm = even_cold = even_warm = graphs = ""
-                    if name == "compile":
+                    if "compile" in name:
                         saved = eager - s["s_per_step"]
                         cold, warm = s["overhead_cold"], s["overhead_warm"]
                         even_cold, even_warm = break_even(cold, saved), break_even(warm, saved)

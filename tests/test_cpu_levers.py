@@ -28,6 +28,7 @@ def test_cpu_levers_quick_prints_every_table():
     assert names == [
         *("fp32", "channels_last", "bf16", "channels_last+bf16"),  # search
         *("fp32", "channels_last", "bf16", "channels_last+bf16", "compile"),  # final
+        "channels_last+compile",
         *("1proc-2threads", "2ranks-1thread"),  # ddp
     ]
     for row in rows:
