@@ -568,16 +568,13 @@ def ours_search(a: argparse.Namespace) -> dict[str, Any] | None:
     ``bench/search_epoch.py`` and ``bench/ddp_scaling.py`` run them), then the derivation
     timed on its own. Rank 0 returns the numbers; other DDP ranks ``None``."""
     from enas_lightning.build import (
-        build_controller,
-        build_supernet,
+        build_search_module,
         build_trainer,
         validate,
         validate_data,
     )
     from enas_lightning.data.datasets import load_splits
-    from enas_lightning.data.device import DeviceSplits
     from enas_lightning.search.loader import CHILD
-    from enas_lightning.search.module import SearchModule
 
     overrides = search_overrides(a, a.worker_devices, a.worker_threads, a.out)
     cfg = compose_search_cfg([*overrides, *a.ours_set])  # --ours-set: our side only
@@ -585,9 +582,7 @@ def ours_search(a: argparse.Namespace) -> dict[str, Any] | None:
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
     validate_data(cfg, splits, "search")
-    d = cfg.dataset
-    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
-    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    module = build_search_module(cfg, splits)
     clock = search_clock(lambda batch: int(batch[0]) == CHILD)
     trainer = build_trainer(
         cfg, "search", Path(a.out), cfg.search.epochs, [clock], False, enable_checkpointing=False

@@ -35,17 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, report, sync, table  # noqa: E402
 
 from enas_lightning.build import (  # noqa: E402
-    build_controller,
-    build_supernet,
+    build_search_module,
     build_trainer,
     validate,
     validate_data,
 )
 from enas_lightning.config import register_configs  # noqa: E402
 from enas_lightning.data.datasets import load_splits  # noqa: E402
-from enas_lightning.data.device import DeviceSplits  # noqa: E402
 from enas_lightning.search.loader import CHILD, CONTROLLER  # noqa: E402
-from enas_lightning.search.module import SearchModule  # noqa: E402
 
 DATA_FULL = ["dataset.train_size=50000", "dataset.val_size=5000"]
 CPU_SMALL = {
@@ -189,9 +186,8 @@ def one_epoch(
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg.dataset, holdout=True)
     validate_data(cfg, splits, "search")
-    d = cfg.dataset
-    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
-    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    module = build_search_module(cfg, splits)
+    data = module.data
     batch = CallTimer(data.train_batch, lambda: module.device)
     if time_data:
         data.train_batch = batch

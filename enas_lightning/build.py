@@ -220,6 +220,19 @@ def build_supernet(cfg: Config, splits: ImageSplits) -> torch.nn.Module:
     return net
 
 
+def build_search_module(cfg: Config, splits: ImageSplits) -> Any:
+    """The search's :class:`~enas_lightning.search.module.SearchModule` for ``cfg`` on
+    ``splits``: the supernet, the controller and the splits on the device with the dataset's
+    augmentation (one place for ``task=search``, ``task=fidelity`` and the benches)."""
+    # imported here: search/module.py imports this module
+    from enas_lightning.data.device import DeviceSplits
+    from enas_lightning.search.module import SearchModule
+
+    d = cfg.dataset
+    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
+    return SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+
+
 def build_controller(cfg: Config) -> Controller:
     return get_space(cfg.search_space.name).build_controller(cfg.search_space, cfg.controller)
 

@@ -141,17 +141,13 @@ def fidelity_config(cfg: DictConfig, overrides: list[str], output_dir: Path) -> 
 
 def load_search_module(fcfg: DictConfig, found: SearchRun, device: torch.device) -> Any:
     """The search's :class:`SearchModule` with the checkpoint's shared weights and controller."""
-    from enas_lightning.build import build_controller, build_supernet
+    from enas_lightning.build import build_search_module
     from enas_lightning.checkpointing import DERIVATION_KEYS, check_fingerprint
     from enas_lightning.data.cache import load_splits_cached
-    from enas_lightning.data.device import DeviceSplits
     from enas_lightning.errors import CheckpointError
-    from enas_lightning.search.module import SearchModule
 
     splits = load_splits_cached(fcfg.dataset, holdout=True)
-    d = fcfg.dataset
-    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
-    module = SearchModule(build_supernet(fcfg, splits), build_controller(fcfg), data, fcfg)
+    module = build_search_module(fcfg, splits)
     state = torch.load(found.ckpt, map_location="cpu", weights_only=False)
     # the shared weights must fit; how the architectures are scored is this command's
     check_fingerprint(state, fcfg, ignore=DERIVATION_KEYS)

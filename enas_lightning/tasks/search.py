@@ -10,21 +10,18 @@ from typing import Any
 
 from enas_lightning.arch.io import save_arch
 from enas_lightning.build import (
-    build_controller,
     build_logger,
-    build_supernet,
+    build_search_module,
     build_trainer,
     validate_data,
 )
 from enas_lightning.checkpointing import SaveOnInterrupt, fit, last_checkpoint
 from enas_lightning.config import Config
 from enas_lightning.data.cache import load_splits_cached
-from enas_lightning.data.device import DeviceSplits
 from enas_lightning.files import writing
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
 from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation
-from enas_lightning.search.module import SearchModule
 from enas_lightning.search.progress import EpochLine
 from enas_lightning.tasks import Task, register_task
 from enas_lightning.tasks.common import check_search, resolve_ckpt, seed_everything
@@ -75,9 +72,7 @@ def run_search(
     seed_everything(cfg.seed)
     splits = load_splits_cached(cfg.dataset, holdout=True)
     validate_data(cfg, splits, "search")
-    d = cfg.dataset
-    data = DeviceSplits(splits, pad=d.pad, flip=d.flip, cutout=d.cutout)
-    module = SearchModule(build_supernet(cfg, splits), build_controller(cfg), data, cfg)
+    module = build_search_module(cfg, splits)
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
         SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
