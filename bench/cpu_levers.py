@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -469,23 +470,28 @@ def main() -> None:
                     runs[job].append(out)
     wall = time.perf_counter() - start
 
-    sections = []
-    if "search" in kinds:
+    def epoch_rows(kind: str, names: Iterable[str], baseline: str) -> list[list[Any]]:
+        """One row per measured (space, size, variant) of a whole-epoch kind (search, ddp):
+        median child / controller / epoch seconds and the speed-up over ``baseline``."""
         rows = []
         for space in spaces:
             for size in sizes:
-                base = median([x["epoch_s"] for x in runs[("search", space, size, "fp32")]])
-                for name in SEARCH_VARIANTS:
-                    if ("search", space, size, name) not in runs:
+                base = median([x["epoch_s"] for x in runs[(kind, space, size, baseline)]])
+                for name in names:
+                    if (kind, space, size, name) not in runs:
                         continue
-                    rs = runs[("search", space, size, name)]
+                    rs = runs[(kind, space, size, name)]
                     epoch = median([x["epoch_s"] for x in rs])
                     rows.append([space, size, name, median([x["child_s"] for x in rs]),
                                  median([x["ctrl_s"] for x in rs]), epoch, base / epoch,
-                                 errors.get(("search", space, size, name), "")])  # fmt: skip
+                                 errors.get((kind, space, size, name), "")])  # fmt: skip
+        return rows
+
+    sections = []
+    if "search" in kinds:
         sections.append(
             "Search epoch (child + controller phase), median seconds over rounds\n\n"
-            + table(SEARCH_HEADER, rows)
+            + table(SEARCH_HEADER, epoch_rows("search", SEARCH_VARIANTS, "fp32"))
         )
     if "final" in kinds:
         rows = []
@@ -516,22 +522,10 @@ def main() -> None:
             + table(FINAL_HEADER, rows)
         )
     if "ddp" in kinds:
-        rows = []
-        for space in spaces:
-            for size in sizes:
-                one = median([x["epoch_s"] for x in runs[("ddp", space, size, "1proc-2threads")]])  # fmt: skip
-                for name in DDP_VARIANTS:
-                    if ("ddp", space, size, name) not in runs:
-                        continue
-                    rs = runs[("ddp", space, size, name)]
-                    epoch = median([x["epoch_s"] for x in rs])
-                    rows.append([space, size, name, median([x["child_s"] for x in rs]),
-                                 median([x["ctrl_s"] for x in rs]), epoch, one / epoch,
-                                 errors.get(("ddp", space, size, name), "")])  # fmt: skip
         sections.append(
             "Search epoch, 1 process x 2 threads vs 2 DDP ranks x 1 thread (rank 0's clock; "
             "each rank half the child steps and half of controller.num_aggregate)\n\n"
-            + table(DDP_HEADER, rows)
+            + table(DDP_HEADER, epoch_rows("ddp", DDP_VARIANTS, "1proc-2threads"))
         )
     config: dict[str, Any] = {
         "spaces": "/".join(spaces),
