@@ -31,6 +31,9 @@ from enas_lightning.spaces.macro.arch import MacroArch
 from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
 from enas_lightning.spaces.micro.arch import MicroArch
 
+# one intra-op thread, restored after each test (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # 3 macro layers: conv3, sep3 <- skip from the stem (bit 0), conv5 <- the stem and layer 0.
 MACRO_3 = "0 1 1 2 1 1"
 MACRO_OPS = ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5"]
@@ -45,16 +48,6 @@ METRIC_KEYS = {
     "arch",
 }
 QUIET = {"enable_model_summary": False, "enable_progress_bar": False}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """One intra-op thread: on a shared 2-core CPU, torch's default thread pool made a 2-epoch
-    tiny fit take ~100 s instead of ~1.5 s (oversubscription); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_cfg(space: str = "micro", **final: Any) -> DictConfig:

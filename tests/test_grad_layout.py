@@ -16,13 +16,8 @@ from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS
 from enas_lightning.spaces.micro.controller import MicroController
 from enas_lightning.spaces.micro.supernet import MicroSupernet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one intra-op thread, restored after each test (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def grads(net, x, y, archs) -> list[dict[str, torch.Tensor]]:

@@ -33,15 +33,10 @@ from extract import extract  # noqa: E402
 from tests.test_final import AUTHORS_MICRO, QUIET  # noqa: E402
 from tests.test_final import make_cfg as final_cfg  # noqa: E402
 
+# one intra-op thread, restored after each test (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BF16_CPU = torch.cpu._is_avx512_bf16_supported() or torch.backends.mkldnn.is_available()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def supernet_and_archs(space: str, n: int = 3):
