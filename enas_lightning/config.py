@@ -205,8 +205,8 @@ class FinalConfig:
     test_every: int = 10  # evaluate on the test split every n epochs (and at the end)
     # torch.compile the network: false | true | auto (enas_lightning/final/compile.py)
     compile: str = "false"
-    # auto compiles when final.epochs x batches per epoch exceeds this (and drop path is off:
-    # final/compile.py): the break-even that bench/cpu_levers.py measured on a 2-core CPU at
+    # auto compiles when final.epochs x batches per epoch exceeds this (final/compile.py):
+    # the break-even that bench/cpu_levers.py measured on a 2-core CPU at
     # CIFAR size (compile s / (eager - compiled s per step)): 1848 steps (micro, 6 cells, 20
     # channels; 192 s to compile, then 1.19x) and 551 (macro, 12 layers, 36 channels; 70 s, then
     # 1.21x); at the quickstart's size compiling never paid (0.81x / 0.90x per step)

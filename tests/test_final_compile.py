@@ -4,17 +4,23 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from torch._dynamo.utils import counters
 
 from enas_lightning.build import validate
 from enas_lightning.config import register_configs
 from enas_lightning.errors import ConfigError
 from enas_lightning.final.compile import CACHE_ENV, should_compile, use_persistent_cache
+from enas_lightning.spaces.micro.network import MicroNetwork
+from enas_lightning.spaces.ops import drop_path
 from tests.test_final import make_cfg as final_cfg
 from tests.test_final import make_module
+from tests.test_networks import random_micro
 
 
 @pytest.mark.parametrize(
@@ -65,16 +71,63 @@ def test_module_compiles_on_auto_past_the_threshold(monkeypatch, tmp_path):
     assert os.environ[CACHE_ENV] == str(tmp_path / "enas_lightning" / "inductor")
 
 
-def test_auto_stays_eager_with_drop_path(monkeypatch, tmp_path):
-    """Drop path's keep probability changes every step: compiled, it would recompile each step."""
+def test_auto_compiles_with_drop_path(monkeypatch, tmp_path):
+    """Drop path no longer keeps ``auto`` eager: it compiles into one graph (below)."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     module = make_module(final_cfg(compile="auto", compile_min_steps=0, drop_path_keep=0.6))
-    assert module.recompiles_every_step()
     module.maybe_compile()
-    assert module._compiled is None
-    forced = make_module(final_cfg(compile="true", drop_path_keep=0.6))
-    forced.maybe_compile()  # true is the user's call
-    assert forced._compiled is not None
+    assert module._compiled is not None
+
+
+def test_drop_path_compiles_once_for_a_growing_keep_probability():
+    """The keep probability grows every step; dynamo traces it symbolically instead of
+    recompiling per value (the eager backend: dynamo's guards without inductor's minutes)."""
+    torch._dynamo.reset()
+    counters.clear()
+    net = MicroNetwork(
+        random_micro(random.Random(0)),
+        10,
+        in_channels=1,
+        layers=3,
+        channels=4,
+        drop_path_keep=0.6,
+        image_size=8,
+    )
+    net.train()
+    compiled = torch.compile(net, backend="eager")
+    x = torch.randn(4, 1, 8, 8)
+    for step in range(1, 11):
+        net.drop_path_progress = step / 10
+        compiled(x)
+    # the first call's graph, then one with the probability symbolic (automatic dynamic)
+    assert counters["stats"]["unique_graphs"] <= 2
+    torch._dynamo.reset()
+
+
+def test_compiled_drop_path_keeps_the_rate_and_scale():
+    """Traced, the mask is ``rand < keep``: the same Bernoulli(keep) per sample, kept samples
+    scaled by 1 / keep, the probability taken from the call (not frozen at the first)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    fn = torch.compile(drop_path, backend="eager")
+    x = torch.ones(20000, 2, 1, 1)
+    for keep in (0.9, 0.7, 0.55):
+        y = fn(x, keep)
+        kept = y[:, 0, 0, 0] != 0
+        assert abs(kept.float().mean().item() - keep) < 0.015
+        torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / keep))
+        assert torch.equal(y[:, 0], y[:, 1])  # one draw per sample
+    torch._dynamo.reset()
+
+
+def test_eager_drop_path_draws_as_before():
+    """Eager runs keep ``bernoulli_``: the same masks, bit for bit, as before the compile path."""
+    x = torch.randn(64, 3, 4, 4)
+    torch.manual_seed(5)
+    got = drop_path(x, 0.7)
+    torch.manual_seed(5)
+    want = x * torch.empty(64, 1, 1, 1).bernoulli_(0.7) / 0.7
+    assert torch.equal(got, want)
 
 
 def test_persistent_cache_keeps_the_users_directory(monkeypatch, tmp_path):

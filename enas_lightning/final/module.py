@@ -110,20 +110,10 @@ class FinalModule(pl.LightningModule):
         if not should_compile(mode, steps, min_steps):
             log.info("final.compile=auto: eager (%d steps <= final.compile_min_steps)", steps)
             return
-        if mode == "auto" and self.recompiles_every_step():
-            log.info("final.compile=auto: eager (drop path would recompile at every step)")
-            return
         if mode == "auto":
             log.info("final.compile=auto: compiling (%d steps > %d)", steps, min_steps)
         use_persistent_cache()
         object.__setattr__(self, "_compiled", torch.compile(self.network))
-
-    def recompiles_every_step(self) -> bool:
-        """Drop path is on: its keep probability, a Python float that grows with every step,
-        is specialised by dynamo (``bernoulli_``), so the compiled network recompiles at each
-        step until dynamo's recompile limit and then runs eager (bench/cpu_levers.py's "graphs
-        compiled" column), the compile time lost."""
-        return float(self.cfg.drop_path_keep) < 1.0 and hasattr(self.network, "drop_path_progress")
 
     def total_steps(self) -> int:
         """Optimizer steps of the whole training on a rank: ``epochs`` x batches per epoch."""

@@ -278,10 +278,21 @@ def drop_path(x: Tensor, keep: float) -> Tensor:
     ``[B, C, H, W] -> [B, C, H, W]``; one Bernoulli draw per sample, so a dropped path contributes
     nothing to that sample's node sum while the expected value is unchanged. ``keep >= 1`` is a
     no-op (returns ``x`` itself).
+
+    Under ``torch.compile`` the mask is ``rand < keep`` instead of ``bernoulli_(keep)``: dynamo
+    traces ``keep`` (a Python float that grows with every training step) as a symbolic float,
+    but ``bernoulli_`` needs its value and would guard on it, recompiling the network at every
+    step. The comparison keeps it symbolic (one graph for the whole run) and draws the same
+    Bernoulli(keep) mask. Eager keeps ``bernoulli_``, so eager runs are bit-identical to before;
+    compiled random streams differ from eager ones anyway (inductor generates its own).
     """
     if keep >= 1.0:
         return x
-    mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device)
+    shape = (x.shape[0], *([1] * (x.dim() - 1)))
+    if torch.compiler.is_compiling():
+        mask = (torch.rand(shape, dtype=x.dtype, device=x.device) < keep).to(x.dtype)
+        return x * mask / keep
+    mask = torch.empty(shape, dtype=x.dtype, device=x.device)
     return x * mask.bernoulli_(keep) / keep
 
 
