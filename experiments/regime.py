@@ -37,7 +37,12 @@ from retrained_study import retrain_once, uniform_archs
 from scipy import stats
 
 from enas_lightning.arch.io import save_arch
-from enas_lightning.fidelity.stats import bootstrap_rows, kendall_tau_b, seed_pairs_mean
+from enas_lightning.fidelity.stats import (
+    bootstrap_rows,
+    kendall_tau_b,
+    seed_pairs_mean,
+    split_half,
+)
 from enas_lightning.spaces import get_space
 
 
@@ -106,6 +111,12 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
         ceiling = bootstrap_rows(partial(seed_pairs_mean, kendall_tau_b), table, boot)
         out["ceiling_tau"] = ceiling.estimate
         out["ceiling_tau_ci95"] = [ceiling.low, ceiling.high]
+        if len(seeds) >= 4 and len(seeds) % 2 == 0:
+            # the ceiling for a truth of half-as-many-seed means: first half of the seeds'
+            # mean against the second half's
+            half = bootstrap_rows(partial(split_half, kendall_tau_b), table, boot)
+            out["split_half_tau"] = half.estimate
+            out["split_half_tau_ci95"] = [half.low, half.high]
         out["pf_vs_acc_tau"] = float(
             stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
         )
@@ -142,6 +153,13 @@ def markdown(s: dict, overrides: list[str]) -> str:
         lines.append(
             f"noise ceiling (Kendall tau between seeds) {s['ceiling_tau']:+.3f} "
             f"({lo:+.3f}..{hi:+.3f}); tau(param-free share, mean acc) {s['pf_vs_acc_tau']:+.3f}"
+        )
+    if "split_half_tau" in s:
+        lo, hi = s["split_half_tau_ci95"]
+        k = len(s["seeds"]) // 2
+        lines.append(
+            f"split-half ceiling (Kendall tau between the means of seeds {s['seeds'][:k]} and "
+            f"{s['seeds'][k:]}) {s['split_half_tau']:+.3f} ({lo:+.3f}..{hi:+.3f})"
         )
     if "median_wall_s" in s:
         lines.append(f"median retrain wall time {s['median_wall_s']:.0f} s")

@@ -24,6 +24,7 @@ from enas_lightning.fidelity.stats import (
     seed_pairs_mean,
     single_seed_mean,
     spearman_rho,
+    split_half,
     spread,
     top1_regret,
 )
@@ -150,6 +151,23 @@ def test_noise_ceiling_and_single_seed_against_scipy() -> None:
     between, within = spread(accs)
     assert between == pytest.approx(np.std(accs.mean(1), ddof=1))
     assert within == pytest.approx(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1))))
+
+
+def test_split_half_ceiling_on_a_hand_made_table() -> None:
+    """4 seeds: the first two seeds' mean ranks 4 cells 1 < 2 < 3 < 4 and the last two's
+    1 < 3 < 2 < 4: one discordant pair of six, tau (5 - 1) / 6."""
+    accs = np.array(
+        [
+            [0.70, 0.72, 0.71, 0.71],  # means 0.710 / 0.710
+            [0.74, 0.74, 0.75, 0.77],  # 0.740 / 0.760
+            [0.76, 0.78, 0.74, 0.74],  # 0.770 / 0.740
+            [0.80, 0.80, 0.79, 0.81],  # 0.800 / 0.800
+        ]
+    )
+    assert split_half(kendall_tau_b, accs) == pytest.approx(4 / 6)
+    # two seeds: the one pair's correlation, as seed_pairs_mean
+    assert split_half(kendall_tau_b, accs[:, :2]) == seed_pairs_mean(kendall_tau_b, accs[:, :2])
+    assert np.isnan(split_half(kendall_tau_b, accs[:, :3]))  # odd: no halves
     assert np.isnan(spread(accs[:, :1])[1])
 
 

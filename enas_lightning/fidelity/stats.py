@@ -183,3 +183,18 @@ def spread(accs: ArrayLike) -> tuple[float, float]:
     between = float(np.std(accs.mean(1), ddof=1)) if n > 1 else float("nan")
     within = float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1)))) if s > 1 else float("nan")
     return between, within
+
+
+def split_half(statistic: Callable[[np.ndarray, np.ndarray], float], accs: ArrayLike) -> float:
+    """``statistic`` between the mean of the first half of the seeds and that of the second.
+
+    ``accs`` is ``[n, S]`` with an even ``S >= 2``. With ``S = 2k`` seeds the ground truth of a
+    ranking is usually a mean over seeds; this is the ceiling for a truth of ``k``-seed means
+    (how well one ``k``-seed mean ranks the architectures as another does), where
+    :func:`seed_pairs_mean` is that of single retrainings. ``nan`` for an odd or too small ``S``.
+    """
+    accs = np.asarray(accs, dtype=float)
+    s = accs.shape[1]
+    if s < 2 or s % 2:
+        return float("nan")
+    return float(statistic(accs[:, : s // 2].mean(1), accs[:, s // 2 :].mean(1)))
