@@ -51,11 +51,16 @@ def param_free_share(arch) -> float:
     return get_space(arch.space).param_free_share(arch)
 
 
-def run_all(out: Path, n: int, seeds: list[int], overrides: list[str]) -> list[dict]:
+def run_all(
+    out: Path, n: int, seeds: list[int], overrides: list[str], only: set[int] | None = None
+) -> list[dict]:
+    """Retrain architectures ``0..n-1`` (those in ``only``, when given) with every seed."""
     archs, ops = uniform_archs(n, overrides)
     (out / "archs").mkdir(parents=True, exist_ok=True)
     rows = []
     for i, arch in enumerate(archs):
+        if only is not None and i not in only:
+            continue
         arch_file = out / "archs" / f"uniform_{i}.json"
         if not arch_file.is_file():
             save_arch(arch, arch_file, ops)
@@ -172,12 +177,16 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=10, help="uniform architectures")
     # comma-separated: a list option would swallow the Hydra overrides after it
     parser.add_argument("--seeds", default="0,1", help="retrain seeds, e.g. 0,1")
+    parser.add_argument(
+        "--arch-ids", default="", help="only these of the --archs architectures, e.g. 0,10,12"
+    )
     parser.add_argument("--n-test", type=int, default=5000, help="test images (for the SE)")
     parser.add_argument("extra", nargs="*", help="Hydra overrides: the regime")
     args = parser.parse_args()
     out = args.out.resolve()
     seeds = [int(v) for v in args.seeds.split(",")]
-    rows = run_all(out, args.archs, seeds, args.extra)
+    only = {int(v) for v in args.arch_ids.split(",")} if args.arch_ids else None
+    rows = run_all(out, args.archs, seeds, args.extra, only)
     s = summarize(rows, seeds, args.n_test)
     s["overrides"] = args.extra
     md = markdown(s, args.extra)
