@@ -272,26 +272,28 @@ class Classifier(nn.Module):
         return self.linear(self.dropout(x))
 
 
-def drop_path(x: Tensor, keep: float) -> Tensor:
+def drop_path(x: Tensor, keep: float | Tensor) -> Tensor:
     """Zero whole samples with probability ``1 - keep`` and scale the rest by ``1 / keep``.
 
     ``[B, C, H, W] -> [B, C, H, W]``; one Bernoulli draw per sample, so a dropped path contributes
-    nothing to that sample's node sum while the expected value is unchanged. ``keep >= 1`` is a
-    no-op (returns ``x`` itself).
+    nothing to that sample's node sum while the expected value is unchanged. A float
+    ``keep >= 1`` is a no-op (returns ``x`` itself).
 
-    Under ``torch.compile`` the mask is ``rand < keep`` instead of ``bernoulli_(keep)``: dynamo
-    traces ``keep`` (a Python float that grows with every training step) as a symbolic float,
-    but ``bernoulli_`` needs its value and would guard on it, recompiling the network at every
-    step. The comparison keeps it symbolic (one graph for the whole run) and draws the same
-    Bernoulli(keep) mask. Eager keeps ``bernoulli_``, so eager runs are bit-identical to before;
-    compiled random streams differ from eager ones anyway (inductor generates its own).
+    ``keep`` is a Python float in eager runs (``bernoulli_``, as always) or a 0-dim tensor
+    under ``torch.compile`` (:meth:`MicroNetwork.cell_keep
+    <enas_lightning.spaces.micro.network.MicroNetwork.cell_keep>`): the keep probability grows
+    with every training step, and dynamo specialises a float (``bernoulli_`` needs its value;
+    a module attribute is compiled as a constant first), recompiling the network. As a tensor
+    it is a graph input: one graph for the whole run, the mask ``rand < keep`` (the same
+    Bernoulli(keep) per sample, no host read). Compiled random streams differ from eager ones
+    anyway (inductor generates its own).
     """
-    if keep >= 1.0:
-        return x
     shape = (x.shape[0], *([1] * (x.dim() - 1)))
-    if torch.compiler.is_compiling():
+    if isinstance(keep, Tensor):
         mask = (torch.rand(shape, dtype=x.dtype, device=x.device) < keep).to(x.dtype)
         return x * mask / keep
+    if keep >= 1.0:
+        return x
     mask = torch.empty(shape, dtype=x.dtype, device=x.device)
     return x * mask.bernoulli_(keep) / keep
 

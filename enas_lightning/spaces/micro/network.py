@@ -102,14 +102,16 @@ class FinalCell(nn.Module):
             }
         )
 
-    def forward(self, s0: Tensor, s1: Tensor, drop_keep: float = 1.0) -> Tensor:
-        """``drop_keep < 1`` drops paths (per sample) with this keep probability."""
+    def forward(self, s0: Tensor, s1: Tensor, drop_keep: float | Tensor = 1.0) -> Tensor:
+        """``drop_keep < 1`` drops paths (per sample) with this keep probability (a 0-dim
+        tensor: always applied, see :func:`~enas_lightning.spaces.ops.drop_path`)."""
+        apply = isinstance(drop_keep, Tensor) or drop_keep < 1.0
         states = [self.pre0(s0), self.base(self.pre1(s1))]
         for (inputs, _), pair, drops in zip(self.nodes, self.ops, self.drop, strict=True):
             out = 0
             for i, op, drop in zip(inputs, pair, drops, strict=True):
                 h = op(states[i])
-                if drop and drop_keep < 1.0:
+                if drop and apply:
                     h = drop_path(h, drop_keep)
                 out = out + h
             states.append(out)
@@ -133,6 +135,8 @@ class MicroNetwork(nn.Module):
     drop path; the training loop sets it before every step (``(step + 1) / total steps``, the
     reference's ``_apply_drop_path``). Cell ``l`` keeps a path with
     probability ``1 - (l + 1) / (layers + 2) * (1 - drop_path_keep) * drop_path_progress``.
+    The progress is also held as a 0-dim buffer, which a compiled forward reads (one graph for
+    the whole run, where a float would be recompiled on); eager reads the float.
     """
 
     def __init__(
@@ -158,7 +162,9 @@ class MicroNetwork(nn.Module):
             raise ConfigError("model.drop_path_keep", drop_path_keep, "in (0, 1]")
         self.layers = layers
         self.drop_path_keep = drop_path_keep
-        self.drop_path_progress = 1.0
+        # not in the state dict: a function of the step, set before each one
+        self.register_buffer("_progress", torch.ones(()), persistent=False)
+        self._progress_value = 1.0
         self.reductions = reduction_positions(layers)
         self.aux_position = self.reductions[-1] + 1  # the reference's aux_head_indices
 
@@ -189,10 +195,21 @@ class MicroNetwork(nn.Module):
                 self.aux = AuxHead(c_p, num_classes, size)
         self.classifier = Classifier(c_p, num_classes, dropout_keep)
 
-    def cell_keep(self, index: int) -> float:
-        """Drop-path keep probability of cell ``index`` at the current progress."""
+    @property
+    def drop_path_progress(self) -> float:
+        return self._progress_value
+
+    @drop_path_progress.setter
+    def drop_path_progress(self, value: float) -> None:
+        self._progress_value = float(value)
+        self._progress.fill_(self._progress_value)  # a device fill, no host sync
+
+    def cell_keep(self, index: int) -> float | Tensor:
+        """Drop-path keep probability of cell ``index`` at the current progress: a float, or
+        under ``torch.compile`` a 0-dim tensor (:func:`~enas_lightning.spaces.ops.drop_path`)."""
         ratio = (index + 1) / (self.layers + 2)
-        return 1.0 - ratio * (1.0 - self.drop_path_keep) * self.drop_path_progress
+        progress = self._progress if torch.compiler.is_compiling() else self._progress_value
+        return 1.0 - ratio * (1.0 - self.drop_path_keep) * progress
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         s0 = s1 = self.stem(x)
