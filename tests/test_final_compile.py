@@ -71,6 +71,32 @@ def test_module_compiles_on_auto_past_the_threshold(monkeypatch, tmp_path):
     assert os.environ[CACHE_ENV] == str(tmp_path / "enas_lightning" / "inductor")
 
 
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("this backend cannot compile here")
+
+
+@pytest.mark.parametrize("mode", ["auto", "true"])
+def test_a_failing_compile_falls_back_to_eager_only_on_auto(monkeypatch, tmp_path, mode):
+    """auto (what a preset turns on) must never fail a run: a backend error runs eager; a user's
+    final.compile=true keeps the error."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real(model, backend=_failing_backend))
+    torch._dynamo.reset()
+    module = make_module(final_cfg(compile=mode, compile_min_steps=0, drop_path_keep=1.0))
+    module.eval()
+    x = module.data.test_x[:2]
+    # the patch restores dynamo's setting, which auto turns on for the process
+    with torch._dynamo.config.patch(suppress_errors=False), torch.no_grad():
+        module.maybe_compile()
+        if mode == "true":
+            with pytest.raises(Exception, match="cannot compile here"):
+                module(x)
+        else:
+            torch.testing.assert_close(module(x), module.network(x))
+    torch._dynamo.reset()
+
+
 def test_auto_compiles_with_drop_path(monkeypatch, tmp_path):
     """Drop path no longer keeps ``auto`` eager: it compiles into one graph (below)."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))

@@ -112,6 +112,10 @@ class FinalModule(pl.LightningModule):
             return
         if mode == "auto":
             log.info("final.compile=auto: compiling (%d steps > %d)", steps, min_steps)
+            # auto is a speed setting a preset turns on: a backend that cannot compile here (no
+            # C++ compiler, an unsupported op) falls back to eager with dynamo's warning instead
+            # of failing the run; final.compile=true keeps the error
+            torch._dynamo.config.suppress_errors = True
         use_persistent_cache()
         object.__setattr__(self, "_compiled", torch.compile(self.network))
 
