@@ -3,11 +3,12 @@ kernels are kept.
 
 ``final.compile`` is ``false`` (the default), ``true``, or ``auto``: compile when the run's
 optimizer steps (``final.epochs`` x batches per epoch on a rank) exceed
-``final.compile_min_steps``. Drop path compiles into the same single graph as the rest
-(:func:`enas_lightning.spaces.ops.drop_path` keeps its growing keep probability symbolic, so
-dynamo does not recompile at every step). Compiling costs a fixed time up front (on a 2-core
-CPU minutes: ``tests/test_final.py``) and saves a share of every step; it pays once the steps saved outweigh
-it. ``bench/cpu_levers.py`` measures that break-even (compile seconds / (eager - compiled
+``final.compile_min_steps``. Drop path compiles into the same single graph as the rest: a
+compiled forward reads its growing keep probability from a 0-dim buffer
+(:meth:`MicroNetwork.cell_keep <enas_lightning.spaces.micro.network.MicroNetwork.cell_keep>`),
+so dynamo does not recompile at every step. Compiling costs a fixed time up front (on a 2-core
+CPU minutes: ``tests/test_final.py``) and saves a share of every step; it pays once the steps
+saved outweigh it. ``bench/cpu_levers.py`` measures that break-even (compile seconds / (eager - compiled
 seconds per step)) per space and size; ``final.compile_min_steps`` is to be set from it.
 
 Inductor's compiled kernels are cached on disk; :func:`use_persistent_cache` points that cache at
