@@ -42,17 +42,22 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-VARIANTS = {  # name: (config overrides, inductor cache: None | "cold" | "warm")
-    "default": ([], None),
-    "channels_last": (["final.channels_last=true"], None),
-    "channels_last+compile": (["final.channels_last=true", "final.compile=true"], "cold"),
-    "channels_last+compile warm": (["final.channels_last=true", "final.compile=true"], "warm"),
-    "bf16": (["trainer.precision=bf16-mixed"], None),
-    "channels_last+bf16": (["final.channels_last=true", "trainer.precision=bf16-mixed"], None),
+from cpu_levers import FINAL_VARIANTS, SIZES  # noqa: E402  (bench/ is on the path above)
+
+# name: (config overrides, inductor cache: None | "cold" | "warm"); the overrides are
+# cpu_levers.py's final variants, so both benches measure the same settings
+VARIANTS = {
+    "default": (FINAL_VARIANTS["fp32"], None),
+    "channels_last": (FINAL_VARIANTS["channels_last"], None),
+    "channels_last+compile": (FINAL_VARIANTS["channels_last+compile"], "cold"),
+    "channels_last+compile warm": (FINAL_VARIANTS["channels_last+compile"], "warm"),
+    "bf16": (FINAL_VARIANTS["bf16"], None),
+    "channels_last+bf16": (FINAL_VARIANTS["channels_last+bf16"], None),
 }
-SHAPES = {  # cpu_levers.py's cifar final shapes; drop path and aux head as the presets run them
-    "micro": ["final.layers=6", "final.channels=20"],
-    "macro": ["final.layers=12", "final.channels=36"],
+# cpu_levers.py's cifar final shapes; drop path and aux head as the presets run them
+SHAPES = {
+    space: [o for o in opts if o.startswith(("final.layers=", "final.channels="))]
+    for space, opts in SIZES["cifar"].items()
 }
 BATCH = 32
 HEADER = [
