@@ -12,6 +12,10 @@ better. Top-1 regret is the best retrained mean minus that of the cell with the 
     python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank.md \\
         runs/levers/base/s0/search runs/levers/base/s1/search ...
 
+Per lever, the summary also ranks the cells by their mean rank over the lever's runs (several
+supernets): how far averaging away the supernets' training noise would lift the ranking. The
+per-run scores are kept in ``<out>.json``.
+
 A run's lever and seed are read from its path (``<lever>/s<seed>/search``). ``--set KEY=VALUE``
 changes a setting of the loaded runs' configs before scoring (a derivation setting, e.g. the
 per-candidate fine-tuning of issue 20), and names the table's variant.
@@ -32,7 +36,7 @@ from omegaconf import OmegaConf
 from enas_lightning.arch.io import load_arch
 from enas_lightning.config import run_config
 from enas_lightning.fidelity.search_run import find_search_run, load_search_module
-from enas_lightning.fidelity.stats import bootstrap_rows, kendall_tau_b, top1_regret
+from enas_lightning.fidelity.stats import average_ranks, bootstrap_rows, kendall_tau_b, top1_regret
 from enas_lightning.rewards import get_reward
 
 REWARDS = ("accuracy", "loss")
@@ -71,6 +75,13 @@ def rank_stats(scores: list[float], means: list[float], boot: int, seed: int) ->
     }
 
 
+def ensemble_tau(runs: list[dict], reward: str, means: list[float]) -> float:
+    """Kendall tau of the cells' mean rank over ``runs`` (several supernets of one lever)
+    against the retrained means: what averaging away the supernets' training noise buys."""
+    ranks = np.mean([average_ranks(r[reward]["scores"]) for r in runs], axis=0)
+    return kendall_tau_b(ranks, means)
+
+
 def markdown(rows: list[dict], regime: dict, variant: str) -> str:
     ceiling = regime["ceiling_tau"]
     low, high = regime["ceiling_tau_ci95"]
@@ -90,15 +101,25 @@ def markdown(rows: list[dict], regime: dict, variant: str) -> str:
             f"{a['tau_ci95'][1]:.2f}] | {a['regret']:.4f} | {lo['tau']:.3f} "
             f"[{lo['tau_ci95'][0]:.2f}, {lo['tau_ci95'][1]:.2f}] | {lo['regret']:.4f} |"
         )
-    lines += ["", "| lever | seeds | mean tau (accuracy) | mean tau (loss) | mean regret (acc) |"]
-    lines.append("|---|---|---|---|---|")
+    means = [c["mean"] for c in regime["per_arch"]]
+    lines += [
+        "",
+        "| lever | seeds | mean tau (accuracy) | mean tau (loss) | mean regret (acc) "
+        "| tau of the seeds' mean rank (accuracy / loss) |",
+        "|---|---|---|---|---|---|",
+    ]
     for lever in dict.fromkeys(r["lever"] for r in rows):
         mine = [r for r in rows if r["lever"] == lever]
+        ensemble = (
+            f"{ensemble_tau(mine, 'accuracy', means):.3f} / {ensemble_tau(mine, 'loss', means):.3f}"
+            if len(mine) > 1
+            else "-"
+        )
         lines.append(
             f"| {lever} | {len(mine)} | "
             f"{statistics.mean(r['accuracy']['tau'] for r in mine):.3f} | "
             f"{statistics.mean(r['loss']['tau'] for r in mine):.3f} | "
-            f"{statistics.mean(r['accuracy']['regret'] for r in mine):.4f} |"
+            f"{statistics.mean(r['accuracy']['regret'] for r in mine):.4f} | {ensemble} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -136,6 +157,8 @@ def main() -> None:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    # every run's scores, so that other summaries need no second scoring
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     with args.out.with_suffix(".csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["lever", "seed", "variant", "reward", "tau", "tau_low", "tau_high", "regret"])

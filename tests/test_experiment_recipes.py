@@ -194,6 +194,25 @@ def test_shared_rank_statistics_on_a_hand_made_table() -> None:
     assert shared_rank.lever_and_seed(Path("runs/levers/pfdrop05/s3/search")) == ("pfdrop05", "3")
 
 
+def test_shared_rank_ensemble_averages_the_runs_ranks() -> None:
+    """Two supernets that each swap a different pair of cells rank, on their mean rank, better
+    than either does alone."""
+    import shared_rank
+    from scipy import stats
+
+    means = [0.70, 0.75, 0.80, 0.85, 0.90]
+    runs = [
+        {"accuracy": {"scores": [0.2, 0.1, 0.3, 0.4, 0.5]}},  # cells 0 and 1 swapped
+        {"accuracy": {"scores": [0.1, 0.2, 0.3, 0.5, 0.4]}},  # cells 3 and 4 swapped
+    ]
+    alone = stats.kendalltau(runs[0]["accuracy"]["scores"], means).statistic
+    assert alone == pytest.approx(0.8)
+    # mean ranks 1.5, 1.5, 3, 4.5, 4.5: the swaps cancel into ties
+    expected = stats.kendalltau([1.5, 1.5, 3, 4.5, 4.5], means).statistic
+    assert shared_rank.ensemble_tau(runs, "accuracy", means) == pytest.approx(expected)
+    assert expected > alone
+
+
 def test_cost_demo_table_on_a_hand_made_regime() -> None:
     """experiments/cost_demo.py: the budget is half the uniform cells' mean parameters; each
     pick meets it or not and lies below the retrained uniform front by the accuracy gap at its
