@@ -244,3 +244,33 @@ def test_cost_demo_table_on_a_hand_made_regime() -> None:
     assert "| accuracy | 0 | 2500 | no | 0.7200 | 0.7200 | +-0.0200 |" not in md
     assert "| accuracy | 0 | 2500 | no | 0.7200 | 0.7200 | -0.0200 |" in md
     assert "1000 params -> 0.7000, 3000 params -> 0.8000" in md  # the front, by cost
+
+
+def test_rederive_candidates_are_the_derivations_not_the_uniform_reference(tmp_path) -> None:
+    import rederive
+
+    (tmp_path / "arch_candidates.csv").write_text(
+        "rank,source,arc,val_acc\n1,uniform,4 4,0.9\n2,controller,1 2,0.8\n3,greedy,0 0,0.7\n"
+    )
+    assert rederive.candidates(tmp_path) == ["1 2", "0 0"]
+
+
+def test_rederive_picks_the_best_mean_rank_over_a_groups_supernets(monkeypatch) -> None:
+    """experiments/rederive.py: one run picks its best score (the first on a tie); a group
+    scores the union of its runs' candidates on every supernet and picks the best mean rank."""
+    import rederive
+
+    cands = {Path("a"): ["x", "y", "z"], Path("b"): ["z", "w"]}
+    table = {  # per supernet, per candidate: the score
+        Path("a"): {"x": 0.9, "y": 0.9, "z": 0.1, "w": 0.8},
+        Path("b"): {"x": 0.2, "y": 0.6, "z": 0.7, "w": 0.5},
+    }
+    monkeypatch.setattr(rederive, "candidates", lambda run: cands[run])
+    monkeypatch.setattr(
+        rederive, "scores", lambda run, arcs, reward: ([table[run][a] for a in arcs], arcs)
+    )
+    assert rederive.pick([Path("a")], "accuracy")["arc"] == "x"  # tied with y, listed first
+    assert rederive.pick([Path("b")], "accuracy")["arc"] == "z"
+    # union x, y, z, w; ranks on a: 3.5 3.5 1 2, on b: 1 3 4 2 -> means 2.25 3.25 2.5 2
+    both = rederive.pick([Path("a"), Path("b")], "accuracy")
+    assert both["arc"] == "y" and both["candidates"] == 4
