@@ -8,6 +8,8 @@ training a supernet again:
 
 * ``--reward loss``: would ranking the same candidates by the validation loss instead of the
   accuracy (Ning et al. 2021) pick better, or less parameter-free, cells?
+* ``--set search.derive_finetune_steps=10``: would a few steps of per-candidate fine-tuning
+  before scoring (Zhang et al. 2020) pick cells with more weights?
 * ``--group N``: would an ensemble of N supernets pick better? The runs are taken N at a time,
   in the order given; each group's candidates (the union of its runs') are scored on every
   supernet of the group, ranked per supernet, and the pick is the best mean rank. This costs N
@@ -38,10 +40,11 @@ import torch
 from omegaconf import OmegaConf
 from regime import param_free_share
 from retrained_study import retrain_once
+from shared_rank import load_run
 
 from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import run_config
-from enas_lightning.fidelity.search_run import find_search_run, load_search_module
+from enas_lightning.fidelity.search_run import find_search_run
 from enas_lightning.fidelity.stats import average_ranks
 from enas_lightning.rewards import get_reward
 from enas_lightning.spaces import ArchRecord
@@ -56,25 +59,25 @@ def candidates(search_dir: Path) -> list[str]:
         return [r["arc"] for r in csv.DictReader(f) if r["source"] in ("controller", "greedy")]
 
 
-def scores(search_dir: Path, arcs: list[str], reward: str) -> tuple[list[float], list[ArchRecord]]:
+def scores(
+    search_dir: Path, arcs: list[str], reward: str, sets: list[str] = ()
+) -> tuple[list[float], list[ArchRecord]]:
     """Each candidate's shared-weight score on ``search_dir``'s supernet by ``reward`` (higher
-    is better), on the whole validation split as the derivation scores."""
-    found = find_search_run(str(search_dir))
-    cfg = run_config(OmegaConf.load(found.config_file))
-    ss = cfg.search_space
+    is better), on the whole validation split as the derivation scores, with ``sets`` (e.g.
+    ``search.derive_finetune_steps=10``) applied."""
+    module = load_run(search_dir, sets)
+    ss = module.cfg.search_space
     archs = [load_arch(a, ss.name, tuple(ss.ops)) for a in arcs]
-    cfg.search.derive_batches = 0
-    module = load_search_module(cfg, found, torch.device("cpu"))
     return module.score(archs, get_reward(reward)).tolist(), archs
 
 
-def pick(group: list[Path], reward: str) -> dict:
+def pick(group: list[Path], reward: str, sets: list[str] = ()) -> dict:
     """The group's pick: the best mean rank over its supernets of the union of its candidates
     (for one run: its best score). Ties go to the candidate listed first."""
     arcs = list(dict.fromkeys(a for run in group for a in candidates(run)))
     ranks, archs = [], []
     for run in group:
-        s, archs = scores(run, arcs, reward)
+        s, archs = scores(run, arcs, reward, sets)
         ranks.append(average_ranks(s))
     mean_rank = np.mean(ranks, axis=0)
     best = int(np.argmax(mean_rank))
@@ -89,6 +92,7 @@ def main() -> None:
     p.add_argument("--group", type=int, default=1, help="supernets per pick (an ensemble)")
     p.add_argument("--retrain-seeds", default="0,1")
     p.add_argument("--final", default="", help="the regime's final-training overrides")
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE for the scoring")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("extra", nargs="*", help="common Hydra overrides (data set), as levers.py")
     a = p.parse_args()
@@ -102,7 +106,7 @@ def main() -> None:
     for g in range(len(a.run) // a.group):
         group = a.run[g * a.group : (g + 1) * a.group]
         gdir = a.out / f"g{g}"
-        chosen = pick(group, a.reward)
+        chosen = pick(group, a.reward, a.set)
         arch = chosen["arch"]
         ops = tuple(run_config(OmegaConf.load(find_search_run(str(group[0])).config_file)).search_space.ops)  # fmt: skip
         save_arch(arch, gdir / "pick.json", ops)
@@ -124,7 +128,9 @@ def main() -> None:
         )
 
     lines = [
-        f"Picks derived again by {a.reward}, {a.group} supernet(s) each; retrained with "
+        f"Picks derived again by {a.reward}, {a.group} supernet(s) each"
+        + (f", scored with {' '.join(a.set)}" if a.set else "")
+        + "; retrained with "
         f"{' '.join(overrides)}",
         "",
         "| group | runs | candidates | param-free share | retrained per seed | mean |",

@@ -38,6 +38,7 @@ from enas_lightning.config import run_config
 from enas_lightning.fidelity.search_run import find_search_run, load_search_module
 from enas_lightning.fidelity.stats import average_ranks, bootstrap_rows, kendall_tau_b, top1_regret
 from enas_lightning.rewards import get_reward
+from enas_lightning.search.module import SearchModule
 
 REWARDS = ("accuracy", "loss")
 
@@ -48,17 +49,24 @@ def lever_and_seed(search_dir: Path) -> tuple[str, str]:
     return seed_dir.parent.name, seed_dir.name.removeprefix("s")
 
 
-def score_run(search_dir: Path, arch_files: list[Path], sets: list[str]) -> dict[str, list[float]]:
-    """Each reward's shared-weight score of every arch on ``search_dir``'s supernet."""
+def load_run(search_dir: Path, sets: list[str] = ()) -> SearchModule:
+    """``search_dir``'s search module with its shared weights, set to score on the whole
+    validation split (as task=fidelity scores), with ``sets`` (``KEY=VALUE``) applied."""
     found = find_search_run(str(search_dir))
     cfg = run_config(OmegaConf.load(found.config_file))
-    ss = cfg.search_space
-    archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
-    cfg.search.derive_batches = 0  # the whole validation split, as task=fidelity scores
+    cfg.search.derive_batches = 0
     module = load_search_module(cfg, found, torch.device("cpu"))
     for item in sets:  # after loading: a derivation setting is no reason to refuse the checkpoint
         key, _, value = item.partition("=")
         OmegaConf.update(module.cfg, key, OmegaConf.create({"v": value}).v, merge=False)
+    return module
+
+
+def score_run(search_dir: Path, arch_files: list[Path], sets: list[str]) -> dict[str, list[float]]:
+    """Each reward's shared-weight score of every arch on ``search_dir``'s supernet."""
+    module = load_run(search_dir, sets)
+    ss = module.cfg.search_space
+    archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
     return {name: module.score(archs, get_reward(name)).tolist() for name in REWARDS}
 
 

@@ -267,7 +267,7 @@ def test_rederive_picks_the_best_mean_rank_over_a_groups_supernets(monkeypatch) 
     }
     monkeypatch.setattr(rederive, "candidates", lambda run: cands[run])
     monkeypatch.setattr(
-        rederive, "scores", lambda run, arcs, reward: ([table[run][a] for a in arcs], arcs)
+        rederive, "scores", lambda run, arcs, *_: ([table[run][a] for a in arcs], arcs)
     )
     assert rederive.pick([Path("a")], "accuracy")["arc"] == "x"  # tied with y, listed first
     assert rederive.pick([Path("b")], "accuracy")["arc"] == "z"
