@@ -2,9 +2,9 @@
 
 A search's derivation scores its candidates on its shared weights by the search's reward and
 keeps the best. The candidates are in ``arch_candidates.csv`` (the controller's samples and its
-greedy architecture; not its uniform reference rows), so ``--reward accuracy`` with one run per group picks what the search
-derived (up to ties). This recipe asks two questions of searches that already ran, without
-training a supernet again:
+greedy architecture; not its uniform reference rows), so ``--reward accuracy`` with one run per
+group picks what the search derived (up to ties). This recipe asks three questions of searches
+that already ran, without training a supernet again:
 
 * ``--reward loss``: would ranking the same candidates by the validation loss instead of the
   accuracy (Ning et al. 2021) pick better, or less parameter-free, cells?
@@ -108,8 +108,8 @@ def main() -> None:
         gdir = a.out / f"g{g}"
         chosen = pick(group, a.reward, a.set)
         arch = chosen["arch"]
-        ops = tuple(run_config(OmegaConf.load(find_search_run(str(group[0])).config_file)).search_space.ops)  # fmt: skip
-        save_arch(arch, gdir / "pick.json", ops)
+        cfg = run_config(OmegaConf.load(find_search_run(str(group[0])).config_file))
+        save_arch(arch, gdir / "pick.json", tuple(cfg.search_space.ops))
         accs = [
             float(retrain_once(gdir / "pick.json", gdir / f"pick_r{r}", r, overrides)["test_acc"])
             for r in seeds
@@ -130,8 +130,7 @@ def main() -> None:
     lines = [
         f"Picks derived again by {a.reward}, {a.group} supernet(s) each"
         + (f", scored with {' '.join(a.set)}" if a.set else "")
-        + "; retrained with "
-        f"{' '.join(overrides)}",
+        + f"; retrained with {' '.join(overrides)}",
         "",
         "| group | runs | candidates | param-free share | retrained per seed | mean |",
         "|---|---|---|---|---|---|",
