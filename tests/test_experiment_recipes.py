@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,3 +275,43 @@ def test_rederive_picks_the_best_mean_rank_over_a_groups_supernets(monkeypatch) 
     # union x, y, z, w; ranks on a: 3.5 3.5 1 2, on b: 1 3 4 2 -> means 2.25 3.25 2.5 2
     both = rederive.pick([Path("a"), Path("b")], "accuracy")
     assert both["arc"] == "y" and both["candidates"] == 4
+
+
+def test_few_shot_sub_supernet_trains_only_children_with_its_choice(make_cfg, tmp_path) -> None:
+    """experiments/few_shot.py: a sub-supernet's copy trains children whose split decision is
+    its choice, so the split slot's other ops keep the shared weights; the supernet is
+    untouched; the split sets exactly one decision."""
+    import few_shot
+
+    from tests.test_finetune import searched_module
+
+    module, _ = searched_module(make_cfg(["search.child_batches=2"]), tmp_path)
+    arch = module.uniform_archs(1, module.generator(3))[0]
+    fixed = few_shot.with_op(arch, "normal", 0, 1, "avg_pool_3x3")
+    assert few_shot.split_value(fixed, "normal", 0, 1) == "avg_pool_3x3"
+    assert fixed.normal.nodes[1:] == arch.normal.nodes[1:] and fixed.reduce == arch.reduce
+    assert fixed.normal.nodes[0].inputs == arch.normal.nodes[0].inputs
+    assert fixed.normal.nodes[0].ops[0] == arch.normal.nodes[0].ops[0]
+
+    before = {k: v.clone() for k, v in module.supernet.state_dict().items()}
+    sub = few_shot.train_copy(module, 12, 0.05, "split-x", ("normal", 0, 0, "sep_conv_5x5"))
+    after = module.supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the supernet is untouched
+    trained = sub.state_dict()
+    assert any(not torch.equal(before[k], trained[k]) for k in before)
+    index = module.supernet.cells[0].op_index
+
+    def split_slot(op: str) -> list[str]:
+        """The weights of ``op`` at the split (normal cells, node 0, op slot 1), every input's
+        copy: ``cells.<cell>.ops.<node>.<slot>.<input copy>.<op index>.<...>``."""
+        return [
+            n
+            for n in before
+            if (f := n.split("."))[:5] == ["cells", f[1], "ops", "0", "0"]
+            and int(f[1]) not in module.supernet.reductions
+            and f[6] == str(index[op])
+        ]
+
+    other, chosen = split_slot("sep_conv_3x3"), split_slot("sep_conv_5x5")
+    assert other and all(torch.equal(before[n], trained[n]) for n in other)
+    assert any(not torch.equal(before[n], trained[n]) for n in chosen)
