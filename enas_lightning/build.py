@@ -100,6 +100,13 @@ def validate(cfg: Config) -> None:
             cfg.search.derive_finetune_lr,
             "a learning rate > 0 (search.derive_finetune_steps=0 turns the fine-tuning off)",
         )
+    _positive("search.derive_uniform_steps", cfg.search.derive_uniform_steps, 0)
+    if not cfg.search.derive_uniform_lr > 0:
+        raise ConfigError(
+            "search.derive_uniform_lr",
+            cfg.search.derive_uniform_lr,
+            "a learning rate > 0 (search.derive_uniform_steps=0 turns the uniform finish off)",
+        )
     _choice("search.init", cfg.search.init, INITS)
     # false | true | auto: one line naming them (imported here: final/ imports this module)
     from enas_lightning.final.compile import compile_mode

@@ -292,6 +292,8 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         # finished search, leaves these out: DERIVATION_KEYS)
         "search.derive_finetune_steps": cfg.search.derive_finetune_steps,
         "search.derive_finetune_lr": float(cfg.search.derive_finetune_lr),
+        "search.derive_uniform_steps": cfg.search.derive_uniform_steps,
+        "search.derive_uniform_lr": float(cfg.search.derive_uniform_lr),
         # a cost-aware search continues under the reward it started with (other rewards record
         # nothing here: their checkpoints stay as they were)
         **reward_fingerprint(cfg),
@@ -316,7 +318,12 @@ def reward_fingerprint(cfg: Config) -> dict[str, Any]:
 
 
 # fingerprint keys that only change how candidates are scored, not the weights
-DERIVATION_KEYS = ("search.derive_finetune_steps", "search.derive_finetune_lr")
+DERIVATION_KEYS = (
+    "search.derive_finetune_steps",
+    "search.derive_finetune_lr",
+    "search.derive_uniform_steps",
+    "search.derive_uniform_lr",
+)
 
 
 def check_fingerprint(

@@ -139,6 +139,13 @@ class SearchConfig:
     # (5e-4..0.05): near lr_max a few steps with cold momentum undo much of what the child
     # shares, near lr_min ten steps barely move it
     derive_finetune_lr: float = 0.01
+    # Lever against the controller-biased shared weights (issue 20): before the derivation and
+    # task=fidelity score anything, a copy of the supernet trains this many more SGD steps on
+    # uniformly sampled children, at rates falling on a half cosine from derive_uniform_lr to
+    # search.optim.lr_min; candidates are scored on the copy, the supernet stays untouched
+    # (0 = off, the paper's scoring). Measured in experiments/RESULTS.md, "A uniform finish"
+    derive_uniform_steps: int = 0
+    derive_uniform_lr: float = 0.01
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child steps in a row
     channels_last: bool = False  # supernet and images in channels-last memory format (GPUs)

@@ -124,6 +124,9 @@ def main() -> None:
     parser.add_argument("--slot", type=int, default=0, choices=(0, 1), help="its op slot")
     parser.add_argument("--steps", type=int, default=400, help="T: steps per sub-supernet")
     parser.add_argument("--lr", type=float, default=0.01, help="the copies' first lr")
+    parser.add_argument(
+        "--no-split", action="store_true", help="only base and continued (a dose of training)"
+    )
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one core)")
     parser.add_argument("runs", type=Path, nargs="+", help="finished micro search runs")
@@ -152,8 +155,8 @@ def main() -> None:
         row: dict = {"scores": {"base": scores_on(module, module.supernet, archs)}}
         cont = train_copy(module, total, args.lr, "continued", None)
         row["scores"]["continued"] = scores_on(module, cont, archs)
-        split = {r: [0.0] * len(archs) for r in REWARDS}
-        for v in values:
+        split = {r: [float("nan")] * len(archs) for r in REWARDS}
+        for v in [] if args.no_split else values:
             mine = [i for i, a in enumerate(archs) if split_value(a, *where) == v]
             if not mine:
                 continue
@@ -162,16 +165,19 @@ def main() -> None:
             for r in REWARDS:
                 for i, s in zip(mine, got[r], strict=True):
                     split[r][i] = s
-        row["scores"]["split"] = split
+        if not args.no_split:
+            row["scores"]["split"] = split
         lever, seed = lever_and_seed(run)
-        row.update(lever=lever, seed=seed, steps=args.steps, split=list(where))
+        row.update(
+            lever=lever, seed=seed, steps=args.steps, continued_steps=total, split=list(where)
+        )
         done[str(run)] = row
         args.out.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(done, indent=1))
         print(f"{run}: done", flush=True)
 
     pf = [c["param_free_share"] for c in cells]
-    variants = ("base", "continued", "split")
+    variants = ("base", "continued") if args.no_split else ("base", "continued", "split")
     lines = [
         f"Few-shot split on {args.cell} node {args.node} op {args.slot + 1} "
         f"(T = {args.steps} steps per sub-supernet); {len(cells)} retrained cells, noise "

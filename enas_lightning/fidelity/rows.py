@@ -69,6 +69,11 @@ def row_settings(fcfg: DictConfig, found: SearchRun) -> dict[str, Any]:
         if s.derive_finetune_steps > 0
         else {}
     )
+    if s.derive_uniform_steps > 0:  # the uniform finish of the shared weights, when on
+        finetune |= {
+            "search.derive_uniform_steps": s.derive_uniform_steps,
+            "search.derive_uniform_lr": float(s.derive_uniform_lr),
+        }
     return {
         "fidelity.run": _sha256(found.ckpt),  # the same shared weights and controller
         "fidelity.seed": fcfg.fidelity.seed,

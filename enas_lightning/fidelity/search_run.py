@@ -20,8 +20,15 @@ from enas_lightning.spaces import get_space
 
 # command-line keys taken from the fidelity command rather than from the search run's config:
 # the final-training settings, where the data lives (not which data it is) and the fine-tuning
-# of each architecture before its shared-weight score (search.derive_finetune_steps and _lr)
-OVERRIDABLE = ("final.", "dataset.data_dir", "dataset.download", "search.derive_finetune_")
+# of each architecture before its shared-weight score (search.derive_finetune_steps and _lr), and
+# the uniform finish of the shared weights (search.derive_uniform_steps and _lr)
+OVERRIDABLE = (
+    "final.",
+    "dataset.data_dir",
+    "dataset.download",
+    "search.derive_finetune_",
+    "search.derive_uniform_",
+)
 
 
 @dataclass(frozen=True)

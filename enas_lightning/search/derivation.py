@@ -70,8 +70,10 @@ class Derivation:
     :meth:`summary` and the label of :meth:`report` follow it.
 
     ``finetune_steps`` > 0 (``search.derive_finetune_steps``): every score was taken after that
-    many fine-tuning steps of its architecture from the shared weights; :meth:`summary` and
-    :meth:`report` say so, since such scores are not comparable with plain ones.
+    many fine-tuning steps of its architecture from the shared weights; ``uniform_steps`` > 0
+    (``search.derive_uniform_steps``): on a copy of the shared weights trained that many more
+    steps on uniform children. :meth:`summary` and :meth:`report` say so, since such scores are
+    not comparable with plain ones.
 
     ``costs[i]`` and ``uniform_costs[j]`` (empty lists: not counted) are each architecture's
     standalone cost: ``{"params", "madds"}`` and ``"latency_ms"`` where a latency table is
@@ -89,6 +91,11 @@ class Derivation:
     # it was scored (0: scored on the shared weights as they are, the paper), and their rate
     finetune_steps: int = 0
     finetune_lr: float | None = None
+    # search.derive_uniform_steps: SGD steps on uniform children that the copy of the shared
+    # weights every score was taken on trained after the search (0: the shared weights as the
+    # search left them), and the rate they started at
+    uniform_steps: int = 0
+    uniform_lr: float | None = None
     costs: list[dict[str, float]] = field(default_factory=list)
     uniform_costs: list[dict[str, float]] = field(default_factory=list)
     budget: dict[str, float] = field(default_factory=dict)
@@ -172,6 +179,11 @@ class Derivation:
             if self.finetune_steps > 0
             else {}
         )
+        if self.uniform_steps > 0:
+            finetune |= {
+                "derive_uniform_steps": self.uniform_steps,
+                "derive_uniform_lr": self.uniform_lr,
+            }
         return {
             m: self.best_acc,  # the derived (best) architecture's
             f"greedy_{m}": self.greedy_acc,
@@ -225,10 +237,18 @@ class Derivation:
         ]
 
     def _finetune_line(self) -> list[str]:
-        """That every score was taken after fine-tuning (``search.derive_finetune_steps``)."""
+        """That every score was taken after training a copy of the shared weights
+        (``search.derive_uniform_steps``, ``search.derive_finetune_steps``)."""
+        lines = []
+        if self.uniform_steps > 0:
+            lines.append(
+                f"  scored on a copy of the shared weights trained {self.uniform_steps} more SGD "
+                f"steps on uniform children (lr {self.uniform_lr:g} on a half cosine; "
+                "search.derive_uniform_steps): not comparable with plain shared-weight scores"
+            )
         if self.finetune_steps == 0:
-            return []
-        return [
+            return lines
+        return lines + [
             f"  every architecture fine-tuned {self.finetune_steps} SGD steps (lr "
             f"{self.finetune_lr:g}) from the shared weights before scoring "
             "(search.derive_finetune_steps): not comparable with plain shared-weight scores"

@@ -63,7 +63,7 @@ from enas_lightning.optim import (
 )
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.search.derivation import Derivation, budget_of
-from enas_lightning.search.finetune import ChildFineTuning
+from enas_lightning.search.finetune import ChildFineTuning, uniformly_trained
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
@@ -116,6 +116,9 @@ class SearchModule(pl.LightningModule):
         self.loader: SearchEpoch | None = None
         self.derivation: Derivation | None = None
         self._child_archs: tuple[int, list[ArchRecord]] | None = None  # (epoch, archs) cache
+        # search.derive_uniform_steps: the uniformly trained copy the derivation scores with, and
+        # the (epoch, steps, lr) it was trained for (a plain attribute: never checkpointed)
+        self._uniform_copy: tuple[tuple[int, int, float], nn.Module] | None = None
         self._epoch_stats: dict[str, Tensor] = {}
         self.archs_per_update = 0  # archs rewarded by the last controller update, all ranks
         self._resumed_epoch_state: dict[str, Any] | None = None
@@ -402,22 +405,39 @@ class SearchModule(pl.LightningModule):
         for the built-in rewards): the configured reward, or ``reward``, on the derivation's
         validation batches (``search.derive_batches``, batch-statistics BN, no dropout).
 
-        With ``search.derive_finetune_steps`` > 0 each architecture is scored on its own copy
-        of the shared weights, fine-tuned first (:mod:`enas_lightning.search.finetune`) with
-        the minibatches of its key in ``keys`` (default: its position); the shared weights
-        stay as they are.
+        With ``search.derive_uniform_steps`` > 0 they are scored on a copy of the shared weights
+        trained that much more on uniform children (:meth:`scoring_supernet`). With
+        ``search.derive_finetune_steps`` > 0 each architecture is scored on its own copy of
+        those weights, fine-tuned first (:mod:`enas_lightning.search.finetune`) with the
+        minibatches of its key in ``keys`` (default: its position). The shared weights stay as
+        they are.
         """
         reward = reward or self.reward
+        source = self.scoring_supernet()
         if self.cfg.search.derive_finetune_steps == 0:
-            with DerivationScoring(self) as shared:
+            with DerivationScoring(self, source) as shared:
                 return reward(archs, shared)
         keys = list(range(len(archs))) if keys is None else keys
-        finetune = ChildFineTuning(self)
+        finetune = ChildFineTuning(self, source)
         scores = []
         for arch, key in zip(archs, keys, strict=True):
             with DerivationScoring(self, finetune(arch, key)) as shared:
                 scores.append(reward([arch], shared))
         return torch.cat(scores)
+
+    def scoring_supernet(self) -> nn.Module:
+        """The weights the derivation scores with: the supernet, or under
+        ``search.derive_uniform_steps`` > 0 its uniformly trained copy
+        (:func:`~enas_lightning.search.finetune.uniformly_trained`), trained once per epoch and
+        setting and kept: the derivation and ``task=fidelity`` score many candidates on it."""
+        s = self.cfg.search
+        if s.derive_uniform_steps == 0:
+            return self.supernet
+        key = (self.current_epoch, int(s.derive_uniform_steps), float(s.derive_uniform_lr))
+        if self._uniform_copy is None or self._uniform_copy[0] != key:
+            self._uniform_copy = None  # free the old copy before training a new one
+            self._uniform_copy = (key, uniformly_trained(self))
+        return self._uniform_copy[1]
 
     def accuracy(self, arch: ArchRecord, key: int = 0) -> float:
         """Validation accuracy of one child with the shared weights, scored as the derivation
@@ -491,6 +511,8 @@ class SearchModule(pl.LightningModule):
             metric=self.reward.metric,
             finetune_steps=self.cfg.search.derive_finetune_steps,
             finetune_lr=float(self.cfg.search.derive_finetune_lr),
+            uniform_steps=self.cfg.search.derive_uniform_steps,
+            uniform_lr=float(self.cfg.search.derive_uniform_lr),
             costs=costs[:n],
             uniform_costs=costs[n:],
             budget=budget_of(self.cfg.get("derive")),

@@ -173,6 +173,14 @@ def run_fidelity(cfg: DictConfig, output_dir: Path, overrides: list[str] | None 
             f"(search.derive_finetune_steps, lr {fcfg.search.derive_finetune_lr:g})",
             flush=True,
         )
+    uniform_steps = fcfg.search.derive_uniform_steps
+    if uniform_steps > 0 and any(v is None for v in shared.values()):
+        print(
+            f"shared-weight scores on a copy of the shared weights trained {uniform_steps} more "
+            f"steps on uniform children (search.derive_uniform_steps, lr "
+            f"{fcfg.search.derive_uniform_lr:g})",
+            flush=True,
+        )
     for i, (_, arch) in enumerate(candidates):
         if shared[i] is None:
             # keyed by the architecture's index: its fine-tuning does not depend on the others
