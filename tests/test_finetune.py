@@ -18,6 +18,7 @@ from enas_lightning.checkpointing import DERIVATION_KEYS, check_fingerprint, spa
 from enas_lightning.data.datasets import load_splits
 from enas_lightning.data.device import DeviceSplits
 from enas_lightning.errors import CheckpointError, ConfigError
+from enas_lightning.rewards import get_reward
 from enas_lightning.search.module import SearchModule
 from tests._cli import enas
 from tests.test_search import fit
@@ -84,6 +85,84 @@ def test_finetuning_changes_the_scores_and_leaves_everything_else_alone(searched
     assert again.uniform_accuracies == plain.uniform_accuracies
 
 
+def test_the_uniform_finish_scores_on_a_trained_copy_and_leaves_everything_else_alone(
+    searched, monkeypatch
+) -> None:
+    """search.derive_uniform_steps: the candidates are scored on a copy of the shared weights
+    trained that many steps on uniform children; the supernet, its gradients, the optimizers and
+    torch's random state are as they were; the copy is trained once and is the same when trained
+    again (every rank, every rescoring)."""
+    from enas_lightning.search import finetune
+    from enas_lightning.search import module as search_module
+
+    module, trainer = searched
+    plain = module.derive()
+    before = snapshot(module, trainer)
+    module.cfg.search.derive_uniform_steps = 3
+    trained = []
+    real = finetune.uniformly_trained
+    monkeypatch.setattr(search_module, "uniformly_trained", lambda m: trained.append(1) or real(m))
+    finished = module.derive()
+    assert_same(snapshot(module, trainer), before)  # weights, buffers, grads, optimizers, RNG
+    assert [a.to_dict() for a in finished.candidates] == [a.to_dict() for a in plain.candidates]
+    # the copy's scores differ (the loss: the tiny split's accuracies are coarse)
+    loss = get_reward("loss")
+    on_copy = module.score(finished.candidates, loss).tolist()
+    module.cfg.search.derive_uniform_steps = 0
+    assert module.score(finished.candidates, loss).tolist() != on_copy
+    module.cfg.search.derive_uniform_steps = 3
+    copy = module.scoring_supernet()
+    assert len(trained) == 1  # one copy for the whole derivation and what follows
+    state, shared = copy.state_dict(), module.supernet.state_dict()
+    assert any(not torch.equal(state[k], shared[k]) for k in shared)
+    again = real(module).state_dict()  # trained from scratch: the same weights, bit for bit
+    assert all(torch.equal(state[k], again[k]) for k in state)
+    # the copy is what is scored: scoring it directly gives the derivation's scores
+    from enas_lightning.search.scoring import DerivationScoring
+
+    with DerivationScoring(module, copy) as view:
+        direct = module.reward(finished.candidates, view).tolist()
+    assert direct == finished.accuracies
+    module.cfg.search.derive_uniform_steps = 0
+    assert module.derive().accuracies == plain.accuracies  # the shared weights are untouched
+
+
+def test_the_uniform_finish_trains_uniform_children_at_falling_rates(searched, monkeypatch) -> None:
+    """The copy trains one step per child drawn uniformly (not from the controller) from the
+    run's seed, and its learning rate falls on a half cosine from search.derive_uniform_lr to
+    search.optim.lr_min."""
+    from enas_lightning.search.finetune import UNIFORM_KEY, cosine_lrs, uniformly_trained
+
+    module, _ = searched
+    module.cfg.search.derive_uniform_steps = 4
+    seen = []
+    real = module.child_loss
+    monkeypatch.setattr(
+        module, "child_loss", lambda net, x, y, a: seen.append(a) or real(net, x, y, a)
+    )
+    uniformly_trained(module)
+    assert seen == module.uniform_archs(4, module.generator(UNIFORM_KEY, 0))
+    lrs = cosine_lrs(5, 0.01, 5e-4)
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] == pytest.approx(5e-4)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert cosine_lrs(1, 0.01, 5e-4) == [pytest.approx(0.01)]
+
+
+def test_the_derivation_records_the_uniform_finish(searched, tmp_path) -> None:
+    from enas_lightning.tasks.search import write_derivation
+
+    module, _ = searched
+    ops = tuple(module.cfg.search_space.ops)
+    assert not [k for k in module.derive().summary() if "uniform_steps" in k]
+    module.cfg.search.derive_uniform_steps = 2
+    module.cfg.search.derive_uniform_lr = 0.03
+    finished = module.derive()
+    write_derivation(finished, tmp_path, ops)
+    saved = json.loads((tmp_path / "best_arch.json").read_text())
+    assert saved["derive_uniform_steps"] == 2 and saved["derive_uniform_lr"] == 0.03
+    assert "trained 2 more SGD steps on uniform children (lr 0.03" in "\n".join(finished.report())
+
+
 def test_a_candidates_finetuning_depends_on_its_key_only(searched) -> None:
     """The same architecture and key give the same score alone or after others (another
     rank's share of the derivation, another fidelity index)."""
@@ -118,6 +197,8 @@ def test_the_derivation_records_the_finetuning(searched, tmp_path) -> None:
         "search.derive_finetune_steps=-1",
         "search.derive_finetune_lr=0",
         "search.derive_finetune_lr=-1",
+        "search.derive_uniform_steps=-1",
+        "search.derive_uniform_lr=0",
     ],
 )
 def test_bad_finetuning_settings_are_one_line(override: str, make_cfg) -> None:
@@ -127,9 +208,10 @@ def test_bad_finetuning_settings_are_one_line(override: str, make_cfg) -> None:
     assert "\n" not in str(e.value)
 
 
-def test_fidelity_rescores_a_plain_search_with_finetuning(make_cfg, tmp_path) -> None:
-    """A search made without fine-tuning: task=fidelity takes search.derive_finetune_steps from
-    its own command line, loads the checkpoint (a resumed search would refuse it), scores
+@pytest.mark.parametrize("key", ["search.derive_finetune_steps", "search.derive_uniform_steps"])
+def test_fidelity_rescores_a_plain_search_with_finetuning(key: str, make_cfg, tmp_path) -> None:
+    """A search made without fine-tuning: task=fidelity takes search.derive_finetune_steps (or
+    search.derive_uniform_steps) from its own command line, loads the checkpoint (a resumed search would refuse it), scores
     differently and records the setting with its rows."""
     from enas_lightning.fidelity.rows import row_settings
     from enas_lightning.fidelity.search_run import (
@@ -148,13 +230,13 @@ def test_fidelity_rescores_a_plain_search_with_finetuning(make_cfg, tmp_path) ->
     state = torch.load(found.ckpt, weights_only=False)
 
     def scores(steps: int) -> list[float]:
-        given = ["task=fidelity", f"fidelity.run={run}", f"search.derive_finetune_steps={steps}"]
+        given = ["task=fidelity", f"fidelity.run={run}", f"{key}={steps}"]
         fcfg = fidelity_config(make_cfg(given), given, tmp_path / "out")
-        assert fcfg.search.derive_finetune_steps == steps
+        assert OmegaConf.select(fcfg, key) == steps
         settings = row_settings(fcfg, found)
-        assert ("search.derive_finetune_steps" in settings) == (steps > 0)
+        assert (key in settings) == (steps > 0)
         if steps:
-            with pytest.raises(CheckpointError, match="search.derive_finetune_steps=0"):
+            with pytest.raises(CheckpointError, match=f"{key}=0"):
                 check_fingerprint(state, fcfg)  # what a search resume would say
         module = load_search_module(fcfg, found, torch.device("cpu"))
         archs = module.uniform_archs(2, torch.Generator().manual_seed(1))
@@ -176,8 +258,10 @@ def test_off_by_default_and_in_every_preset() -> None:
     from enas_lightning.precheck import compose
 
     for preset in ("micro_search", "macro_search", "quickstart"):
-        assert compose([f"experiment={preset}"]).search.derive_finetune_steps == 0, preset
+        cfg = compose([f"experiment={preset}"]).search
+        assert cfg.derive_finetune_steps == 0 and cfg.derive_uniform_steps == 0, preset
     assert compose([]).search.derive_finetune_steps == 0
+    assert compose([]).search.derive_uniform_steps == 0
 
 
 @pytest.mark.slow

@@ -362,6 +362,8 @@ LEVERS = [
     "search.optim.dense_weight_decay=true",
     "search.derive_finetune_steps=10",
     "search.derive_finetune_lr=0.05",
+    "search.derive_uniform_steps=100",
+    "search.derive_uniform_lr=0.05",
 ]
 
 

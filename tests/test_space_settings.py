@@ -212,6 +212,8 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         # the derivation's fine-tuning (task=fidelity leaves these out)
         "search.derive_finetune_steps",
         "search.derive_finetune_lr",
+        "search.derive_uniform_steps",
+        "search.derive_uniform_lr",
     ]
     cfg = compose(["search_space=macro"])
     old = {k: v for k, v in space_fingerprint(cfg).items() if k != "search_space.skip_merge"}
