@@ -15,7 +15,7 @@ def test_separable_pool_equals_torch_pool(kind, kernel, shape):
     torch.manual_seed(0)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     pool = SamePool(kind, kernel, 1)
-    fast, ref = pool(x), pool.torch_pool(x)
+    fast, ref = pool._separable(x), pool.torch_pool(x)
     assert fast.shape == ref.shape == x.shape
     torch.testing.assert_close(fast, ref)
     # gradients agree too (random data has no ties)
@@ -28,3 +28,21 @@ def test_strided_pool_uses_torch():
     x = torch.randn(2, 3, 8, 8)
     pool = SamePool("max", 3, 2)
     torch.testing.assert_close(pool(x), torch.nn.functional.max_pool2d(x, 3, 2, 1))
+
+
+@pytest.mark.parametrize(
+    ("kind", "grad", "separable"),
+    [("avg", True, True), ("avg", False, True), ("max", True, False), ("max", False, True)],
+)
+def test_cpu_pool_takes_the_kernel_measured_faster(kind, grad, separable, monkeypatch):
+    """Max pooling that needs a gradient runs PyTorch's kernel (the separable backward was
+    measured 2-9x slower); everything else runs the separable passes. Values are the same."""
+    calls = []
+    pool = SamePool(kind, 3, 1)
+    real = pool._separable
+    monkeypatch.setattr(pool, "_separable", lambda x: calls.append(1) or real(x))
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with torch.set_grad_enabled(grad):
+        out = pool(x)
+    assert bool(calls) is separable
+    torch.testing.assert_close(out, pool.torch_pool(x))

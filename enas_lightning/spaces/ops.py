@@ -208,10 +208,13 @@ class SamePool(nn.Module):
 
     ``[B, C, H, W] -> [B, C, ceil(H / stride), ceil(W / stride)]``. On CPU, stride 1 (the case
     of every pool in the search spaces) is computed separably, a row pass then a column pass of
-    shifted maxima or sums: PyTorch's CPU ``max_pool2d`` on NCHW tensors was measured 8-13x
-    slower on this project's small feature maps (2.6 ms vs 0.2 ms for ``[64, 8, 8, 8]``). The
-    results are the same (maxima exactly; averages up to float rounding); only gradients at
-    ties differ (split instead of given to one element). CUDA and strided pools use PyTorch's.
+    shifted maxima or sums, where that is faster than PyTorch's kernels (one thread, torch 2.13,
+    bench/RESULTS.md "Pooling kernels"): average pooling always (forward and backward 1.4-4.8x),
+    max pooling only without a gradient (rewards, derivation, evaluation: forward 2-19x). With a
+    gradient PyTorch's ``max_pool2d`` wins 2x on NCHW and about 9x on channels-last maps,
+    because the backward of a chain of ``torch.maximum`` is several full-size masked copies. The
+    results are the same (maxima exactly; averages up to float rounding). CUDA and strided pools
+    use PyTorch's.
     """
 
     def __init__(self, kind: str, kernel: int, stride: int) -> None:
@@ -243,9 +246,12 @@ class SamePool(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.stride == 1 and x.device.type == "cpu":
+        if self.stride == 1 and x.device.type == "cpu" and not self._max_with_grad(x):
             return self._separable(x)
         return self.torch_pool(x)
+
+    def _max_with_grad(self, x: Tensor) -> bool:
+        return self.kind == "max" and torch.is_grad_enabled() and x.requires_grad
 
 
 def pool(kind: str, kernel: int, stride: int) -> nn.Module:
