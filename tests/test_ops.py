@@ -36,7 +36,7 @@ def test_strided_pool_uses_torch():
 )
 def test_cpu_pool_takes_the_kernel_measured_faster(kind, grad, separable, monkeypatch):
     """Max pooling that needs a gradient runs PyTorch's kernel (the separable backward was
-    measured 2-9x slower); everything else runs the separable passes. Values are the same."""
+    measured 2-11x slower); everything else runs the separable passes. Values are the same."""
     calls = []
     pool = SamePool(kind, 3, 1)
     real = pool._separable

@@ -209,10 +209,10 @@ class SamePool(nn.Module):
     ``[B, C, H, W] -> [B, C, ceil(H / stride), ceil(W / stride)]``. On CPU, stride 1 (the case
     of every pool in the search spaces) is computed separably, a row pass then a column pass of
     shifted maxima or sums, where that is faster than PyTorch's kernels (one thread, torch 2.13,
-    bench/RESULTS.md "Pooling kernels"): average pooling always (forward and backward 1.4-4.8x),
-    max pooling only without a gradient (rewards, derivation, evaluation: forward 2-19x). With a
-    gradient PyTorch's ``max_pool2d`` wins 2x on NCHW and about 9x on channels-last maps,
-    because the backward of a chain of ``torch.maximum`` is several full-size masked copies. The
+    bench/RESULTS.md "Pooling kernels"): average pooling always (1.1-9x, with or without a
+    gradient), max pooling only without a gradient (rewards, derivation, evaluation: 2-30x). With
+    a gradient PyTorch's ``max_pool2d`` wins, 2-2.7x on NCHW and 7.6-11.5x on channels-last maps:
+    the backward of a chain of ``torch.maximum`` is several full-size masked copies. The
     results are the same (maxima exactly; averages up to float rounding). CUDA and strided pools
     use PyTorch's.
     """
