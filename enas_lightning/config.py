@@ -128,6 +128,12 @@ class SearchConfig:
     # supernet warm-up: for the first N epochs the children are sampled uniformly (as
     # controller=random does) and the controller phase does not run (no update, baseline kept)
     warmup_epochs: int = 0
+    # Lever against the collapse (issue 20), off by default and in every preset: true: every
+    # child phase trains uniformly sampled children (as in the warm-up and controller=random),
+    # while the controller phase still runs after the warm-up: the supernet is trained as random
+    # search's, the controller searches it. It breaks ENAS's feedback loop, in which the
+    # controller's favourites get the most shared-weight training and so the best rewards
+    uniform_children: bool = False
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
     # Lever against the shared weights' poor ranking (issue 20; Zhang et al. 2020, "Deeper
     # Insights into Weight Sharing in NAS"): every scored candidate (the derivation's and

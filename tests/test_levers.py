@@ -364,6 +364,7 @@ LEVERS = [
     "search.derive_finetune_lr=0.05",
     "search.derive_uniform_steps=100",
     "search.derive_uniform_lr=0.05",
+    "search.uniform_children=true",
 ]
 
 

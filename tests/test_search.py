@@ -290,6 +290,29 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
     assert children != [a.to_ints(ops) for a in own]
 
 
+def test_uniform_children_train_uniform_draws_while_the_controller_learns(
+    make_cfg, tmp_path
+) -> None:
+    """``search.uniform_children``: every child phase trains the uniform distribution's draws,
+    and the controller phase still updates the controller (unlike the warm-up)."""
+    cfg = make_cfg(["search.uniform_children=true"])
+    module = make_module(cfg)
+    ctrl = {k: v.clone() for k, v in module.controller.state_dict().items()}
+    trainer = fit(module, cfg, tmp_path, epochs=2)
+    assert any(not torch.equal(v, ctrl[k]) for k, v in module.controller.state_dict().items())
+    assert trainer.optimizers[1].state  # Adam stepped
+    assert float(module.baseline) != 0.0 and module.epoch_samples
+    assert all(h.controller_ran and not h.warmup for h in module.history)
+    ops = tuple(cfg.search_space.ops)
+    children = [a.to_ints(ops) for a in module.child_archs(1)]
+    gen = module.generator(0, 1, -1)
+    uniform = module.controller.sample_archs(len(children), gen, uniform=True)
+    gen = module.generator(0, 1, -1)
+    own = module.controller.sample_archs(len(children), gen)
+    assert children == [a.to_ints(ops) for a in uniform]
+    assert children != [a.to_ints(ops) for a in own]
+
+
 def test_epoch_line_marks_warmup_epochs() -> None:
     from types import SimpleNamespace
 

@@ -208,14 +208,14 @@ class SearchModule(pl.LightningModule):
 
         The strategy's (the frozen controller's samples for ENAS), asked once per epoch: one
         host-device transfer per epoch instead of one per step. Seeded per (rank, epoch): a
-        resumed epoch gets the same children. In a warm-up epoch (``search.warmup_epochs``)
-        they are sampled uniformly.
+        resumed epoch gets the same children. In a warm-up epoch (``search.warmup_epochs``),
+        and in every epoch under ``search.uniform_children``, they are sampled uniformly.
         """
         if self._child_archs is None or self._child_archs[0] != epoch:
             assert self.loader is not None
             gen = self.generator(self.global_rank, epoch, -1)
             n = self.loader.child_batches
-            if self.loader.warmup(epoch):
+            if self.loader.warmup(epoch) or self.cfg.search.uniform_children:
                 archs = self.uniform_archs(n, gen)
             else:
                 archs = self.search_strategy.child_archs(self, n, gen)

@@ -14,7 +14,8 @@ strategy three things:
 ENAS (``controller=enas``) trains the LSTM controller with REINFORCE in its controller phase;
 random search with weight sharing (``controller=random``) samples uniformly and has none.
 Everything else is the module's: the seeding per step, the supernet warm-up
-(``search.warmup_epochs``: uniform children, no controller phase), the reward
+(``search.warmup_epochs``: uniform children, no controller phase), uniform children throughout
+(``search.uniform_children``: the controller phase still runs), the reward
 (:mod:`enas_lightning.rewards`), the uniform reference of the derivation, checkpoints and DDP.
 """
 
