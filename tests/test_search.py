@@ -266,6 +266,19 @@ def test_controller_phase_every_other_epoch_runs_after_a_shorter_epoch(make_cfg,
     assert trainer.global_step > 0 and float(module.baseline) != 0.0
 
 
+def assert_children_are_uniform(module, cfg) -> None:
+    """Epoch 1's children were the uniform distribution's draws (controller=random's), not the
+    controller's own, from the same per-epoch generator."""
+    ops = tuple(cfg.search_space.ops)
+    children = [a.to_ints(ops) for a in module.child_archs(1)]
+    gen = module.generator(0, 1, -1)
+    uniform = module.controller.sample_archs(len(children), gen, uniform=True)
+    gen = module.generator(0, 1, -1)
+    own = module.controller.sample_archs(len(children), gen)
+    assert children == [a.to_ints(ops) for a in uniform]
+    assert children != [a.to_ints(ops) for a in own]
+
+
 def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg, tmp_path) -> None:
     cfg = make_cfg(["search.warmup_epochs=2"])
     module = make_module(cfg)
@@ -278,16 +291,7 @@ def test_warmup_epochs_sample_uniformly_and_leave_the_controller_alone(make_cfg,
     assert not trainer.optimizers[1].state  # Adam never stepped
     assert [(h.epoch, h.warmup) for h in module.history] == [(0, True), (1, True)]
     assert not any(h.controller_ran for h in module.history)  # no controller phase ran
-    # the children were the uniform distribution's draws (controller=random's), not the
-    # controller's own, from the same per-epoch generator
-    ops = tuple(cfg.search_space.ops)
-    children = [a.to_ints(ops) for a in module.child_archs(1)]
-    gen = module.generator(0, 1, -1)
-    uniform = module.controller.sample_archs(len(children), gen, uniform=True)
-    gen = module.generator(0, 1, -1)
-    own = module.controller.sample_archs(len(children), gen)
-    assert children == [a.to_ints(ops) for a in uniform]
-    assert children != [a.to_ints(ops) for a in own]
+    assert_children_are_uniform(module, cfg)
 
 
 def test_uniform_children_train_uniform_draws_while_the_controller_learns(
@@ -303,14 +307,7 @@ def test_uniform_children_train_uniform_draws_while_the_controller_learns(
     assert trainer.optimizers[1].state  # Adam stepped
     assert float(module.baseline) != 0.0 and module.epoch_samples
     assert all(h.controller_ran and not h.warmup for h in module.history)
-    ops = tuple(cfg.search_space.ops)
-    children = [a.to_ints(ops) for a in module.child_archs(1)]
-    gen = module.generator(0, 1, -1)
-    uniform = module.controller.sample_archs(len(children), gen, uniform=True)
-    gen = module.generator(0, 1, -1)
-    own = module.controller.sample_archs(len(children), gen)
-    assert children == [a.to_ints(ops) for a in uniform]
-    assert children != [a.to_ints(ops) for a in own]
+    assert_children_are_uniform(module, cfg)
 
 
 def test_epoch_line_marks_warmup_epochs() -> None:
