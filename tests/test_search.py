@@ -266,7 +266,7 @@ def test_controller_phase_every_other_epoch_runs_after_a_shorter_epoch(make_cfg,
     assert trainer.global_step > 0 and float(module.baseline) != 0.0
 
 
-def assert_children_are_uniform(module, cfg) -> None:
+def assert_children_are_uniform(module: SearchModule, cfg) -> None:
     """Epoch 1's children were the uniform distribution's draws (controller=random's), not the
     controller's own, from the same per-epoch generator."""
     ops = tuple(cfg.search_space.ops)

@@ -209,6 +209,7 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search.bn_affine",
         "search.init",
         "search.optim.dense_weight_decay",
+        "search.uniform_children",
         # the derivation's fine-tuning (task=fidelity leaves these out)
         "search.derive_finetune_steps",
         "search.derive_finetune_lr",
