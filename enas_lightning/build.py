@@ -117,6 +117,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "search.param_free_dropout", cfg.search.param_free_dropout, "a rate in [0, 1) (0 = off)"
         )
+    if cfg.search.param_free_adjust and type(space).param_free_share is Space.param_free_share:
+        raise ConfigError(
+            "search.param_free_adjust",
+            True,
+            f"false for search_space={cfg.search_space.name} (its space does not say which "
+            "ops are parameter-free: Space.param_free_share)",
+        )
     for name in ("search_space.dropout_keep", "final.dropout_keep", "final.drop_path_keep"):
         section, key = name.split(".")
         value = getattr(getattr(cfg, section), key)

@@ -288,6 +288,7 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         "search.init": cfg.search.init,
         "search.optim.dense_weight_decay": cfg.search.optim.dense_weight_decay,
         "search.uniform_children": cfg.search.uniform_children,
+        "search.param_free_adjust": cfg.search.param_free_adjust,
         # the derivation's per-candidate fine-tuning leaves the weights alone, but a resumed
         # search derives under the setting it started with (task=fidelity, which rescores a
         # finished search, leaves these out: DERIVATION_KEYS)

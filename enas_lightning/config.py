@@ -134,6 +134,14 @@ class SearchConfig:
     # search's, the controller searches it. It breaks ENAS's feedback loop, in which the
     # controller's favourites get the most shared-weight training and so the best rewards
     uniform_children: bool = False
+    # Lever against the collapse (issue 20), off by default and in every preset: true: children
+    # are compared only with children of like parameter-free share (identity, pooling). The
+    # controller's baseline is a moving-average least-squares line of the reward on the child's
+    # parameter-free share (search/baseline.py), so a child's advantage is its reward minus that
+    # of its share; the derivation ranks the candidates by their score minus the least-squares
+    # line of score on share fitted over them. Both remove the one slope the shared weights add
+    # for every parameter-free op (experiments/RESULTS.md), and nothing else
+    param_free_adjust: bool = False
     derive_batches: int = 0  # validation batches per candidate (0 = the whole split)
     # Lever against the shared weights' poor ranking (issue 20; Zhang et al. 2020, "Deeper
     # Insights into Weight Sharing in NAS"): every scored candidate (the derivation's and

@@ -365,6 +365,7 @@ LEVERS = [
     "search.derive_uniform_steps=100",
     "search.derive_uniform_lr=0.05",
     "search.uniform_children=true",
+    "search.param_free_adjust=true",
 ]
 
 

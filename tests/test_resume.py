@@ -103,6 +103,7 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
         {"search.derive_finetune_steps": 2},
         {"search.derive_uniform_steps": 3},
         {"search.uniform_children": True},
+        {"search.param_free_adjust": True},
     ],
     ids=lambda lever: next(iter(lever)),
 )

@@ -210,6 +210,7 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search.init",
         "search.optim.dense_weight_decay",
         "search.uniform_children",
+        "search.param_free_adjust",
         # the derivation's fine-tuning (task=fidelity leaves these out)
         "search.derive_finetune_steps",
         "search.derive_finetune_lr",

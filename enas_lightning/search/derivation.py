@@ -47,6 +47,15 @@ def fits(cost: dict[str, float], budget: dict[str, float]) -> bool:
     return all(cost[name] <= bound for name, bound in budget.items())
 
 
+def least_squares_line(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Intercept and slope of the least-squares line of ``y`` on ``x`` (slope 0 where ``x`` has
+    no spread)."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    var = float(np.mean((xs - xs.mean()) ** 2))
+    slope = float(np.mean((xs - xs.mean()) * (ys - ys.mean())) / var) if var > 1e-12 else 0.0
+    return float(ys.mean() - slope * xs.mean()), slope
+
+
 def _cost(name: str, value: float) -> str:
     """A cost as printed: milliseconds to 4 digits, counts whole."""
     return f"{value:.4g}" if name == "latency_ms" else f"{value:.0f}"
@@ -79,6 +88,11 @@ class Derivation:
     standalone cost: ``{"params", "madds"}`` and ``"latency_ms"`` where a latency table is
     used. ``budget`` (``{cost name: bound}``, :func:`budget_of`) leaves the candidates over it
     out of the choice; when none fits, :class:`BudgetError` names the smallest cost seen.
+
+    ``param_free_adjust`` (``search.param_free_adjust``): the candidates are ranked by their
+    score minus the least-squares line of score on parameter-free share fitted over all of them
+    (:attr:`param_free_line`, intercept and slope), so a candidate is judged against candidates
+    of like share; :meth:`residual` gives any architecture's adjusted score.
     """
 
     candidates: list[ArchRecord]
@@ -99,17 +113,35 @@ class Derivation:
     costs: list[dict[str, float]] = field(default_factory=list)
     uniform_costs: list[dict[str, float]] = field(default_factory=list)
     budget: dict[str, float] = field(default_factory=dict)
+    param_free_adjust: bool = False
+    # (intercept, slope) of the candidates' score on parameter-free share (param_free_adjust)
+    param_free_line: tuple[float, float] | None = field(init=False)
     best_index: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.param_free_line = None
+        if self.param_free_adjust:
+            shares = [space_of(a).param_free_share(a) for a in self.candidates]
+            self.param_free_line = least_squares_line(shares, self.accuracies)
+        ranking = [
+            self.residual(a, v) for a, v in zip(self.candidates, self.accuracies, strict=True)
+        ]
         if not self.budget:
-            self.best_index = int(np.argmax(self.accuracies))
+            self.best_index = int(np.argmax(ranking))
             return
         within = [i for i, c in enumerate(self.costs) if fits(c, self.budget)]
         if not within:
             raise BudgetError(self.none_fits())
         # the first of the best scores, as argmax takes it
-        self.best_index = max(within, key=lambda i: (self.accuracies[i], -i))
+        self.best_index = max(within, key=lambda i: (ranking[i], -i))
+
+    def residual(self, arch: ArchRecord, score: float) -> float:
+        """What the derivation ranks ``arch`` by, given its ``score``: the score itself, or under
+        ``param_free_adjust`` the score minus :attr:`param_free_line` at ``arch``'s share."""
+        if self.param_free_line is None:
+            return score
+        intercept, slope = self.param_free_line
+        return score - (intercept + slope * space_of(arch).param_free_share(arch))
 
     def none_fits(self) -> str:
         """The one line saying that no candidate fits, with the smallest cost seen."""
@@ -194,9 +226,21 @@ class Derivation:
             "param_free_share": self.param_free_share,
             "greedy_param_free_share": self.greedy_param_free_share,
             **finetune,
+            **self._line_summary(),
             # the derived architecture's standalone cost (final.*), when counted
             **(self.costs[self.best_index] if self.costs else {}),
             **{f"budget_{name}": bound for name, bound in self.budget.items()},
+        }
+
+    def _line_summary(self) -> dict[str, float | bool]:
+        """Under ``param_free_adjust``: that it was on and the fitted line (empty otherwise)."""
+        if self.param_free_line is None:
+            return {}
+        intercept, slope = self.param_free_line
+        return {
+            "param_free_adjust": True,
+            "param_free_intercept": intercept,
+            "param_free_slope": slope,
         }
 
     def rows(self) -> list[tuple[str, ArchRecord, float]]:
@@ -231,6 +275,7 @@ class Derivation:
             f"  uniform mean    {m} {uniform}  (mean of {len(self.uniform)} uniformly "
             "sampled architectures: the random reference)",
             *self._param_free_line(),
+            *self._adjust_line(),
             *self._finetune_line(),
             *self._cost_line(),
             f"  ({SHARED_WEIGHT_CAVEAT})",
@@ -263,6 +308,16 @@ class Derivation:
         budget = ", ".join(f"{k} <= {_cost(k, v)}" for k, v in self.budget.items())
         within = f" (budget: {budget})" if budget else ""
         return [f"  derived cost    {text}  (its standalone network, final.*){within}"]
+
+    def _adjust_line(self) -> list[str]:
+        """Under ``param_free_adjust``: what the candidates were ranked by."""
+        if self.param_free_line is None:
+            return []
+        slope = self.param_free_line[1]
+        return [
+            f"  ranked by score minus the candidates' line in parameter-free share (slope "
+            f"{slope:+.4f} per unit share; search.param_free_adjust)"
+        ]
 
     def _param_free_line(self) -> list[str]:
         """The parameter-free shares of the derived and the greedy architecture, if known."""

@@ -516,6 +516,7 @@ class SearchModule(pl.LightningModule):
             costs=costs[:n],
             uniform_costs=costs[n:],
             budget=budget_of(self.cfg.get("derive")),
+            param_free_adjust=self.cfg.search.param_free_adjust,
         )
         return self.derivation
 

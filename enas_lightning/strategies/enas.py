@@ -6,7 +6,10 @@ each (per rank), rewarded by the configured reward (accuracy on one validation m
 ``controller.entropy_weight`` times their entropy, against a moving-average baseline; the
 space's own penalty (the macro skip penalty) is added to the loss with
 ``Space.penalty_weight`` (the macro space's ``controller.skip_weight``). The derivation scores the controller's greedy architecture and
-``search.derive_samples`` of its samples.
+``search.derive_samples`` of its samples. Under ``search.param_free_adjust`` each child is judged
+against a baseline that is a moving-average line in its parameter-free share
+(:func:`~enas_lightning.search.baseline.linear_baseline`) instead of the plain one, which is still
+kept and logged.
 
 Under DDP (``docs/ddp.md``) the controller step runs through the module's DDP wrapper (the
 supernet is not in its graph, so only controller gradients are reduced): its gradients are
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from enas_lightning.optim import step_kwargs
-from enas_lightning.search.baseline import sequential_baseline
+from enas_lightning.search.baseline import MOMENTS, linear_baseline, sequential_baseline
 from enas_lightning.spaces import ArchRecord
 from enas_lightning.strategies import register_strategy
 from enas_lightning.strategies.base import SearchStrategy
@@ -42,6 +45,10 @@ class Enas(SearchStrategy):
 
     def attach(self, module: SearchModule) -> None:
         module.register_buffer("baseline", torch.zeros(()))
+        if module.cfg.search.param_free_adjust:
+            # the line in the parameter-free share (search/baseline.py); only under the
+            # setting, so other runs' checkpoints keep the state they always had
+            module.register_buffer("baseline_moments", torch.zeros(MOMENTS))
 
     def optimizers(self, module: SearchModule) -> list[torch.optim.Optimizer]:
         c = module.cfg.controller
@@ -80,9 +87,21 @@ class Enas(SearchStrategy):
         # one moving-average update per sampled child, in order, each before its own loss term
         # as in the reference (search/baseline.py); this rank's children sit at its rank's slots
         baselines = sequential_baseline(rewards, module.baseline, c.baseline_decay)
+        module.baseline.copy_(baselines[-1])
+        if module.cfg.search.param_free_adjust:
+            # each child judged against the children of its parameter-free share (the plain
+            # baseline above is still kept and logged)
+            shares = torch.tensor(
+                [module.space.param_free_share(a) for a in archs], device=reward.device
+            )
+            if world > 1:
+                shares = module.trainer.strategy.all_gather(shares).reshape(-1)
+            baselines, moments = linear_baseline(
+                rewards, shares, module.baseline_moments, c.baseline_decay
+            )
+            module.baseline_moments.copy_(moments)
         n, rank = len(reward), module.global_rank
         advantage = reward - baselines[rank * n : (rank + 1) * n]
-        module.baseline.copy_(baselines[-1])
         penalty = module.space.penalty_weight(c) * sample.penalty.mean()
         loss = (-sample.log_prob * advantage).mean() + penalty
         ctrl_opt.zero_grad(set_to_none=True)

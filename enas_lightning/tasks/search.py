@@ -38,7 +38,8 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     (``greedy``, ``controller`` or ``uniform``) and its standalone cost (``params``, ``madds``,
     ``latency_ms`` where a latency table is used); without a budget the derived one is the first
     row not from ``uniform``. Under another reward its score replaces the accuracy, named by its
-    ``metric``.
+    ``metric``. Under ``search.param_free_adjust`` the rows are ranked by the adjusted score, in
+    a ``param_free_residual`` column after the score.
     """
     path = output_dir / "best_arch.json"
     save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
@@ -46,15 +47,17 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     columns = list(
         dict.fromkeys(k for _, cost in rows for k in cost)
     )  # params, madds[, latency_ms]
+    adjusted = d.param_free_line is not None
     with writing(output_dir / "arch_candidates.csv") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "source", "arc", d.metric, *columns])
-        rows.sort(key=lambda row: -row[0][2])  # stable: ties keep the source order
+        residual = ["param_free_residual"] if adjusted else []
+        w.writerow(["rank", "source", "arc", d.metric, *residual, *columns])
+        # by what the derivation ranked (stable: ties keep the source order)
+        rows.sort(key=lambda row: -d.residual(row[0][1], row[0][2]))
         for r, ((source, arch, acc), cost) in enumerate(rows):
             values = [f"{cost[k]:.4f}" if k == "latency_ms" else str(int(cost[k])) for k in columns]
-            w.writerow(
-                [r + 1, source, " ".join(map(str, arch.to_ints(ops))), f"{acc:.6f}", *values]
-            )
+            score = [f"{acc:.6f}"] + ([f"{d.residual(arch, acc):.6f}"] if adjusted else [])
+            w.writerow([r + 1, source, " ".join(map(str, arch.to_ints(ops))), *score, *values])
     return path
 
 
