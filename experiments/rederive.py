@@ -10,6 +10,8 @@ that already ran, without training a supernet again:
   accuracy (Ning et al. 2021) pick better, or less parameter-free, cells?
 * ``--set search.derive_finetune_steps=10``: would a few steps of per-candidate fine-tuning
   before scoring (Zhang et al. 2020) pick cells with more weights?
+* ``--param-free-adjust``: would ranking by the residual of the candidates' line in
+  parameter-free share (the derivation of ``search.param_free_adjust``) pick better cells?
 * ``--group N``: would an ensemble of N supernets pick better? The runs are taken N at a time,
   in the order given; each group's candidates (the union of its runs') are scored on every
   supernet of the group, ranked per supernet, and the pick is the best mean rank. This costs N
@@ -47,6 +49,7 @@ from enas_lightning.config import run_config
 from enas_lightning.fidelity.search_run import find_search_run
 from enas_lightning.fidelity.stats import average_ranks
 from enas_lightning.rewards import get_reward
+from enas_lightning.search.derivation import least_squares_line
 from enas_lightning.spaces import ArchRecord
 
 
@@ -71,14 +74,23 @@ def scores(
     return module.score(archs, get_reward(reward)).tolist(), archs
 
 
-def pick(group: list[Path], reward: str, sets: list[str] = ()) -> dict:
+def adjusted(values: list[float], archs: list) -> list[float]:
+    """``search.param_free_adjust``'s ranking, as the derivation takes it: each score minus the
+    least-squares line of score on parameter-free share fitted over all of them."""
+    shares = [param_free_share(a) for a in archs]
+    intercept, slope = least_squares_line(shares, values)
+    return [v - (intercept + slope * x) for v, x in zip(values, shares, strict=True)]
+
+
+def pick(group: list[Path], reward: str, sets: list[str] = (), adjust: bool = False) -> dict:
     """The group's pick: the best mean rank over its supernets of the union of its candidates
-    (for one run: its best score). Ties go to the candidate listed first."""
+    (for one run: its best score). Ties go to the candidate listed first. ``adjust``: each
+    supernet's scores are ranked after removing their line in parameter-free share."""
     arcs = list(dict.fromkeys(a for run in group for a in candidates(run)))
     ranks, archs = [], []
     for run in group:
         s, archs = scores(run, arcs, reward, sets)
-        ranks.append(average_ranks(s))
+        ranks.append(average_ranks(adjusted(s, archs) if adjust else s))
     mean_rank = np.mean(ranks, axis=0)
     best = int(np.argmax(mean_rank))
     return {"arc": arcs[best], "arch": archs[best], "candidates": len(arcs)}
@@ -94,6 +106,11 @@ def main() -> None:
     p.add_argument("--final", default="", help="the regime's final-training overrides")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE for the scoring")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--param-free-adjust",
+        action="store_true",
+        help="rank by the residual of the candidates' line in parameter-free share",
+    )
     p.add_argument("extra", nargs="*", help="common Hydra overrides (data set), as levers.py")
     a = p.parse_args()
     if a.group < 1 or len(a.run) % a.group:
@@ -106,7 +123,7 @@ def main() -> None:
     for g in range(len(a.run) // a.group):
         group = a.run[g * a.group : (g + 1) * a.group]
         gdir = a.out / f"g{g}"
-        chosen = pick(group, a.reward, a.set)
+        chosen = pick(group, a.reward, a.set, a.param_free_adjust)
         arch = chosen["arch"]
         cfg = run_config(OmegaConf.load(find_search_run(str(group[0])).config_file))
         save_arch(arch, gdir / "pick.json", tuple(cfg.search_space.ops))
@@ -129,6 +146,11 @@ def main() -> None:
 
     lines = [
         f"Picks derived again by {a.reward}, {a.group} supernet(s) each"
+        + (
+            ", ranked by the residual of the line in parameter-free share"
+            if a.param_free_adjust
+            else ""
+        )
         + (f", scored with {' '.join(a.set)}" if a.set else "")
         + f"; retrained with {' '.join(overrides)}",
         "",

@@ -277,6 +277,20 @@ def test_rederive_picks_the_best_mean_rank_over_a_groups_supernets(monkeypatch) 
     assert both["arc"] == "y" and both["candidates"] == 4
 
 
+def test_rederive_can_rank_by_the_residual_of_the_parameter_free_line(monkeypatch) -> None:
+    """``--param-free-adjust``: the pick is the candidate furthest above the least-squares line
+    of score on parameter-free share, not the best score."""
+    import rederive
+
+    shares = {"pools": 1.0, "convs": 0.0, "half": 0.5, "above": 0.5}
+    table = {"pools": 0.9, "convs": 0.5, "half": 0.7, "above": 0.75}
+    monkeypatch.setattr(rederive, "candidates", lambda run: list(table))
+    monkeypatch.setattr(rederive, "scores", lambda run, arcs, *_: ([table[a] for a in arcs], arcs))
+    monkeypatch.setattr(rederive, "param_free_share", shares.get)
+    assert rederive.pick([Path("a")], "accuracy")["arc"] == "pools"
+    assert rederive.pick([Path("a")], "accuracy", adjust=True)["arc"] == "above"
+
+
 def test_few_shot_sub_supernet_trains_only_children_with_its_choice(make_cfg, tmp_path) -> None:
     """experiments/few_shot.py: a sub-supernet's copy trains children whose split decision is
     its choice, so the split slot's other ops keep the shared weights; the supernet is
