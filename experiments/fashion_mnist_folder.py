@@ -60,6 +60,11 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="new folder for <class>/*.png")
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        help="a folder this script wrote: take only images it does not hold (an unseen test set)",
+    )
     args = parser.parse_args()
     if args.per_class < 1:
         sys.exit(f"--per-class={args.per_class}: must be at least 1")
@@ -68,9 +73,19 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     for label, name in enumerate(CLASSES):
         x = read_class(args.clothes / f"{label}.json")
-        if args.per_class > len(x):
-            sys.exit(f"--per-class={args.per_class}: class {name} has only {len(x)} images")
-        pick = np.sort(rng.choice(len(x), size=args.per_class, replace=False))
+        # the written files are named by their index in the class file
+        taken = (
+            {int(p.stem) for p in (args.exclude / f"{label}_{name}").glob("*.png")}
+            if args.exclude is not None
+            else set()
+        )
+        free = np.array([i for i in range(len(x)) if i not in taken])
+        if args.per_class > len(free):
+            sys.exit(
+                f"--per-class={args.per_class}: class {name} has only {len(free)} images"
+                + (f" outside {args.exclude}" if taken else "")
+            )
+        pick = np.sort(free[rng.choice(len(free), size=args.per_class, replace=False)])
         folder = args.out / f"{label}_{name}"
         folder.mkdir(parents=True)
         for i in pick:

@@ -45,6 +45,59 @@ def test_fashion_mnist_folder_writes_a_class_per_folder_tree(tmp_path: Path) -> 
     assert again.returncode != 0 and "already holds files" in again.stderr
 
 
+def test_fashion_mnist_folder_can_leave_out_an_earlier_folders_images(tmp_path: Path) -> None:
+    """``--exclude``: an unseen test set holds none of the earlier folder's images, and without it
+    the seeded draw is the one it always was."""
+    write_clothes(tmp_path / "clothes", per_class=6)
+    script = [sys.executable, str(REPO / "experiments" / "fashion_mnist_folder.py")]
+    clothes = str(tmp_path / "clothes")
+    for out, extra in (("fm", []), ("again", []), ("unseen", ["--exclude", str(tmp_path / "fm")])):
+        cmd = [*script, clothes, str(tmp_path / out), "--per-class", "3", *extra]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    def names(out: str) -> set[str]:
+        return {p.name for p in (tmp_path / out / "3_dress").glob("*.png")}
+
+    assert names("fm") == names("again") and len(names("unseen")) == 3
+    assert not names("fm") & names("unseen")
+    cmd = [*script, clothes, str(tmp_path / "more"), "--per-class", "4"]
+    done = subprocess.run([*cmd, "--exclude", str(tmp_path / "fm")], capture_output=True, text=True)
+    assert done.returncode != 0 and "has only 3 images outside" in done.stderr
+
+
+def test_retest_scores_an_exported_network_as_its_preprocessing_says(tmp_path: Path) -> None:
+    """experiments/retest.py: images scaled to [0, 1], normalised by preprocess.json, and the
+    accuracy of the exported network's argmax; a regime's rows carry the new accuracies."""
+    import retest
+
+    class Brightest(torch.nn.Module):  # class 1 where the normalised mean pixel is above 0
+        def forward(self, x):
+            m = x.mean((1, 2, 3))
+            return torch.stack([-m, m], 1)
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    x = torch.tensor([0, 100, 200, 255], dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    batch = {"x": {0: torch.export.Dim("batch", min=1, max=64)}}  # as final/export.py
+    program = torch.export.export(Brightest(), (x.float(),), dynamic_shapes=batch)
+    torch.export.save(program, run / "export/model.pt2")
+    prep = {"mean": [150 / 255], "std": [0.5]}
+    (run / "export/preprocess.json").write_text(json.dumps(prep))
+    # normalised means: below 0, below 0, above 0, above 0
+    assert retest.accuracy(run, x.contiguous(), torch.tensor([0, 0, 1, 1])) == 1.0
+    assert retest.accuracy(run, x.contiguous(), torch.tensor([0, 1, 1, 0]), batch=3) == 0.5
+
+    regime = {"per_arch": [{"arch": a, "param_free_share": 0.5, "params": 10} for a in (0, 1)]}
+    accs = {(0, 0): 0.8, (0, 1): 0.7, (1, 0): 0.6, (1, 1): 0.5}
+    rows = retest.regime_rows(regime, accs)
+    assert [(r["arch"], r["seed"], r["test_acc"]) for r in rows] == [
+        (0, 0, 0.8),
+        (0, 1, 0.7),
+        (1, 0, 0.6),
+        (1, 1, 0.5),
+    ]
+
+
 def test_fashion_mnist_folder_rejects_a_broken_file(tmp_path: Path) -> None:
     write_clothes(tmp_path / "clothes", per_class=2)
     (tmp_path / "clothes" / "4.json").write_text('{"data": [[1, 2, 3]]}')
