@@ -60,13 +60,18 @@ def accuracy(run: Path, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> 
     return right / len(x)
 
 
-def own_test_split(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split ``run`` was tested on, loaded by its own saved data set config."""
-    from enas_lightning.data.datasets import load_splits
+_OWN: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    cfg = run_config(OmegaConf.load(run / ".hydra/config.yaml"))
-    splits = load_splits(cfg.dataset, holdout=False)
-    return splits.test_x, splits.test_y
+
+def own_test_split(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split ``run`` was tested on, uint8 as its data set loads it (by its saved
+    ``dataset.*``; loaded once per distinct data set config)."""
+    cfg = run_config(OmegaConf.load(run / ".hydra/config.yaml")).dataset
+    key = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    if key not in _OWN:
+        raw = get_dataset(cfg.name).load(cfg)
+        _OWN[key] = (raw.test_x, raw.test_y)
+    return _OWN[key]
 
 
 def regime_rows(regime: dict, accs: dict[tuple[int, int], float]) -> list[dict]:
