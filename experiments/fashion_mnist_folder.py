@@ -68,6 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.per_class < 1:
         sys.exit(f"--per-class={args.per_class}: must be at least 1")
+    if args.exclude is not None and not args.exclude.is_dir():
+        sys.exit(f"--exclude={args.exclude}: not a folder this script wrote")
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"{args.out}: already holds files; give a new folder")
     rng = np.random.default_rng(args.seed)

@@ -63,6 +63,11 @@ def test_fashion_mnist_folder_can_leave_out_an_earlier_folders_images(tmp_path: 
     cmd = [*script, clothes, str(tmp_path / "more"), "--per-class", "4"]
     done = subprocess.run([*cmd, "--exclude", str(tmp_path / "fm")], capture_output=True, text=True)
     assert done.returncode != 0 and "has only 3 images outside" in done.stderr
+    done = subprocess.run(
+        [*cmd, "--exclude", str(tmp_path / "nowhere")], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "nowhere: not a folder this script wrote" in done.stderr
+    assert not (tmp_path / "more").exists()
 
 
 def test_retest_scores_an_exported_network_as_its_preprocessing_says(tmp_path: Path) -> None:
