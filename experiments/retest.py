@@ -74,6 +74,12 @@ def own_test_split(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return _OWN[key]
 
 
+def arch_seed(run: Path) -> tuple[int, int]:
+    """``(arch, seed)`` of a regime retrain directory named ``a<arch>_s<seed>``."""
+    arch, seed = run.name[1:].split("_s")
+    return int(arch), int(seed)
+
+
 def regime_rows(regime: dict, accs: dict[tuple[int, int], float]) -> list[dict]:
     """``regime.py``'s rows (arch, seed, test accuracy, share, parameters) with ``accs``
     (``{(arch, seed): accuracy}``) as the test accuracies, for :func:`regime.summarize`."""
@@ -100,7 +106,7 @@ def main() -> None:
     p.add_argument("--extra", type=Path, nargs="*", default=[], help="more task=final runs")
     a = p.parse_args()
     torch.set_num_threads(1)
-    runs = sorted(a.regime.glob("a*_s*"), key=lambda r: tuple(map(int, r.name[1:].split("_s"))))
+    runs = sorted(a.regime.glob("a*_s*"), key=arch_seed)
     first = run_config(OmegaConf.load(runs[0] / ".hydra/config.yaml")).dataset
     x, y = load_images(a.images, first.channels, first.image_size)
     rows = {}
@@ -120,10 +126,7 @@ def main() -> None:
     seeds = list(regime["seeds"])
     summary = {}
     for key, n_test in (("own_test", None), ("unseen", len(x))):
-        accs = {}
-        for run in runs:
-            arch, seed = map(int, run.name[1:].split("_s"))
-            accs[arch, seed] = rows[str(run)][key]
+        accs = {arch_seed(run): rows[str(run)][key] for run in runs}
         n = n_test or regime.get("n_test") or len(x)
         summary[key] = summarize(regime_rows(regime, accs), seeds, n)
     lines = [
