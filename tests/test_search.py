@@ -454,3 +454,22 @@ def test_last_ckpt_is_written_after_every_epoch(make_cfg, tmp_path) -> None:
     cfg = make_cfg(["search.epochs=3", "search.child_batches=2"])
     run_search(cfg, tmp_path, extra_callbacks=(Probe(),))
     assert seen == [None, 0, 1]  # the checkpoint of the epoch that just ended
+
+
+def test_derivation_runs_on_the_device_the_search_ran_on() -> None:
+    """Lightning's teardown leaves the module on the CPU after ``fit``; the derivation must
+    not score its 2K+1 children there when the search ran on an accelerator."""
+    from types import SimpleNamespace
+
+    from enas_lightning.tasks.search import derive_where_searched
+
+    class Module(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(2))
+
+        def derive(self) -> str:
+            return self.w.device.type
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    assert derive_where_searched(trainer, Module()) == "meta"

@@ -61,6 +61,18 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     return path
 
 
+def derive_where_searched(trainer: Any, module: Any) -> Derivation:
+    """``module.derive()`` on the device the search ran on.
+
+    Lightning's teardown at the end of ``fit`` moves the module to the CPU (every strategy
+    does), and the derivation scores ``2K + 1`` children on the whole validation split: on a
+    GPU run that is seconds on the GPU and most of an hour on its host's CPU (measured:
+    ``bench/RESULTS.md``, the H200 report of 2026-12-04). So the module goes back first.
+    """
+    module.to(trainer.strategy.root_device)
+    return module.derive()
+
+
 def run_search(
     cfg: Config, output_dir: Path, extra_callbacks: tuple[Any, ...] = ()
 ) -> tuple[float, Any, Path]:
@@ -93,7 +105,7 @@ def run_search(
     logger = build_logger(cfg, output_dir)
     trainer = build_trainer(cfg, "search", output_dir, cfg.search.epochs, callbacks, logger)
     fit(trainer, module, ckpt, interrupt)
-    derivation = module.derive()
+    derivation = derive_where_searched(trainer, module)
     if dump is not None:
         dump.save(trainer, module, derivation)
     ops = tuple(cfg.search_space.ops)
