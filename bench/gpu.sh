@@ -12,4 +12,4 @@ if [ "${1:-}" != "--smoke" ]; then
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu.sh: no CUDA device; use --smoke')"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 fi
-exec timeout 470 "$PY" bench/gpu_report.py "$@"
+exec timeout 470 "$PY" bench/gpu_report.py "$@"  # its --deadline (380 s) ends it first
