@@ -19,6 +19,13 @@ per-run scores are kept in ``<out>.json``.
 A run's lever and seed are read from its path (``<lever>/s<seed>/search``). ``--set KEY=VALUE``
 changes a setting of the loaded runs' configs before scoring (a derivation setting, e.g. the
 per-candidate fine-tuning of issue 20), and names the table's variant.
+
+``--scores <earlier out>.json`` (repeatable) takes the runs' stored scores instead of scoring
+again, and correlates them with ``--regime``'s means as they are now: after more retrain seeds
+were added to the same cells, the rankings are judged against the better truth in seconds.
+
+    python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank_4seeds.md \
+        --scores runs/shared_rank.json
 """
 
 from __future__ import annotations
@@ -93,10 +100,19 @@ def ensemble_tau(runs: list[dict], reward: str, means: list[float]) -> float:
 def markdown(rows: list[dict], regime: dict, variant: str) -> str:
     ceiling = regime["ceiling_tau"]
     low, high = regime["ceiling_tau_ci95"]
+    seeds = regime.get("seeds", [])
+    half = ""
+    if "split_half_tau" in regime:
+        h_lo, h_hi = regime["split_half_tau_ci95"]
+        half = (
+            f"; split-half ceiling ({len(seeds) // 2}-seed mean vs {len(seeds) // 2}-seed mean) "
+            f"tau {regime['split_half_tau']:.3f} [{h_lo:.3f}, {h_hi:.3f}]"
+        )
     lines = [
         f"Shared-weight ranking of {regime['archs']} retrained uniform cells"
         + (f" ({variant})" if variant else "")
-        + f"; noise ceiling (seed vs seed) tau {ceiling:.3f} [{low:.3f}, {high:.3f}]",
+        + f" against their {len(seeds)}-seed means"
+        + f"; noise ceiling (seed vs seed) tau {ceiling:.3f} [{low:.3f}, {high:.3f}]{half}",
         "",
         "| lever | seed | tau (accuracy) [95%] | regret (accuracy) | tau (loss) [95%] "
         "| regret (loss) |",
@@ -138,9 +154,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the Markdown table to write")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for the scoring")
     parser.add_argument("--bootstrap", type=int, default=2000)
-    parser.add_argument("runs", type=Path, nargs="+", help="finished search run directories")
+    parser.add_argument("runs", type=Path, nargs="*", help="finished search run directories")
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier <out>.json: its runs' stored scores, not scored again",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one core)")
     args = parser.parse_args()
+    if not args.runs and not args.scores:
+        parser.error("give search run directories, or --scores <earlier out>.json")
     torch.set_num_threads(args.threads)
 
     regime = json.loads((args.regime / "regime.json").read_text())
@@ -148,11 +173,32 @@ def main() -> None:
     arch_files = [args.regime / "archs" / f"uniform_{c['arch']}.json" for c in cells]
     means = [c["mean"] for c in cells]
     variant = " ".join(args.set)
+    row_archs = [c["arch"] for c in cells]
     rows = []
+    for path in args.scores:
+        for old in json.loads(path.read_text()):
+            row = {k: old[k] for k in ("lever", "seed", "run", "variant")}
+            if old.get("archs", row_archs) != row_archs:  # files before the ids were kept: count
+                raise SystemExit(
+                    f"--scores {path}: scored cells {old['archs']}, but --regime {args.regime} "
+                    f"has cells {row_archs} (both must be the same cells)"
+                )
+            row["archs"] = row_archs
+            for name in REWARDS:
+                scores = old[name]["scores"]
+                if len(scores) != len(means):
+                    raise SystemExit(
+                        f"--scores {path}: {len(scores)} scores per run, but --regime "
+                        f"{args.regime} has {len(means)} cells (both must be the same cells)"
+                    )
+                row[name] = {**rank_stats(scores, means, args.bootstrap, seed=0), "scores": scores}
+            rows.append(row)
+    variant = variant or " ".join(dict.fromkeys(r["variant"] for r in rows if r["variant"]))
     for run in args.runs:
         lever, seed = lever_and_seed(run)
         scores = score_run(run, arch_files, args.set)
         row = {"lever": lever, "seed": seed, "run": str(run), "variant": variant}
+        row["archs"] = row_archs
         for name in REWARDS:
             row[name] = rank_stats(scores[name], means, args.bootstrap, seed=0)
             row[name]["scores"] = scores[name]

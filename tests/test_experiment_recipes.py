@@ -272,6 +272,52 @@ def test_shared_rank_ensemble_averages_the_runs_ranks() -> None:
     assert expected > alone
 
 
+def test_shared_rank_rejudges_stored_scores_against_a_regimes_new_means(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``--scores``: a run's stored scores correlated with the regime's means as they are now
+    (more seeds changed the truth's order), without loading any supernet."""
+    import shared_rank
+
+    def regime(means: list[float]) -> dict:
+        return {
+            "archs": 4,
+            "seeds": [0, 1, 2, 3],
+            "per_arch": [{"arch": i, "mean": m} for i, m in enumerate(means)],
+            "ceiling_tau": 0.5,
+            "ceiling_tau_ci95": [0.1, 0.9],
+            "split_half_tau": 0.7,
+            "split_half_tau_ci95": [0.3, 1.0],
+        }
+
+    (tmp_path / "regime.json").write_text(json.dumps(regime([0.80, 0.81, 0.83, 0.82])))
+    stored = [
+        {
+            "lever": "pfadj",
+            "seed": "0",
+            "run": "runs/levers/pfadj/s0/search",
+            "variant": "",
+            "accuracy": {"tau": 1.0, "scores": [0.1, 0.2, 0.3, 0.4]},  # the old order
+            "loss": {"tau": -1.0, "scores": [-0.4, -0.3, -0.2, -0.1]},
+        }
+    ]
+    (tmp_path / "old.json").write_text(json.dumps(stored))
+    out = tmp_path / "new.md"
+    argv = ["shared_rank.py", "--regime", str(tmp_path), "--out", str(out), "--bootstrap", "20"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--scores", str(tmp_path / "old.json")])
+    shared_rank.main()
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    assert row["accuracy"]["tau"] == pytest.approx(4 / 6)  # one pair of four now discordant
+    assert row["archs"] == [0, 1, 2, 3]
+    assert "4-seed means" in out.read_text() and "split-half ceiling" in out.read_text()
+    # other cells than the regime's: refused, nothing written over
+    stored[0]["archs"] = [0, 1, 2, 5]
+    (tmp_path / "old.json").write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match="same cells"):
+        shared_rank.main()
+    assert json.loads(out.with_suffix(".json").read_text())[0]["archs"] == [0, 1, 2, 3]
+
+
 def test_cost_demo_table_on_a_hand_made_regime() -> None:
     """experiments/cost_demo.py: the budget is half the uniform cells' mean parameters; each
     pick meets it or not and lies below the retrained uniform front by the accuracy gap at its
