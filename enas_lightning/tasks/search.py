@@ -65,9 +65,10 @@ def derive_where_searched(trainer: Any, module: Any) -> Derivation:
     """``module.derive()`` on the device the search ran on.
 
     Lightning's teardown at the end of ``fit`` moves the module to the CPU (every strategy
-    does), and the derivation scores ``2K + 1`` children on the whole validation split: on a
-    GPU run that is seconds on the GPU and most of an hour on its host's CPU (measured:
-    ``bench/RESULTS.md``, the H200 report of 2026-12-04). So the module goes back first.
+    does), and the derivation scores ``2K + 1`` children on the whole validation split: after
+    a search on an H200 that ran on its host's CPU at 20 s a child, about 70 minutes for the
+    micro preset's 201 (``bench/RESULTS.md``, first GPU session). Under DDP with NCCL the
+    scores' all-reduce needs them on the GPU as well. So the module goes back first.
     """
     module.to(trainer.strategy.root_device)
     return module.derive()

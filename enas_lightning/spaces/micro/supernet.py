@@ -121,7 +121,7 @@ class SearchCell(nn.Module):
         c = self.channels
         # the loose ends' blocks of the 1x1 weight, gathered from views: indexing with
         # list(loose) would copy that list to the device, a host wait in every cell of every
-        # child step (8 per step in the micro preset, counted by bench/gpu.sh on an H200)
+        # child step (8 per step in the micro preset, CUDA's sync debug mode on an H200)
         blocks = self.out_weight.view(c, self.num_nodes + 2, c).unbind(1)
         w = torch.cat([blocks[k] for k in loose], dim=1).reshape(c, -1, 1, 1)
         return self.out_bn(F.conv2d(x, w))
