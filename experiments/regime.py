@@ -17,6 +17,11 @@ width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a r
 - the **noise ceiling**: Kendall's tau between two seeds' retrained accuracies over the
   architectures (the mean over seed pairs with more than two seeds), with a percentile
   bootstrap interval over architectures: no estimator can be expected to rank better;
+- with 4 or more (an even number of) seeds, the **split-half ceiling**: tau between the mean of
+  the first half of the seeds and that of the second (for a truth of half-as-many-seed means);
+- with 3 or more seeds, the **leave-one-out ceiling**: tau between one seed and the mean of the
+  others, averaged over seeds (what one retraining does against a seed mean, beside which a
+  supernet's tau against the seed means is read);
 - each architecture's parameter-free share (ops without weights: identity and the pools).
 
     python experiments/regime.py --out runs/regime_a --archs 10 --seeds 0,1 \\
@@ -40,6 +45,7 @@ from enas_lightning.arch.io import save_arch
 from enas_lightning.fidelity.stats import (
     bootstrap_rows,
     kendall_tau_b,
+    leave_one_out,
     seed_pairs_mean,
     split_half,
 )
@@ -122,6 +128,12 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
             half = bootstrap_rows(partial(split_half, kendall_tau_b), table, boot)
             out["split_half_tau"] = half.estimate
             out["split_half_tau_ci95"] = [half.low, half.high]
+        if len(seeds) >= 3:
+            # one retraining against the other seeds' mean: the ceiling beside a supernet's
+            # ranking against the seed means
+            loo = bootstrap_rows(partial(leave_one_out, kendall_tau_b), table, boot)
+            out["loo_tau"] = loo.estimate
+            out["loo_tau_ci95"] = [loo.low, loo.high]
         out["pf_vs_acc_tau"] = float(
             stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
         )
@@ -165,6 +177,12 @@ def markdown(s: dict, overrides: list[str]) -> str:
         lines.append(
             f"split-half ceiling (Kendall tau between the means of seeds {s['seeds'][:k]} and "
             f"{s['seeds'][k:]}) {s['split_half_tau']:+.3f} ({lo:+.3f}..{hi:+.3f})"
+        )
+    if "loo_tau" in s:
+        lo, hi = s["loo_tau_ci95"]
+        lines.append(
+            f"leave-one-out ceiling (Kendall tau between one seed and the mean of the other "
+            f"{len(s['seeds']) - 1}, averaged over seeds) {s['loo_tau']:+.3f} ({lo:+.3f}..{hi:+.3f})"
         )
     if "median_wall_s" in s:
         lines.append(f"median retrain wall time {s['median_wall_s']:.0f} s")

@@ -12,9 +12,11 @@ better. Top-1 regret is the best retrained mean minus that of the cell with the 
     python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank.md \\
         runs/levers/base/s0/search runs/levers/base/s1/search ...
 
-Per lever, the summary also ranks the cells by their mean rank over the lever's runs (several
-supernets): how far averaging away the supernets' training noise would lift the ranking. The
-per-run scores are kept in ``<out>.json``.
+Per lever (and over all runs), the summary also ranks the cells by their mean rank over the
+runs (several supernets): how far averaging away the supernets' training noise would lift the
+ranking; and the mean tau between the runs' own rankings: supernets that agree with each other
+more than their mean rank agrees with retraining share a bias. The per-run scores are kept in
+``<out>.json``.
 
 A run's lever and seed are read from its path (``<lever>/s<seed>/search``). ``--set KEY=VALUE``
 changes a setting of the loaded runs' configs before scoring (a derivation setting, e.g. the
@@ -97,6 +99,18 @@ def ensemble_tau(runs: list[dict], reward: str, means: list[float]) -> float:
     return kendall_tau_b(ranks, means)
 
 
+def runs_agreement(runs: list[dict], reward: str) -> float:
+    """Mean Kendall tau between every two runs' scores: how alike the supernets rank the cells.
+    Beside :func:`ensemble_tau`: runs that agree with each other more than their mean rank
+    agrees with the retrained cells share a bias that more supernets do not average away."""
+    pairs = [
+        kendall_tau_b(a[reward]["scores"], b[reward]["scores"])
+        for i, a in enumerate(runs)
+        for b in runs[i + 1 :]
+    ]
+    return statistics.mean(pairs) if pairs else float("nan")
+
+
 def markdown(rows: list[dict], regime: dict, variant: str) -> str:
     ceiling = regime["ceiling_tau"]
     low, high = regime["ceiling_tau_ci95"]
@@ -108,6 +122,8 @@ def markdown(rows: list[dict], regime: dict, variant: str) -> str:
             f"; split-half ceiling ({len(seeds) // 2}-seed mean vs {len(seeds) // 2}-seed mean) "
             f"tau {regime['split_half_tau']:.3f} [{h_lo:.3f}, {h_hi:.3f}]"
         )
+    if "loo_tau" in regime:
+        half += f"; one seed vs the other seeds' mean tau {regime['loo_tau']:.3f}"
     lines = [
         f"Shared-weight ranking of {regime['archs']} retrained uniform cells"
         + (f" ({variant})" if variant else "")
@@ -129,21 +145,24 @@ def markdown(rows: list[dict], regime: dict, variant: str) -> str:
     lines += [
         "",
         "| lever | seeds | mean tau (accuracy) | mean tau (loss) | mean regret (acc) "
-        "| tau of the seeds' mean rank (accuracy / loss) |",
-        "|---|---|---|---|---|---|",
+        "| tau of the seeds' mean rank (accuracy / loss) | tau between runs (accuracy / loss) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for lever in dict.fromkeys(r["lever"] for r in rows):
-        mine = [r for r in rows if r["lever"] == lever]
-        ensemble = (
-            f"{ensemble_tau(mine, 'accuracy', means):.3f} / {ensemble_tau(mine, 'loss', means):.3f}"
-            if len(mine) > 1
-            else "-"
-        )
+    levers = list(dict.fromkeys(r["lever"] for r in rows))
+    groups = [(lever, [r for r in rows if r["lever"] == lever]) for lever in levers]
+    if len(levers) > 1:
+        groups.append(("all runs", rows))
+    for lever, mine in groups:
+        ensemble = agree = "-"
+        if len(mine) > 1:
+            ensemble = " / ".join(f"{ensemble_tau(mine, n, means):.3f}" for n in REWARDS)
+            agree = " / ".join(f"{runs_agreement(mine, n):.3f}" for n in REWARDS)
         lines.append(
             f"| {lever} | {len(mine)} | "
             f"{statistics.mean(r['accuracy']['tau'] for r in mine):.3f} | "
             f"{statistics.mean(r['loss']['tau'] for r in mine):.3f} | "
-            f"{statistics.mean(r['accuracy']['regret'] for r in mine):.4f} | {ensemble} |"
+            f"{statistics.mean(r['accuracy']['regret'] for r in mine):.4f} | {ensemble} | "
+            f"{agree} |"
         )
     return "\n".join(lines) + "\n"
 

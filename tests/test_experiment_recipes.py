@@ -174,6 +174,13 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     assert out["ceiling_tau"] == pytest.approx(tau.statistic)
     lo, hi = out["ceiling_tau_ci95"]
     assert -1 <= lo <= hi <= 1
+    assert "loo_tau" not in out  # two seeds: no mean of the others to compare with
+    third = [{**r, "seed": 2, "test_acc": r["test_acc"] + 0.01 * r["arch"]} for r in rows[::2]]
+    out3 = regime.summarize(rows + third, [0, 1, 2], n_test=1000, boot=50)
+    from enas_lightning.fidelity.stats import kendall_tau_b, leave_one_out
+
+    accs3 = np.array([[*v, v[0] + 0.01 * a] for a, v in table.items()])
+    assert out3["loo_tau"] == pytest.approx(leave_one_out(kendall_tau_b, accs3))
 
 
 def test_levers_table_keeps_earlier_invocations_rows(tmp_path: Path) -> None:
@@ -316,6 +323,34 @@ def test_shared_rank_rejudges_stored_scores_against_a_regimes_new_means(
     with pytest.raises(SystemExit, match="same cells"):
         shared_rank.main()
     assert json.loads(out.with_suffix(".json").read_text())[0]["archs"] == [0, 1, 2, 3]
+
+
+def test_shared_rank_runs_agreement_and_the_all_runs_row() -> None:
+    """Runs that rank the cells alike agree (tau between them) whatever the truth; with more
+    than one lever the summary adds a row over all runs."""
+    import shared_rank
+
+    a = {"lever": "wu30", "seed": "0", "accuracy": {"tau": 0.0, "regret": 0.0}}
+    a["accuracy"]["scores"] = [0.1, 0.2, 0.3, 0.4]
+    b = {"lever": "pfadj", "seed": "0", "accuracy": {"tau": 0.0, "regret": 0.0}}
+    b["accuracy"]["scores"] = [0.1, 0.2, 0.4, 0.3]  # one pair of six swapped
+    for r in (a, b):
+        r["loss"] = {**r["accuracy"], "tau_ci95": [0, 0]}
+        r["accuracy"]["tau_ci95"] = [0, 0]
+    assert shared_rank.runs_agreement([a, b], "accuracy") == pytest.approx(4 / 6)
+    regime = {
+        "archs": 4,
+        "seeds": [0, 1, 2],
+        "per_arch": [{"arch": i, "mean": m} for i, m in enumerate([0.4, 0.3, 0.2, 0.1])],
+        "ceiling_tau": 0.5,
+        "ceiling_tau_ci95": [0.1, 0.9],
+        "loo_tau": 0.6,
+        "loo_tau_ci95": [0.2, 0.9],
+    }
+    text = shared_rank.markdown([a, b], regime, "")
+    assert "one seed vs the other seeds' mean tau 0.600" in text
+    row = next(line for line in text.splitlines() if line.startswith("| all runs | 2 |"))
+    assert row.rstrip(" |").endswith("0.667 / 0.667")
 
 
 def test_cost_demo_table_on_a_hand_made_regime() -> None:

@@ -21,6 +21,7 @@ from enas_lightning.fidelity.stats import (
     bootstrap,
     bootstrap_rows,
     kendall_tau_b,
+    leave_one_out,
     seed_pairs_mean,
     single_seed_mean,
     spearman_rho,
@@ -169,6 +170,20 @@ def test_split_half_ceiling_on_a_hand_made_table() -> None:
     assert split_half(kendall_tau_b, accs[:, :2]) == seed_pairs_mean(kendall_tau_b, accs[:, :2])
     assert np.isnan(split_half(kendall_tau_b, accs[:, :3]))  # odd: no halves
     assert np.isnan(spread(accs[:, :1])[1])
+
+
+def test_leave_one_out_ceiling_compares_each_seed_with_the_others_mean() -> None:
+    """3 seeds of 3 cells: seed 0 ranks them against the mean of seeds 1 and 2 with one
+    discordant pair of three, seeds 1 and 2 agree with their others' means: (1/3 + 1 + 1) / 3."""
+    accs = np.array(
+        [
+            [0.72, 0.70, 0.70],  # others' means: 0.700 / 0.710 / 0.710
+            [0.71, 0.75, 0.75],  # 0.750 / 0.730 / 0.730
+            [0.80, 0.80, 0.80],  # 0.800 / 0.800 / 0.800
+        ]
+    )
+    assert leave_one_out(kendall_tau_b, accs) == pytest.approx((1 / 3 + 1 + 1) / 3)
+    assert np.isnan(leave_one_out(kendall_tau_b, accs[:, :2]))  # the other "mean" is one seed
 
 
 def seed_rows(accs: list[list[float]], seeds: list[int]) -> list[dict]:

@@ -170,6 +170,22 @@ def single_seed_mean(
     return float(np.mean([statistic(table[:, 0], table[:, s]) for s in range(1, table.shape[1])]))
 
 
+def leave_one_out(statistic: Callable[[np.ndarray, np.ndarray], float], accs: ArrayLike) -> float:
+    """The mean over seeds ``s`` of ``statistic(accs[:, s], mean of the other seeds)``.
+
+    ``accs`` is ``[n, S]`` with ``S >= 3``. The ceiling for an estimator judged against a mean
+    of ``S - 1`` seeds: how well one retraining ranks the architectures as the other seeds'
+    mean does (a supernet's ranking against the ``S``-seed means is the nearest comparison).
+    ``nan`` for fewer than 3 seeds.
+    """
+    accs = np.asarray(accs, dtype=float)
+    s = accs.shape[1]
+    if s < 3:
+        return float("nan")
+    rest = (accs.sum(1, keepdims=True) - accs) / (s - 1)  # [n, S]: the others' mean per seed
+    return float(np.mean([statistic(accs[:, k], rest[:, k]) for k in range(s)]))
+
+
 def spread(accs: ArrayLike) -> tuple[float, float]:
     """``(between, within)``: how much architectures differ, and how much seeds do.
 
