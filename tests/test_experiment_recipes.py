@@ -353,6 +353,28 @@ def test_shared_rank_runs_agreement_and_the_all_runs_row() -> None:
     assert row.rstrip(" |").endswith("0.667 / 0.667")
 
 
+def test_cross_regime_compares_two_truths_and_the_supernets_with_each(tmp_path: Path) -> None:
+    """experiments/cross_regime.py on hand-made regimes of 4 cells: B's means swap one pair of
+    A's; a supernet ranking as A does is 1 against A and 4/6 against B; other cells refused."""
+    import cross_regime
+
+    def regime(accs: list[list[float]], ids=(0, 1, 2, 3)) -> dict:
+        return {"per_arch": [{"arch": i, "accs": a} for i, a in zip(ids, accs, strict=True)]}
+
+    a = regime([[0.70, 0.72], [0.74, 0.76], [0.78, 0.80], [0.82, 0.84]])
+    b = regime([[0.71, 0.71, 0.71], [0.79, 0.79, 0.79], [0.75, 0.75, 0.75], [0.83, 0.83, 0.83]])
+    run = {"run": "r", "archs": [0, 1, 2, 3]}
+    run["accuracy"] = run["loss"] = {"scores": [0.1, 0.2, 0.3, 0.4]}
+    out = cross_regime.compare(a, b, [run, run], boot=20)
+    assert out["means_tau"][0] == pytest.approx(4 / 6)
+    assert out["one_a_vs_mean_b"] == pytest.approx(4 / 6)  # each of A's seeds has A's order
+    assert out["accuracy"]["mean_tau_a"] == pytest.approx(1.0)
+    assert out["accuracy"]["pooled_tau_b"][0] == pytest.approx(4 / 6)
+    assert "| A's seed means vs B's seed means | 0.667" in cross_regime.markdown(out, ("a", "b"))
+    with pytest.raises(SystemExit, match="other cells"):
+        cross_regime.compare(a, regime([[0.7]] * 4, ids=(0, 1, 2, 5)), [], boot=20)
+
+
 def test_cost_demo_table_on_a_hand_made_regime() -> None:
     """experiments/cost_demo.py: the budget is half the uniform cells' mean parameters; each
     pick meets it or not and lies below the retrained uniform front by the accuracy gap at its
