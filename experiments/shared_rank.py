@@ -26,7 +26,7 @@ per-candidate fine-tuning of issue 20), and names the table's variant.
 again, and correlates them with ``--regime``'s means as they are now: after more retrain seeds
 were added to the same cells, the rankings are judged against the better truth in seconds.
 
-    python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank_4seeds.md \
+    python experiments/shared_rank.py --regime runs/regime --out runs/shared_rank_4seeds.md \\
         --scores runs/shared_rank.json
 """
 
