@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from enas_lightning.fidelity.stats import average_ranks, bootstrap_rows, kendall_tau_b
+from enas_lightning.fidelity.stats import (
+    average_ranks,
+    bootstrap_rows,
+    kendall_tau_b,
+    single_seed_mean,
+)
 
 
 def seed_table(regime: dict) -> tuple[list[int], np.ndarray]:
@@ -41,8 +46,9 @@ def interval(x: np.ndarray, y: np.ndarray, boot: int) -> tuple[float, float, flo
 
 
 def one_seed_vs_mean(single: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over ``single``'s seeds (columns) of tau against ``truth`` ``[n]``."""
-    return statistics.mean(kendall_tau_b(single[:, s], truth) for s in range(single.shape[1]))
+    """Mean over ``single``'s seeds (columns) of tau against ``truth`` ``[n]``: the truth in
+    the score's column of :func:`~enas_lightning.fidelity.stats.single_seed_mean`."""
+    return single_seed_mean(kendall_tau_b, np.c_[truth, single])
 
 
 def compare(a: dict, b: dict, runs: list[dict], boot: int) -> dict:
@@ -59,9 +65,7 @@ def compare(a: dict, b: dict, runs: list[dict], boot: int) -> dict:
         "one_a_vs_mean_b": one_seed_vs_mean(acc_a, mean_b),
         "one_b_vs_mean_a": one_seed_vs_mean(acc_b, mean_a),
     }
-    for name in ("accuracy", "loss"):
-        if not runs:
-            break
+    for name in ("accuracy", "loss") if runs else ():
         for r in runs:
             if r.get("archs", ids_a) != ids_a or len(r[name]["scores"]) != len(ids_a):
                 raise SystemExit(f"--scores run {r['run']} scored other cells than the regimes")

@@ -92,6 +92,14 @@ def rank_stats(scores: list[float], means: list[float], boot: int, seed: int) ->
     }
 
 
+def judge(row: dict, scores: dict[str, list[float]], means: list[float], boot: int) -> dict:
+    """``row`` with each reward's :func:`rank_stats` against ``means`` and its ``scores``
+    (freshly scored or stored by an earlier invocation: judged alike)."""
+    for name in REWARDS:
+        row[name] = {**rank_stats(scores[name], means, boot, seed=0), "scores": scores[name]}
+    return row
+
+
 def ensemble_tau(runs: list[dict], reward: str, means: list[float]) -> float:
     """Kendall tau of the cells' mean rank over ``runs`` (several supernets of one lever)
     against the retrained means: what averaging away the supernets' training noise buys."""
@@ -203,24 +211,20 @@ def main() -> None:
                     f"has cells {row_archs} (both must be the same cells)"
                 )
             row["archs"] = row_archs
+            scores = {name: old[name]["scores"] for name in REWARDS}
             for name in REWARDS:
-                scores = old[name]["scores"]
-                if len(scores) != len(means):
+                if len(scores[name]) != len(means):
                     raise SystemExit(
-                        f"--scores {path}: {len(scores)} scores per run, but --regime "
+                        f"--scores {path}: {len(scores[name])} scores per run, but --regime "
                         f"{args.regime} has {len(means)} cells (both must be the same cells)"
                     )
-                row[name] = {**rank_stats(scores, means, args.bootstrap, seed=0), "scores": scores}
-            rows.append(row)
+            rows.append(judge(row, scores, means, args.bootstrap))
     variant = variant or " ".join(dict.fromkeys(r["variant"] for r in rows if r["variant"]))
     for run in args.runs:
         lever, seed = lever_and_seed(run)
         scores = score_run(run, arch_files, args.set)
         row = {"lever": lever, "seed": seed, "run": str(run), "variant": variant}
-        row["archs"] = row_archs
-        for name in REWARDS:
-            row[name] = rank_stats(scores[name], means, args.bootstrap, seed=0)
-            row[name]["scores"] = scores[name]
+        row = judge({**row, "archs": row_archs}, scores, means, args.bootstrap)
         rows.append(row)
         print(
             f"{lever} s{seed}: tau acc {row['accuracy']['tau']:.3f}, loss {row['loss']['tau']:.3f}",
