@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from retest import load_images
 
 from enas_lightning.arch.io import load_arch
 from enas_lightning.config import run_config
@@ -58,9 +59,15 @@ def lever_and_seed(search_dir: Path) -> tuple[str, str]:
     return seed_dir.parent.name, seed_dir.name.removeprefix("s")
 
 
-def load_run(search_dir: Path, sets: list[str] = ()) -> SearchModule:
+def load_run(
+    search_dir: Path, sets: list[str] = (), val_images: Path | None = None
+) -> SearchModule:
     """``search_dir``'s search module with its shared weights, set to score on the whole
-    validation split (as task=fidelity scores), with ``sets`` (``KEY=VALUE``) applied."""
+    validation split (as task=fidelity scores), with ``sets`` (``KEY=VALUE``) applied.
+
+    ``val_images`` (a class-per-folder tree) replaces the validation split by all its images,
+    normalised with the run's training statistics: the same supernet scored on a larger sample.
+    """
     found = find_search_run(str(search_dir))
     cfg = run_config(OmegaConf.load(found.config_file))
     cfg.search.derive_batches = 0
@@ -68,12 +75,32 @@ def load_run(search_dir: Path, sets: list[str] = ()) -> SearchModule:
     for item in sets:  # after loading: a derivation setting is no reason to refuse the checkpoint
         key, _, value = item.partition("=")
         OmegaConf.update(module.cfg, key, OmegaConf.create({"v": value}).v, merge=False)
+    if val_images is not None:
+        module.data.val_x, module.data.val_y = normalised_images(module, val_images)
     return module
 
 
-def score_run(search_dir: Path, arch_files: list[Path], sets: list[str]) -> dict[str, list[float]]:
+def normalised_images(module: SearchModule, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of ``folder`` as ``module``'s data set would feed it: float ``[N, C, H, W]``
+    normalised by the run's training mean and std, labels ``[N]`` (its class folders must be the
+    run's, in the same order)."""
+    splits = module.data.splits
+    c, h, w = splits.image_shape
+    if h != w:
+        raise SystemExit(f"--val-images: the run's images are {h}x{w}; only square ones load here")
+    x, y = load_images(folder, c, h)
+    if int(y.max()) + 1 > splits.num_classes:
+        raise SystemExit(f"--val-images {folder}: more classes than the run's {splits.num_classes}")
+    mean = torch.tensor(splits.mean).view(1, -1, 1, 1)
+    std = torch.tensor(splits.std).view(1, -1, 1, 1)
+    return (x.float() / 255 - mean) / std, y
+
+
+def score_run(
+    search_dir: Path, arch_files: list[Path], sets: list[str], val_images: Path | None = None
+) -> dict[str, list[float]]:
     """Each reward's shared-weight score of every arch on ``search_dir``'s supernet."""
-    module = load_run(search_dir, sets)
+    module = load_run(search_dir, sets, val_images)
     ss = module.cfg.search_space
     archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
     return {name: module.score(archs, get_reward(name)).tolist() for name in REWARDS}
@@ -190,6 +217,11 @@ def main() -> None:
         help="an earlier <out>.json: its runs' stored scores, not scored again",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one core)")
+    parser.add_argument(
+        "--val-images",
+        type=Path,
+        help="score on every image of this class-per-folder tree instead of the validation split",
+    )
     args = parser.parse_args()
     if not args.runs and not args.scores:
         parser.error("give search run directories, or --scores <earlier out>.json")
@@ -199,7 +231,7 @@ def main() -> None:
     cells = regime["per_arch"]
     arch_files = [args.regime / "archs" / f"uniform_{c['arch']}.json" for c in cells]
     means = [c["mean"] for c in cells]
-    variant = " ".join(args.set)
+    variant = " ".join(args.set + ([f"val-images={args.val_images}"] if args.val_images else []))
     row_archs = [c["arch"] for c in cells]
     rows = []
     for path in args.scores:
@@ -222,7 +254,7 @@ def main() -> None:
     variant = variant or " ".join(dict.fromkeys(r["variant"] for r in rows if r["variant"]))
     for run in args.runs:
         lever, seed = lever_and_seed(run)
-        scores = score_run(run, arch_files, args.set)
+        scores = score_run(run, arch_files, args.set, args.val_images)
         row = {"lever": lever, "seed": seed, "run": str(run), "variant": variant}
         row = judge({**row, "archs": row_archs}, scores, means, args.bootstrap)
         rows.append(row)

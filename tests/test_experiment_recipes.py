@@ -353,6 +353,32 @@ def test_shared_rank_runs_agreement_and_the_all_runs_row() -> None:
     assert row.rstrip(" |").endswith("0.667 / 0.667")
 
 
+def test_shared_rank_val_images_are_normalised_as_the_runs_data(tmp_path: Path) -> None:
+    """``--val-images``: every image of a class-per-folder tree, scaled to [0, 1] and normalised
+    with the run's training mean and std, labelled by its class folder in sorted order; a tree
+    with more classes than the run had, or a run of non-square images, is refused."""
+    from types import SimpleNamespace
+
+    import shared_rank
+
+    for label, grey in enumerate((0, 51, 255)):
+        (tmp_path / f"c{label}").mkdir()
+        Image.new("L", (4, 4), grey).save(tmp_path / f"c{label}" / "a.png")
+    splits = SimpleNamespace(image_shape=(1, 4, 4), num_classes=3, mean=(0.2,), std=(0.5,))
+    module = SimpleNamespace(data=SimpleNamespace(splits=splits))
+    x, y = shared_rank.normalised_images(module, tmp_path)
+    assert x.shape == (3, 1, 4, 4) and x.dtype == torch.float32
+    order = y.argsort()
+    assert y[order].tolist() == [0, 1, 2]
+    assert x[order][:, 0, 0, 0].tolist() == pytest.approx([-0.4, 0.0, 1.6])
+    splits.num_classes = 2
+    with pytest.raises(SystemExit, match="more classes than the run's 2"):
+        shared_rank.normalised_images(module, tmp_path)
+    splits.num_classes, splits.image_shape = 3, (1, 4, 6)
+    with pytest.raises(SystemExit, match="only square"):
+        shared_rank.normalised_images(module, tmp_path)
+
+
 def test_cross_regime_compares_two_truths_and_the_supernets_with_each(tmp_path: Path) -> None:
     """experiments/cross_regime.py on hand-made regimes of 4 cells: B's means swap one pair of
     A's; a supernet ranking as A does is 1 against A and 4/6 against B; other cells refused."""
