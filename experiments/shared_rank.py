@@ -82,18 +82,32 @@ def load_run(
 
 def normalised_images(module: SearchModule, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image of ``folder`` as ``module``'s data set would feed it: float ``[N, C, H, W]``
-    normalised by the run's training mean and std, labels ``[N]`` (its class folders must be the
-    run's, in the same order)."""
+    normalised by the run's training mean and std, labels ``[N]``. A label is a class folder's
+    place in name order, so the folders must be the run's: an image_folder run's class names
+    are compared (when its data directory is still there), any run's class count."""
     splits = module.data.splits
     c, h, w = splits.image_shape
     if h != w:
         raise SystemExit(f"--val-images: the run's images are {h}x{w}; only square ones load here")
+    data = module.cfg.dataset
+    if data.name == "image_folder" and Path(data.data_dir).is_dir():
+        theirs, ours = class_folders(Path(data.data_dir)), class_folders(folder)
+        if theirs != ours:
+            raise SystemExit(
+                f"--val-images {folder}: class folders {ours}, but the run's data_dir "
+                f"{data.data_dir} has {theirs} (labels would not match)"
+            )
     x, y = load_images(folder, c, h)
     if int(y.max()) + 1 > splits.num_classes:
         raise SystemExit(f"--val-images {folder}: more classes than the run's {splits.num_classes}")
     mean = torch.tensor(splits.mean).view(1, -1, 1, 1)
     std = torch.tensor(splits.std).view(1, -1, 1, 1)
     return (x.float() / 255 - mean) / std, y
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class folder names of an image_folder tree in the order its loader labels them."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def score_run(

@@ -356,7 +356,8 @@ def test_shared_rank_runs_agreement_and_the_all_runs_row() -> None:
 def test_shared_rank_val_images_are_normalised_as_the_runs_data(tmp_path: Path) -> None:
     """``--val-images``: every image of a class-per-folder tree, scaled to [0, 1] and normalised
     with the run's training mean and std, labelled by its class folder in sorted order; a tree
-    with more classes than the run had, or a run of non-square images, is refused."""
+    whose class folders are not the run's, with more classes than the run had, or a run of
+    non-square images, is refused."""
     from types import SimpleNamespace
 
     import shared_rank
@@ -365,12 +366,22 @@ def test_shared_rank_val_images_are_normalised_as_the_runs_data(tmp_path: Path) 
         (tmp_path / f"c{label}").mkdir()
         Image.new("L", (4, 4), grey).save(tmp_path / f"c{label}" / "a.png")
     splits = SimpleNamespace(image_shape=(1, 4, 4), num_classes=3, mean=(0.2,), std=(0.5,))
-    module = SimpleNamespace(data=SimpleNamespace(splits=splits))
+    run_data = tmp_path.parent / f"{tmp_path.name}_run"
+    for name in ("c0", "c1", "c2"):
+        (run_data / name).mkdir(parents=True)
+    dataset = SimpleNamespace(name="image_folder", data_dir=str(run_data))
+    module = SimpleNamespace(
+        data=SimpleNamespace(splits=splits), cfg=SimpleNamespace(dataset=dataset)
+    )
     x, y = shared_rank.normalised_images(module, tmp_path)
     assert x.shape == (3, 1, 4, 4) and x.dtype == torch.float32
     order = y.argsort()
     assert y[order].tolist() == [0, 1, 2]
     assert x[order][:, 0, 0, 0].tolist() == pytest.approx([-0.4, 0.0, 1.6])
+    (run_data / "c2").rename(run_data / "c9")  # same count, another class: labels would lie
+    with pytest.raises(SystemExit, match=r"class folders \['c0', 'c1', 'c2'\], but the run's"):
+        shared_rank.normalised_images(module, tmp_path)
+    dataset.name = "digits"
     splits.num_classes = 2
     with pytest.raises(SystemExit, match="more classes than the run's 2"):
         shared_rank.normalised_images(module, tmp_path)
