@@ -63,29 +63,33 @@ def main() -> None:
     parser.add_argument(
         "--exclude",
         type=Path,
-        help="a folder this script wrote: take only images it does not hold (an unseen test set)",
+        action="append",
+        default=[],
+        help="a folder this script wrote: take only images it does not hold (an unseen test set);"
+        " repeat it to leave out several",
     )
     args = parser.parse_args()
     if args.per_class < 1:
         sys.exit(f"--per-class={args.per_class}: must be at least 1")
-    if args.exclude is not None and not args.exclude.is_dir():
-        sys.exit(f"--exclude={args.exclude}: not a folder this script wrote")
+    for folder in args.exclude:
+        if not folder.is_dir():
+            sys.exit(f"--exclude={folder}: not a folder this script wrote")
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"{args.out}: already holds files; give a new folder")
     rng = np.random.default_rng(args.seed)
     for label, name in enumerate(CLASSES):
         x = read_class(args.clothes / f"{label}.json")
         # the written files are named by their index in the class file
-        taken = (
-            {int(p.stem) for p in (args.exclude / f"{label}_{name}").glob("*.png")}
-            if args.exclude is not None
-            else set()
-        )
+        taken = {
+            int(p.stem)
+            for folder in args.exclude
+            for p in (folder / f"{label}_{name}").glob("*.png")
+        }
         free = np.array([i for i in range(len(x)) if i not in taken])
         if args.per_class > len(free):
             sys.exit(
                 f"--per-class={args.per_class}: class {name} has only {len(free)} images"
-                + (f" outside {args.exclude}" if taken else "")
+                + (f" outside {', '.join(map(str, args.exclude))}" if taken else "")
             )
         pick = np.sort(free[rng.choice(len(free), size=args.per_class, replace=False)])
         folder = args.out / f"{label}_{name}"

@@ -68,6 +68,15 @@ def test_fashion_mnist_folder_can_leave_out_an_earlier_folders_images(tmp_path: 
     )
     assert done.returncode != 0 and "nowhere: not a folder this script wrote" in done.stderr
     assert not (tmp_path / "more").exists()
+    # repeated: none of either earlier folder's images (6 a class: 3 + 3 taken, none left)
+    two = ["--exclude", str(tmp_path / "fm"), "--exclude", str(tmp_path / "unseen")]
+    done = subprocess.run(
+        [*script, clothes, str(tmp_path / "rest"), "--per-class", "1", *two],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "has only 0 images outside" in done.stderr
+    assert "unseen" in done.stderr
 
 
 def test_retest_scores_an_exported_network_as_its_preprocessing_says(tmp_path: Path) -> None:
