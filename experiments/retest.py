@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from regime import summarize
 
 from enas_lightning.config import DatasetConfig, run_config
-from enas_lightning.data.datasets import get_dataset
+from enas_lightning.data.datasets import get_dataset, to_network_input
 
 
 def load_images(
@@ -50,12 +50,10 @@ def accuracy(run: Path, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> 
     preprocessed as its ``preprocess.json`` says."""
     prep = json.loads((run / "export/preprocess.json").read_text())
     model = torch.export.load(run / "export/model.pt2").module()
-    mean = torch.tensor(prep["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(prep["std"]).view(1, -1, 1, 1)
     right = 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = (x[i : i + batch].float() / 255 - mean) / std
+            xb = to_network_input(x[i : i + batch], prep["mean"], prep["std"])
             right += int((model(xb).argmax(1) == y[i : i + batch]).sum())
     return right / len(x)
 

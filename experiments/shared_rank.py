@@ -45,6 +45,8 @@ from retest import load_images
 
 from enas_lightning.arch.io import load_arch
 from enas_lightning.config import run_config
+from enas_lightning.data.datasets import to_network_input
+from enas_lightning.data.datasets.image_folder import class_folders
 from enas_lightning.fidelity.search_run import find_search_run, load_search_module
 from enas_lightning.fidelity.stats import average_ranks, bootstrap_rows, kendall_tau_b, top1_regret
 from enas_lightning.rewards import get_reward
@@ -100,14 +102,7 @@ def normalised_images(module: SearchModule, folder: Path) -> tuple[torch.Tensor,
     x, y = load_images(folder, c, h)
     if int(y.max()) + 1 > splits.num_classes:
         raise SystemExit(f"--val-images {folder}: more classes than the run's {splits.num_classes}")
-    mean = torch.tensor(splits.mean).view(1, -1, 1, 1)
-    std = torch.tensor(splits.std).view(1, -1, 1, 1)
-    return (x.float() / 255 - mean) / std, y
-
-
-def class_folders(root: Path) -> list[str]:
-    """The class folder names of an image_folder tree in the order its loader labels them."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return to_network_input(x, splits.mean, splits.std), y
 
 
 def score_run(

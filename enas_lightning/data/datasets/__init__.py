@@ -22,7 +22,9 @@ from enas_lightning.data.datasets.base import (
     ImageSplits,
     RawImages,
     finish,
+    normalise_,
     split_test,
+    to_network_input,
 )
 from enas_lightning.errors import ConfigError
 from enas_lightning.registry import Registry
@@ -91,6 +93,8 @@ __all__ = [
     "finish",
     "get_dataset",
     "load_splits",
+    "normalise_",
     "register_dataset",
     "split_test",
+    "to_network_input",
 ]

@@ -10,6 +10,7 @@ call (docs/new_dataset.md).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -124,7 +125,7 @@ def finish(cfg: DatasetConfig, holdout: bool, raw: RawImages) -> ImageSplits:
     # A constant channel would divide by zero; leaving it unscaled is harmless.
     std = torch.where(std > 0, std, torch.ones_like(std))
     for x in (train_x, val_x, test_x):
-        x.sub_(mean[:, None, None]).div_(std[:, None, None])  # in place: CIFAR-10 is 600 MB
+        normalise_(x, mean, std)  # in place: CIFAR-10 is 600 MB
     return ImageSplits(
         name=cfg.name,
         train_x=train_x,
@@ -137,6 +138,22 @@ def finish(cfg: DatasetConfig, holdout: bool, raw: RawImages) -> ImageSplits:
         std=tuple(float(s) for s in std),
         num_classes=raw.num_classes,
     )
+
+
+def normalise_(x: Tensor, mean: Tensor | Sequence[float], std: Tensor | Sequence[float]) -> Tensor:
+    """In place: float images ``[N, C, H, W]`` in ``[0, 1]`` → ``(x - mean) / std`` per channel
+    (``mean``, ``std``: ``[C]``, e.g. :class:`ImageSplits`' own). Returns ``x``."""
+    mean, std = torch.as_tensor(mean, dtype=x.dtype), torch.as_tensor(std, dtype=x.dtype)
+    return x.sub_(mean[:, None, None]).div_(std[:, None, None])
+
+
+def to_network_input(
+    x: Tensor, mean: Tensor | Sequence[float], std: Tensor | Sequence[float]
+) -> Tensor:
+    """Images as a dataset stores them (uint8 ``0..255`` or float ``[0, 1]``, ``[N, C, H, W]``)
+    → a new float32 tensor as the network is fed: scaled to ``[0, 1]``, then normalised with a
+    run's training ``mean`` and ``std`` (what :func:`finish` does to its splits)."""
+    return normalise_(_to_unit(x), mean, std)
 
 
 def _to_unit(x: Tensor) -> Tensor:

@@ -79,6 +79,12 @@ class ImageFolder(Dataset):
         return RawImages(x[train_idx], y[train_idx], x[test_idx], y[test_idx], len(classes))
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class folder names of a class-per-folder tree in label order (a label is its folder's
+    place in name order); hidden folders are not classes."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _classes(cfg: DatasetConfig) -> list[str]:
     """The class folders of ``cfg.data_dir`` in name order, after checking the settings."""
     if cfg.image_size <= 0:
@@ -92,7 +98,7 @@ def _classes(cfg: DatasetConfig) -> list[str]:
     root = Path(cfg.data_dir)
     if not root.is_dir():
         raise DataError(f"dataset.data_dir={cfg.data_dir!r}: no such directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root)
     if len(classes) < 2:
         raise DataError(
             f"dataset.data_dir={cfg.data_dir!r}: found {len(classes)} class folder(s) "
