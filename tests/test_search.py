@@ -473,3 +473,41 @@ def test_derivation_runs_on_the_device_the_search_ran_on() -> None:
 
     trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
     assert derive_where_searched(trainer, Module()) == "meta"
+
+
+def test_derivation_batches_are_seeded_random_samples_of_a_class_ordered_split(tiny_cfg) -> None:
+    """BatchNorm normalises with each batch's statistics, so a derivation batch must be a random
+    sample of the validation split even where the split lists its images class by class (an
+    image_folder split does): every image once, mixed classes, the same batches for every
+    candidate; a split that fits in one batch keeps its order."""
+    from enas_lightning.build import build_supernet
+    from enas_lightning.search.scoring import DerivationScoring
+
+    tiny_cfg.search.eval_batch_size = 8
+    splits = load_splits(tiny_cfg.dataset, holdout=True)
+    data = DeviceSplits(splits, pad=0, flip=False)
+    order = torch.argsort(data.val_y, stable=True)  # class by class
+    data.val_x, data.val_y = data.val_x[order], data.val_y[order]
+    n = len(data.val_y)
+    assert n > 2 * 8 and data.val_y.unique().numel() > 1
+    module = SearchModule(
+        build_supernet(tiny_cfg, splits), build_controller(tiny_cfg), data, tiny_cfg
+    )
+
+    def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        with DerivationScoring(module) as view:
+            return list(view.batches())
+
+    first = batches()
+    xs, ys = torch.cat([x for x, _ in first]), torch.cat([y for _, y in first])
+    assert len(ys) == n and torch.equal(
+        xs.sum((1, 2, 3)).sort().values, data.val_x.sum((1, 2, 3)).sort().values
+    )
+    assert all(y.unique().numel() > 1 for _, y in first[:2])  # in file order: one class each
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, batches(), strict=True))
+    tiny_cfg.search.derive_batches = 1  # the first batch of the same permutation
+    assert torch.equal(batches()[0][1], first[0][1])
+    tiny_cfg.search.derive_batches = 0
+    tiny_cfg.search.eval_batch_size = n
+    (whole,) = batches()
+    assert torch.equal(whole[1], data.val_y)

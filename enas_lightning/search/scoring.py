@@ -87,22 +87,44 @@ class ControllerScoring(_Scoring):
 
 class DerivationScoring(_Scoring):
     """The derivation's view: the first ``search.derive_batches`` batches of
-    ``search.eval_batch_size`` of the whole validation split (0 = all of them), in order; of
-    the supernet, or of ``network``, a candidate's fine-tuned copy of it
-    (:mod:`enas_lightning.search.finetune`)."""
+    ``search.eval_batch_size`` of the whole validation split (0 = all of them), of the
+    supernet, or of ``network``, a candidate's fine-tuned copy of it
+    (:mod:`enas_lightning.search.finetune`).
+
+    Where the split needs more than one batch, the batches are taken from one permutation of it
+    seeded with ``dataset.seed``: the same batches for every candidate and every search seed
+    on the same data. Why: BatchNorm normalises with each batch's own statistics, which are
+    the split's only if the batch is a random sample of it, and a split can be ordered (an
+    image_folder split lists its images class by class; scored in file order, a batch of
+    Fashion-MNIST held six classes and the next the other four). One batch holding the whole
+    split keeps its order: its statistics are the split's whatever the order.
+    """
 
     phase = "derivation"
+
+    def __init__(self, module: SearchModule, network: nn.Module | None = None) -> None:
+        super().__init__(module, network)
+        n, b = len(module.data.val_y), self.cfg.search.eval_batch_size
+        key = (n, b, self.cfg.dataset.seed, str(self.device))
+        # kept on the module: one host-to-device copy per run, not one per candidate
+        cached = getattr(module, "_derivation_order", None)
+        if cached is None or cached[0] != key:
+            if n <= b:
+                order = torch.arange(n)
+            else:
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(key[2]))
+            cached = module._derivation_order = (key, order.to(self.device))
+        self.order: Tensor = cached[1]
 
     def batches(self, count: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
         m = self.module
         s = self.cfg.search
-        n = len(m.data.val_y)
+        n = len(self.order)
         starts = range(0, n, s.eval_batch_size)
         if s.derive_batches > 0:
             starts = starts[: s.derive_batches]
         for start in starts:
-            idx = torch.arange(start, min(start + s.eval_batch_size, n), device=m.device)
-            yield m.data.val_batch(idx)
+            yield m.data.val_batch(self.order[start : start + s.eval_batch_size])
 
     def mean(self, values: list[Tensor]) -> Tensor:
         # summed on the device, divided on the host: the score of a count (a number of right
