@@ -22,7 +22,6 @@ from enas_lightning.data.datasets.base import (
     ImageSplits,
     RawImages,
     finish,
-    normalise_,
     split_test,
     to_network_input,
 )
@@ -93,7 +92,6 @@ __all__ = [
     "finish",
     "get_dataset",
     "load_splits",
-    "normalise_",
     "register_dataset",
     "split_test",
     "to_network_input",
