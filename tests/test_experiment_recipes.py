@@ -248,11 +248,42 @@ def test_powered_study_reads_picks_and_uniform_cells(tmp_path: Path) -> None:
     regime_json = tmp_path / "regime.json"
     cells = [{"arch": i, "mean": 0.7 + i / 100, "param_free_share": 0.5} for i in range(3)]
     regime_json.write_text(json.dumps({"per_arch": cells}))
-    uniform = powered_study.uniform_rows(regime_json)
+    uniform = powered_study.uniform_rows([regime_json])
     assert [r["test_acc"] for r in uniform] == [0.7, 0.71, 0.72]
     assert retrained_study.compare(enas + uniform)["differences"]["enas - uniform (Welch)"][
         "mean"
     ] == pytest.approx(0.81 - 0.71)
+
+
+def test_powered_study_pools_regime_studies_over_chosen_seeds(tmp_path: Path) -> None:
+    """Cells added in a second regime study count beside the first's; --uniform-seeds averages
+    each cell over those seeds only; a cell counted twice, another recipe or a missing seed stop
+    the recipe with one line naming the setting."""
+    import powered_study
+
+    def study(name: str, cells: dict[int, list[float]], seeds: list[int], over: list[str]) -> Path:
+        path = tmp_path / f"{name}.json"
+        per_arch = [
+            {"arch": i, "accs": a, "mean": sum(a) / len(a), "param_free_share": 0.5}
+            for i, a in cells.items()
+        ]
+        path.write_text(json.dumps({"seeds": seeds, "per_arch": per_arch, "overrides": over}))
+        return path
+
+    first = study("first", {0: [0.70, 0.72, 0.80], 1: [0.74, 0.76, 0.90]}, [0, 1, 2], ["a=1"])
+    more = study("more", {2: [0.60, 0.62]}, [0, 1], ["a=1"])
+    rows = powered_study.uniform_rows([first, more], seeds=[0, 1])
+    assert [r["seed"] for r in rows] == [0, 1, 2]
+    assert [r["test_acc"] for r in rows] == pytest.approx([0.71, 0.75, 0.61])
+    assert [r["test_acc"] for r in powered_study.uniform_rows([first])] == pytest.approx(
+        [0.74, 0.80]
+    )
+    with pytest.raises(SystemExit, match="cell 0 is in an earlier study"):
+        powered_study.uniform_rows([first, first])
+    with pytest.raises(SystemExit, match="not \\['a=1'\\]"):
+        powered_study.uniform_rows([first, study("other", {3: [0.5]}, [0], ["a=2"])])
+    with pytest.raises(SystemExit, match="--uniform-seeds: .* not \\[2\\]"):
+        powered_study.uniform_rows([first, more], seeds=[2])
 
 
 def test_shared_rank_statistics_on_a_hand_made_table() -> None:
