@@ -126,7 +126,10 @@ def main() -> None:
     parser.add_argument("--random", default="random", help="the lever holding random search's")
     parser.add_argument("--regime-key", help="levers.csv's regime column to keep (default: all)")
     args = parser.parse_args()
-    seeds = [int(x) for x in args.uniform_seeds.split(",")] if args.uniform_seeds else None
+    try:
+        seeds = [int(x) for x in args.uniform_seeds.split(",")] if args.uniform_seeds else None
+    except ValueError:
+        parser.error(f"--uniform-seeds {args.uniform_seeds}: comma-separated integers, e.g. 0,1")
 
     rows = (
         pick_rows(args.levers, args.enas, "enas", args.regime_key)
