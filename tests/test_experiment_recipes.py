@@ -255,7 +255,9 @@ def test_powered_study_reads_picks_and_uniform_cells(tmp_path: Path) -> None:
     ] == pytest.approx(0.81 - 0.71)
 
 
-def test_powered_study_pools_regime_studies_over_chosen_seeds(tmp_path: Path) -> None:
+def test_powered_study_pools_regime_studies_over_chosen_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Cells added in a second regime study count beside the first's; --uniform-seeds averages
     each cell over those seeds only; a cell counted twice, another recipe or a missing seed stop
     the recipe with one line naming the setting."""
@@ -284,6 +286,12 @@ def test_powered_study_pools_regime_studies_over_chosen_seeds(tmp_path: Path) ->
         powered_study.uniform_rows([first, study("other", {3: [0.5]}, [0], ["a=2"])])
     with pytest.raises(SystemExit, match="--uniform-seeds: .* not \\[2\\]"):
         powered_study.uniform_rows([first, more], seeds=[2])
+    argv = ["powered_study.py", "--levers", "l.csv", "--regime", str(first), "--out", "o"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--uniform-seeds", "0,a"])
+    with pytest.raises(SystemExit) as exit_info:
+        powered_study.main()
+    assert exit_info.value.code == 2
+    assert "--uniform-seeds 0,a: comma-separated integers" in capsys.readouterr().err
 
 
 def test_shared_rank_statistics_on_a_hand_made_table() -> None:
