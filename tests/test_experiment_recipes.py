@@ -627,3 +627,22 @@ def test_prune_keeps_the_best_trains_a_copy_on_them_and_picks_among_them(
     # paired differences: mean and interval, one run said as such
     assert prune.paired([0.01]) == "+0.0100 (one run)"
     assert prune.paired([0.01, 0.03]).startswith("+0.0200 (")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep", "0"], "--keep and --steps: positive integers, got 0 and 1000"),
+        (["--retrain-seeds", "0,a"], "--retrain-seeds: a comma-separated list of integers"),
+    ],
+)
+def test_prune_bad_settings_exit_2_with_one_line(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import prune
+
+    monkeypatch.setattr(sys, "argv", ["prune.py", "--out", "o", "--run", "r", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        prune.main()
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
