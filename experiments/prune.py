@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from powered_study import uniform_rows
 from rederive import candidates
 from regime import param_free_share
-from retrained_study import retrain_once, t_interval
+from retrained_study import compare, retrain_once, t_interval
 from shared_rank import lever_and_seed, load_run
 
 from enas_lightning.arch.io import load_arch, save_arch
@@ -139,6 +140,34 @@ def paired(diffs: list[float]) -> str:
     return f"{m:+.4f} ({lo:+.4f} .. {hi:+.4f})" if len(diffs) > 1 else f"{m:+.4f} (one run)"
 
 
+def summary(name: str, rows: list[dict], uniform: list[dict]) -> str:
+    """One line on a group of runs: their pruned picks' mean and share, how many changed, the
+    paired difference from the searches' own picks and, given ``uniform`` cells
+    (powered_study.uniform_rows), Welch's difference from their mean."""
+    diffs = [r["mean"] - statistics.mean(r["own_accs"]) for r in rows if r["own_accs"]]
+    line = (
+        f"{name}: pruned picks {np.mean([r['mean'] for r in rows]):.4f} over {len(rows)} "
+        f"runs, param-free share {np.mean([r['param_free_share'] for r in rows]):.3f} "
+        f"(own picks {np.mean([r['own_param_free_share'] for r in rows]):.3f}); "
+        f"changed {sum(r['changed'] for r in rows)} of {len(rows)}; pruned minus own, "
+        f"paired: {paired(diffs)}"
+    )
+    if uniform:
+        picks = [
+            {"group": "enas", "seed": i, "test_acc": r["mean"], "params": 0}
+            for i, r in enumerate(rows)
+        ]
+        welch = compare(picks + uniform)["differences"].get("enas - uniform (Welch)")
+        if welch:
+            lo, hi = welch["ci95"]
+            line += (
+                f"; minus the {len(uniform)} uniform cells (mean "
+                f"{statistics.mean(u['test_acc'] for u in uniform):.4f}, Welch): "
+                f"{welch['mean']:+.4f} ({lo:+.4f} .. {hi:+.4f})"
+            )
+    return line
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
@@ -150,6 +179,10 @@ def main() -> None:
     p.add_argument("--retrain-seeds", default="0,1")
     p.add_argument("--final", default="", help="the regime's final-training overrides")
     p.add_argument("--levers", type=Path, help="levers.py's csv: the searches' own picks")
+    p.add_argument(
+        "--regime", type=Path, action="append", default=[], help="regime.json of uniform cells"
+    )
+    p.add_argument("--uniform-seeds", help="average each uniform cell over these retrain seeds")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("extra", nargs="*", help="common Hydra overrides (data set), as levers.py")
     a = p.parse_args()
@@ -159,6 +192,11 @@ def main() -> None:
         seeds = [int(s) for s in a.retrain_seeds.split(",")]
     except ValueError:
         p.error(f"--retrain-seeds: a comma-separated list of integers, got {a.retrain_seeds!r}")
+    if a.uniform_seeds is not None:
+        try:
+            a.uniform_seeds = [int(x) for x in a.uniform_seeds.split(",")]
+        except ValueError:
+            p.error(f"--uniform-seeds {a.uniform_seeds}: comma-separated integers")
     torch.set_num_threads(a.threads)
     overrides = [*a.extra, *shlex.split(a.final)]
     own = own_picks(a.levers)
@@ -228,17 +266,12 @@ def main() -> None:
             f"({r['pick_rank_first']}) | {per} | {r['mean']:.4f} | {r['param_free_share']:.2f} "
             f"| {own_mean} | {r['own_param_free_share']:.2f} |"
         )
-    for lever in dict.fromkeys(r["lever"] for r in rows):
-        mine = [r for r in rows if r["lever"] == lever]
-        diffs = [r["mean"] - statistics.mean(r["own_accs"]) for r in mine if r["own_accs"]]
-        lines += [
-            "",
-            f"{lever}: pruned picks {np.mean([r['mean'] for r in mine]):.4f} over {len(mine)} "
-            f"runs, param-free share {np.mean([r['param_free_share'] for r in mine]):.3f} "
-            f"(own picks {np.mean([r['own_param_free_share'] for r in mine]):.3f}); "
-            f"changed {sum(r['changed'] for r in mine)} of {len(mine)}; pruned minus own, "
-            f"paired: {paired(diffs)}",
-        ]
+    uniform = uniform_rows(a.regime, a.uniform_seeds) if a.regime else []
+    groups = {r["lever"]: [x for x in rows if x["lever"] == r["lever"]] for r in rows}
+    if len(groups) > 1:
+        groups["all runs"] = rows
+    for name, mine in groups.items():
+        lines += ["", summary(name, mine, uniform)]
     text = "\n".join(lines) + "\n"
     print(text)
     a.out.mkdir(parents=True, exist_ok=True)

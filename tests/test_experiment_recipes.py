@@ -646,3 +646,29 @@ def test_prune_bad_settings_exit_2_with_one_line(
         prune.main()
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_prune_summary_pairs_with_own_picks_and_compares_with_uniform_cells() -> None:
+    """experiments/prune.py's summary line: pruned minus own pick paired by run, and minus the
+    uniform cells' mean by Welch's interval, on a hand-made table."""
+    import prune
+
+    rows = [
+        {"mean": 0.82, "own_accs": [0.81, 0.81], "changed": True},
+        {"mean": 0.80, "own_accs": [0.80, 0.80], "changed": False},
+        {"mean": 0.84, "own_accs": [0.82, 0.82], "changed": True},
+    ]
+    for r, pf in zip(rows, (0.5, 0.75, 1.0), strict=True):
+        r.update(param_free_share=pf, own_param_free_share=pf)
+    uniform = [
+        {"group": "uniform", "seed": i, "test_acc": v, "params": 0}
+        for i, v in enumerate([0.79, 0.80, 0.81])
+    ]
+    line = prune.summary("wu30", rows, uniform)
+    # differences 0.01, 0, 0.02: mean 0.01, t(2) half-width 4.303 * 0.01 / sqrt(3) = 0.0248
+    assert "wu30: pruned picks 0.8200 over 3 runs, param-free share 0.750" in line
+    assert "changed 2 of 3" in line
+    assert "paired: +0.0100 (-0.0148 .. +0.0348)" in line
+    # Welch: 0.82 - 0.80, both variances 0.0004/3 and 0.0001/3
+    assert "minus the 3 uniform cells (mean 0.8000, Welch): +0.0200 (" in line
+    assert "uniform" not in prune.summary("wu30", rows, [])
