@@ -107,12 +107,7 @@ def train_copy(
 
 def scores_on(module: SearchModule, net: nn.Module, archs: list) -> dict[str, list[float]]:
     """Each reward's derivation score of ``archs`` on ``net`` (the supernet or a copy)."""
-    keep = module.supernet
-    module.supernet = net  # the derivation scores module.supernet
-    try:
-        return {r: module.score(archs, get_reward(r)).tolist() for r in REWARDS}
-    finally:
-        module.supernet = keep
+    return {r: module.score(archs, get_reward(r), source=net).tolist() for r in REWARDS}
 
 
 def main() -> None:

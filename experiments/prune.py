@@ -77,12 +77,7 @@ def pool_draws(n: int, steps: int, gen: torch.Generator) -> list[int]:
 
 def score_on(module: SearchModule, net: torch.nn.Module, archs: list, reward: str) -> list[float]:
     """``archs``' derivation scores by ``reward`` on ``net`` (the supernet or a copy)."""
-    keep = module.supernet
-    module.supernet = net  # the derivation scores module.supernet
-    try:
-        return module.score(archs, get_reward(reward)).tolist()
-    finally:
-        module.supernet = keep
+    return module.score(archs, get_reward(reward), source=net).tolist()
 
 
 def train_on(module: SearchModule, archs: list, steps: int, lr: float) -> torch.nn.Module:

@@ -400,10 +400,13 @@ class SearchModule(pl.LightningModule):
         archs: list[ArchRecord],
         reward: Reward | None = None,
         keys: list[int] | None = None,
+        source: nn.Module | None = None,
     ) -> Tensor:
         """The derivation's score ``[n]`` of each architecture with the shared weights (float64
         for the built-in rewards): the configured reward, or ``reward``, on the derivation's
         validation batches (``search.derive_batches``, batch-statistics BN, no dropout).
+        ``source``: other weights of the supernet's layout to score on instead (a trained copy,
+        as the experiments' probes make); default :meth:`scoring_supernet`.
 
         With ``search.derive_uniform_steps`` > 0 they are scored on a copy of the shared weights
         trained that much more on uniform children (:meth:`scoring_supernet`). With
@@ -413,7 +416,7 @@ class SearchModule(pl.LightningModule):
         they are.
         """
         reward = reward or self.reward
-        source = self.scoring_supernet()
+        source = self.scoring_supernet() if source is None else source
         if self.cfg.search.derive_finetune_steps == 0:
             with DerivationScoring(self, source) as shared:
                 return reward(archs, shared)
