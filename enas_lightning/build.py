@@ -107,6 +107,21 @@ def validate(cfg: Config) -> None:
             cfg.search.derive_uniform_lr,
             "a learning rate > 0 (search.derive_uniform_steps=0 turns the uniform finish off)",
         )
+    _positive("search.derive_prune_keep", cfg.search.derive_prune_keep, 0)
+    _positive("search.derive_prune_steps", cfg.search.derive_prune_steps, 1)
+    if not cfg.search.derive_prune_lr > 0:
+        raise ConfigError(
+            "search.derive_prune_lr",
+            cfg.search.derive_prune_lr,
+            "a learning rate > 0 (search.derive_prune_keep=0 turns the pruning off)",
+        )
+    if cfg.search.derive_prune_keep > 0 and cfg.search.param_free_adjust:
+        raise ConfigError(
+            "search.derive_prune_keep",
+            cfg.search.derive_prune_keep,
+            "0 with search.param_free_adjust=true (the pruned derivation ranks by plain "
+            "scores; use one of the two)",
+        )
     _choice("search.init", cfg.search.init, INITS)
     # false | true | auto: one line naming them (imported here: final/ imports this module)
     from enas_lightning.final.compile import compile_mode

@@ -296,6 +296,9 @@ def space_fingerprint(cfg: Config) -> dict[str, Any]:
         "search.derive_finetune_lr": float(cfg.search.derive_finetune_lr),
         "search.derive_uniform_steps": cfg.search.derive_uniform_steps,
         "search.derive_uniform_lr": float(cfg.search.derive_uniform_lr),
+        "search.derive_prune_keep": cfg.search.derive_prune_keep,
+        "search.derive_prune_steps": cfg.search.derive_prune_steps,
+        "search.derive_prune_lr": float(cfg.search.derive_prune_lr),
         # a cost-aware search continues under the reward it started with (other rewards record
         # nothing here: their checkpoints stay as they were)
         **reward_fingerprint(cfg),
@@ -325,6 +328,9 @@ DERIVATION_KEYS = (
     "search.derive_finetune_lr",
     "search.derive_uniform_steps",
     "search.derive_uniform_lr",
+    "search.derive_prune_keep",
+    "search.derive_prune_steps",
+    "search.derive_prune_lr",
 )
 
 

@@ -160,6 +160,17 @@ class SearchConfig:
     # (0 = off, the paper's scoring). Measured in experiments/RESULTS.md, "A uniform finish"
     derive_uniform_steps: int = 0
     derive_uniform_lr: float = 0.01
+    # Lever against the shared weights' poor ranking (issue 20; Ning et al. 2021, "Evaluating
+    # Efficient Performance Estimators of Neural Architectures": prune to the top architectures,
+    # then keep training): after the derivation scores its candidates, the best
+    # derive_prune_keep of them (within any budget) stay, a copy of the weights they were scored
+    # on trains derive_prune_steps SGD steps on uniform draws from them (rates from
+    # derive_prune_lr down to search.optim.lr_min on a half cosine), they are scored again on
+    # it and the best there is derived; the supernet stays untouched (0 = off, the paper's
+    # derivation). Measured in experiments/RESULTS.md, "thirteenth round" and after
+    derive_prune_keep: int = 0
+    derive_prune_steps: int = 1000
+    derive_prune_lr: float = 0.01
     child_batches: int = 0  # cap on child minibatches per epoch (0 = the whole split)
     max_nonfinite: int = 10  # stop after this many non-finite child steps in a row
     channels_last: bool = False  # supernet and images in channels-last memory format (GPUs)

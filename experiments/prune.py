@@ -27,14 +27,14 @@ own pick retrained, paired by run.
         --levers runs/levers_fix/levers.csv \\
         --run runs/levers_fix/random/s0/search ... dataset=image_folder ...
 
-Hand-written rather than a setting: it probes finished searches, and a setting is built only if
-it helps (issue 20: "measure before you build more").
+Written before the setting existed, to measure it on finished searches; both stages are now the
+package's (``search.derive_prune_keep``, ``_steps``, ``_lr``: :meth:`SearchModule.prune`), so a
+search run with the setting derives what this recipe picks from its candidates.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import shlex
@@ -54,64 +54,30 @@ from enas_lightning.arch.io import load_arch, save_arch
 from enas_lightning.config import run_config
 from enas_lightning.fidelity.search_run import find_search_run
 from enas_lightning.rewards import get_reward
-from enas_lightning.search.finetune import cosine_lrs, train_steps
+from enas_lightning.search.derivation import Derivation
 from enas_lightning.search.module import SearchModule
-from enas_lightning.seeding import step_seed
-
-# the generators' first key (the derivation's own draws use 10**6 .. 10**6 + 3)
-PRUNE_KEY = 10**6 + 17
-
-
-def top(values: list[float], k: int) -> list[int]:
-    """The indices of the ``k`` largest ``values``, best first; a tie goes to the one listed
-    first (as the derivation keeps the first of equal scores)."""
-    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
-    return order[:k]
-
-
-def pool_draws(n: int, steps: int, gen: torch.Generator) -> list[int]:
-    """``steps`` indices drawn uniformly from ``range(n)`` with ``gen``: which kept candidate
-    each training step trains."""
-    return torch.randint(n, (steps,), generator=gen).tolist()
-
-
-def score_on(module: SearchModule, net: torch.nn.Module, archs: list, reward: str) -> list[float]:
-    """``archs``' derivation scores by ``reward`` on ``net`` (the supernet or a copy)."""
-    return module.score(archs, get_reward(reward), source=net).tolist()
-
-
-def train_on(module: SearchModule, archs: list, steps: int, lr: float) -> torch.nn.Module:
-    """A copy of ``module``'s supernet after ``steps`` SGD steps, each on one of ``archs``
-    drawn uniformly, at learning rates on a half cosine from ``lr`` to ``search.optim.lr_min``.
-    The draws, minibatches and dropout come from generators seeded by the run's seed; the
-    supernet is untouched."""
-    net = copy.deepcopy(module.supernet)
-    gen = module.generator(PRUNE_KEY, 0)
-    which = pool_draws(len(archs), steps, gen)
-    lrs = cosine_lrs(steps, lr, float(module.cfg.search.optim.lr_min))
-    train_steps(
-        module, net, [archs[i] for i in which], lrs, gen, step_seed(module.seed, PRUNE_KEY, 1)
-    )
-    return net
 
 
 def prune_pick(
     module: SearchModule, arcs: list[str], keep: int, steps: int, lr: float, reward: str
 ) -> dict:
-    """Both stages on one finished search (see the module docstring). Returns a dict with the
-    first stage's scores, the kept indices (best first), the second stage's scores of the kept
-    ones (in that order) and the pick's index into ``arcs``."""
+    """Both stages on one finished search (see the module docstring), by the package's pruned
+    derivation (``search.derive_prune_keep``, :meth:`SearchModule.prune`) with ``reward`` for
+    both scorings. Returns a dict with the first stage's scores, the kept indices (best first),
+    the second stage's scores of the kept ones (in that order) and the pick's index into
+    ``arcs``."""
     ss = module.cfg.search_space
     archs = [load_arch(a, ss.name, tuple(ss.ops)) for a in arcs]
-    first = score_on(module, module.supernet, archs, reward)
-    kept = top(first, keep)
-    net = train_on(module, [archs[i] for i in kept], steps, lr)
-    second = score_on(module, net, [archs[i] for i in kept], reward)
+    module.reward = get_reward(reward)
+    s = module.cfg.search
+    s.derive_prune_keep, s.derive_prune_steps, s.derive_prune_lr = keep, steps, lr
+    first = module.score(archs).tolist()
+    pruned = module.prune(Derivation(archs, first, None))
     return {
         "first": first,
-        "kept": kept,
-        "second": second,
-        "pick": kept[top(second, 1)[0]],
+        "kept": pruned.pruned,
+        "second": pruned.pruned_scores,
+        "pick": pruned.best_index,
     }
 
 

@@ -92,6 +92,8 @@ def test_ranks_stay_identical_with_the_levers_on(tmp_path):
         "search.optim.dense_weight_decay=true",
         "search.derive_finetune_steps=2",  # each rank fine-tunes its share of the candidates
         "search.derive_uniform_steps=3",  # from the same uniformly trained copy on every rank
+        "search.derive_prune_keep=2",  # every rank trains the same pruned copy
+        "search.derive_prune_steps=3",
     ]
     r = cli(
         [*TINY, "search.epochs=1", "trainer.devices=2", *levers],

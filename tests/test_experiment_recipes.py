@@ -577,54 +577,11 @@ def test_few_shot_sub_supernet_trains_only_children_with_its_choice(make_cfg, tm
     assert any(not torch.equal(before[n], trained[n]) for n in chosen)
 
 
-def test_prune_keeps_the_best_trains_a_copy_on_them_and_picks_among_them(
-    make_cfg, tmp_path
-) -> None:
-    """experiments/prune.py: the first stage keeps the ``keep`` best scores (the first listed on
-    a tie), a copy trains on the kept candidates only while the supernet stays untouched, and
-    the pick is the kept candidate the copy scores best; the same call picks the same."""
+def test_prune_pairs_runs_by_their_paired_differences() -> None:
+    """experiments/prune.py's paired differences: mean and interval, one run said as such (its
+    two stages are the package's pruned derivation: tests/test_pruned_derivation.py)."""
     import prune
 
-    from tests.test_finetune import searched_module
-
-    assert prune.top([0.5, 0.7, 0.7, 0.1], 2) == [1, 2]
-    assert prune.top([0.5, 0.7, 0.7, 0.1], 1) == [1]
-
-    module, _ = searched_module(make_cfg(["search.child_batches=2"]), tmp_path)
-    ops = tuple(module.cfg.search_space.ops)
-    arcs = [
-        " ".join(map(str, a.to_ints(ops))) for a in module.uniform_archs(6, module.generator(3))
-    ]
-    before = {k: v.clone() for k, v in module.supernet.state_dict().items()}
-    got = prune.prune_pick(module, arcs, 3, 4, 0.05, "accuracy")
-    after = module.supernet.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # the supernet is untouched
-
-    assert got["kept"] == prune.top(got["first"], 3)
-    assert got["pick"] == got["kept"][int(np.argmax(got["second"]))]
-    assert prune.prune_pick(module, arcs, 3, 4, 0.05, "accuracy") == got
-    # the copy trains the kept candidates only: with every one of them pooling at normal node 0's
-    # first op, that slot's convolutions keep the supernet's weights, while some weights move
-    import few_shot
-
-    pooled = [
-        few_shot.with_op(a, "normal", 0, 0, "avg_pool_3x3")
-        for a in module.uniform_archs(3, module.generator(4))
-    ]
-    net = prune.train_on(module, pooled, 6, 0.05)
-    trained = net.state_dict()
-    assert any(not torch.equal(before[k], trained[k]) for k in before)
-    index = module.supernet.cells[0].op_index
-    slot = [
-        n
-        for n in before
-        if (f := n.split("."))[:5] == ["cells", f[1], "ops", "0", "0"]
-        and int(f[1]) not in module.supernet.reductions
-        and f[6] in (str(index["sep_conv_3x3"]), str(index["sep_conv_5x5"]))
-    ]
-    assert slot and all(torch.equal(before[n], trained[n]) for n in slot)
-
-    # paired differences: mean and interval, one run said as such
     assert prune.paired([0.01]) == "+0.0100 (one run)"
     assert prune.paired([0.01, 0.03]).startswith("+0.0200 (")
 

@@ -364,6 +364,9 @@ LEVERS = [
     "search.derive_finetune_lr=0.05",
     "search.derive_uniform_steps=100",
     "search.derive_uniform_lr=0.05",
+    "search.derive_prune_keep=10",
+    "search.derive_prune_steps=50",
+    "search.derive_prune_lr=0.05",
     "search.uniform_children=true",
     "search.param_free_adjust=true",
 ]

@@ -102,6 +102,7 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
         {"search.optim.dense_weight_decay": True},
         {"search.derive_finetune_steps": 2},
         {"search.derive_uniform_steps": 3},
+        {"search.derive_prune_keep": 2, "search.derive_prune_steps": 3},
         {"search.uniform_children": True},
         {"search.param_free_adjust": True},
     ],

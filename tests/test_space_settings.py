@@ -211,11 +211,14 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search.optim.dense_weight_decay",
         "search.uniform_children",
         "search.param_free_adjust",
-        # the derivation's fine-tuning (task=fidelity leaves these out)
+        # the derivation's fine-tuning and pruning (task=fidelity leaves these out)
         "search.derive_finetune_steps",
         "search.derive_finetune_lr",
         "search.derive_uniform_steps",
         "search.derive_uniform_lr",
+        "search.derive_prune_keep",
+        "search.derive_prune_steps",
+        "search.derive_prune_lr",
     ]
     cfg = compose(["search_space=macro"])
     old = {k: v for k, v in space_fingerprint(cfg).items() if k != "search_space.skip_merge"}

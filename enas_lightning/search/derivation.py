@@ -93,6 +93,12 @@ class Derivation:
     score minus the least-squares line of score on parameter-free share fitted over all of them
     (:attr:`param_free_line`, intercept and slope), so a candidate is judged against candidates
     of like share; :meth:`residual` gives any architecture's adjusted score.
+
+    ``pruned`` (``search.derive_prune_keep``): the candidates kept after the first scoring
+    (indices into ``candidates``, best first: :meth:`order`) and ``pruned_scores`` their scores
+    on a copy of the scoring weights trained ``prune_steps`` more SGD steps on them (from
+    ``prune_lr`` on a half cosine); the derived architecture is the best of those second scores
+    (the first of equal ones) and ``unpruned_index`` the one the first scores alone would pick.
     """
 
     candidates: list[ArchRecord]
@@ -114,26 +120,61 @@ class Derivation:
     uniform_costs: list[dict[str, float]] = field(default_factory=list)
     budget: dict[str, float] = field(default_factory=dict)
     param_free_adjust: bool = False
+    # search.derive_prune_keep: the kept candidates (best first) and their second scores
+    pruned: list[int] = field(default_factory=list)
+    pruned_scores: list[float] = field(default_factory=list)
+    prune_steps: int = 0
+    prune_lr: float | None = None
     # (intercept, slope) of the candidates' score on parameter-free share (param_free_adjust)
     param_free_line: tuple[float, float] | None = field(init=False)
     best_index: int = field(init=False)
+    unpruned_index: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.param_free_line = None
         if self.param_free_adjust:
             shares = [space_of(a).param_free_share(a) for a in self.candidates]
             self.param_free_line = least_squares_line(shares, self.accuracies)
-        ranking = [
-            self.residual(a, v) for a, v in zip(self.candidates, self.accuracies, strict=True)
-        ]
+        self.best_index = self.unpruned_index = self._first_pick()
+        if len(self.pruned) != len(self.pruned_scores):
+            raise ValueError(
+                f"{len(self.pruned)} pruned candidates but {len(self.pruned_scores)} scores"
+            )
+        if self.pruned:
+            # the first of the best second scores, as argmax takes it
+            j = max(range(len(self.pruned)), key=lambda j: (self.pruned_scores[j], -j))
+            self.best_index = self.pruned[j]
+
+    def _ranking(self) -> list[float]:
+        """What the candidates are ranked by (:meth:`residual` of each score)."""
+        return [self.residual(a, v) for a, v in zip(self.candidates, self.accuracies, strict=True)]
+
+    def _within(self) -> list[int]:
+        """The candidates that fit the budget (all of them without one)."""
         if not self.budget:
-            self.best_index = int(np.argmax(ranking))
-            return
+            return list(range(len(self.candidates)))
         within = [i for i, c in enumerate(self.costs) if fits(c, self.budget)]
         if not within:
             raise BudgetError(self.none_fits())
+        return within
+
+    def _first_pick(self) -> int:
+        """The best candidate by the first scores, within the budget."""
+        ranking = self._ranking()
+        if not self.budget:
+            return int(np.argmax(ranking))
         # the first of the best scores, as argmax takes it
-        self.best_index = max(within, key=lambda i: (ranking[i], -i))
+        return max(self._within(), key=lambda i: (ranking[i], -i))
+
+    def order(self) -> list[int]:
+        """The candidates the derivation may pick (within any budget), best first by the first
+        scores (:meth:`residual`); equal ones in the candidates' order, a non-finite score
+        last. Its head is the pick without pruning."""
+        ranking = self._ranking()
+        return sorted(
+            self._within(),
+            key=lambda i: (-ranking[i] if np.isfinite(ranking[i]) else np.inf, i),
+        )
 
     def residual(self, arch: ArchRecord, score: float) -> float:
         """What the derivation ranks ``arch`` by, given its ``score``: the score itself, or under
@@ -165,6 +206,17 @@ class Derivation:
     @property
     def best(self) -> ArchRecord:
         return self.candidates[self.best_index]
+
+    @property
+    def pruned_best_score(self) -> float | None:
+        """The derived architecture's score on the pruned copy (``None`` without pruning)."""
+        if not self.pruned:
+            return None
+        return self.pruned_scores[self.pruned.index(self.best_index)]
+
+    def pruned_score(self, index: int) -> float | None:
+        """Candidate ``index``'s score on the pruned copy (``None``: not kept, or no pruning)."""
+        return self.pruned_scores[self.pruned.index(index)] if index in self.pruned else None
 
     @property
     def best_acc(self) -> float:
@@ -215,6 +267,14 @@ class Derivation:
             finetune |= {
                 "derive_uniform_steps": self.uniform_steps,
                 "derive_uniform_lr": self.uniform_lr,
+            }
+        if self.pruned:
+            finetune |= {
+                "derive_prune_keep": len(self.pruned),
+                "derive_prune_steps": self.prune_steps,
+                "derive_prune_lr": self.prune_lr,
+                f"pruned_{m}": self.pruned_best_score,
+                "pruning_changed_pick": self.best_index != self.unpruned_index,
             }
         return {
             m: self.best_acc,  # the derived (best) architecture's
@@ -277,6 +337,7 @@ class Derivation:
             *self._param_free_line(),
             *self._adjust_line(),
             *self._finetune_line(),
+            *self._prune_line(),
             *self._cost_line(),
             f"  ({SHARED_WEIGHT_CAVEAT})",
         ]
@@ -297,6 +358,24 @@ class Derivation:
             f"  every architecture fine-tuned {self.finetune_steps} SGD steps (lr "
             f"{self.finetune_lr:g}) from the shared weights before scoring "
             "(search.derive_finetune_steps): not comparable with plain shared-weight scores"
+        ]
+
+    def _prune_line(self) -> list[str]:
+        """Under ``search.derive_prune_keep``: how the pick was made among the kept ones."""
+        if not self.pruned:
+            return []
+        m = self.metric.replace("_", " ")
+        rank = self.order().index(self.best_index) + 1
+        first = (
+            "the first scoring's best too"
+            if self.best_index == self.unpruned_index
+            else f"number {rank} of the first scoring"
+        )
+        return [
+            f"  pruned: the best {len(self.pruned)} candidates scored again on a copy of the "
+            f"shared weights trained {self.prune_steps} more SGD steps on them (lr "
+            f"{self.prune_lr:g} on a half cosine; search.derive_prune_keep); the derived one "
+            f"is their best there, {m} {self.pruned_best_score:.4f} ({first})"
         ]
 
     def _cost_line(self) -> list[str]:

@@ -1,6 +1,6 @@
 """Training a copy of the shared weights before candidates are scored.
 
-Two settings, both off in the paper presets (``docs/faithfulness.md``):
+Three settings, all off in the paper presets (``docs/faithfulness.md``):
 
 - ``search.derive_uniform_steps``: one copy of the whole supernet trains that many more SGD
   steps on uniformly sampled children before the derivation and ``task=fidelity`` score any
@@ -13,8 +13,13 @@ Two settings, both off in the paper presets (``docs/faithfulness.md``):
   (:class:`ChildFineTuning`). Zhang et al. 2020 ("Deeper Insights into Weight Sharing in Neural
   Architecture Search") found that a few such steps per child lift the rank correlation between
   shared-weight and retrained accuracy.
+- ``search.derive_prune_keep`` (with ``_steps`` and ``_lr``): after the candidates are scored,
+  a copy of the scoring weights trains that many SGD steps on uniform draws from the best
+  ``derive_prune_keep`` of them (:func:`pruned_copy`), the kept ones are scored again on it and
+  the derivation picks among them (Ning et al. 2021, "Evaluating Efficient Performance
+  Estimators of Neural Architectures": prune to the top architectures, then keep training).
 
-Both train copies: the supernet, its optimizers and the random streams the rest of the run
+All three train copies: the supernet, its optimizers and the random streams the rest of the run
 reads are untouched. The per-candidate copy is made once and reloaded from its source (the
 supernet, or the uniformly trained copy when both are on) before every candidate. A candidate's
 minibatches and augmentation come from a generator seeded by ``(seed, key)`` and its dropout
@@ -42,6 +47,9 @@ if TYPE_CHECKING:
 # the first key of every fine-tuning seed (the derivation's own draws use 10**6 and 10**6 + 1)
 FINETUNE_KEY = 10**6 + 2
 UNIFORM_KEY = 10**6 + 3  # the uniform finish's children, minibatches and dropout
+# the pruned copy's draws of the kept candidates, minibatches and dropout (the key
+# experiments/prune.py used when it measured the pruning, so its picks are reproduced)
+PRUNE_KEY = 10**6 + 17
 
 
 def train_steps(
@@ -115,6 +123,26 @@ def uniformly_trained(module: SearchModule) -> nn.Module:
     archs = m.uniform_archs(steps, gen)
     lrs = cosine_lrs(steps, float(s.derive_uniform_lr), float(s.optim.lr_min))
     train_steps(m, net, archs, lrs, gen, step_seed(m.seed, UNIFORM_KEY, 1))
+    return net
+
+
+def pruned_copy(
+    module: SearchModule, source: nn.Module, archs: list[ArchRecord], steps: int, lr: float
+) -> nn.Module:
+    """A copy of ``source`` (the weights the candidates were scored on) after ``steps`` SGD
+    steps, each on one of ``archs`` (the kept candidates) drawn uniformly, at learning rates
+    falling on a half cosine from ``lr`` to ``search.optim.lr_min`` (:func:`train_steps`).
+
+    The draws, minibatches and dropout come from generators seeded by the run's seed alone, so
+    every rank trains the same copy and a rescoring of the same checkpoint gives the same pick.
+    ``source`` is untouched. Left in training mode.
+    """
+    m = module
+    net: nn.Module = copy.deepcopy(source)
+    gen = m.generator(PRUNE_KEY, 0)
+    which = torch.randint(len(archs), (steps,), generator=gen, device=gen.device).tolist()
+    lrs = cosine_lrs(steps, lr, float(m.cfg.search.optim.lr_min))
+    train_steps(m, net, [archs[i] for i in which], lrs, gen, step_seed(m.seed, PRUNE_KEY, 1))
     return net
 
 

@@ -7,7 +7,8 @@ the strategy's controller phase (ENAS: ``train_steps`` REINFORCE updates of ``nu
 sampled children each, rewarded on validation minibatches). The search ends with the
 derivation: the strategy's candidates and a uniform reference, scored on the validation split
 (each fine-tuned first from the shared weights under ``search.derive_finetune_steps``:
-:mod:`enas_lightning.search.finetune`).
+:mod:`enas_lightning.search.finetune`) and, under ``search.derive_prune_keep``, picked again
+among the best of them on a copy trained on those alone (:meth:`SearchModule.prune`).
 The strategy (:mod:`enas_lightning.strategies`, ``controller.name``) decides what the child
 phase trains, what the controller phase does and what the derivation scores; the reward
 (:mod:`enas_lightning.rewards`, ``reward.name``) scores children for both the controller phase
@@ -39,6 +40,7 @@ statistics. A controller step runs through the same machinery (see
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytorch_lightning as pl
@@ -63,7 +65,7 @@ from enas_lightning.optim import (
 )
 from enas_lightning.rewards import Reward, get_reward
 from enas_lightning.search.derivation import Derivation, budget_of
-from enas_lightning.search.finetune import ChildFineTuning, uniformly_trained
+from enas_lightning.search.finetune import ChildFineTuning, pruned_copy, uniformly_trained
 from enas_lightning.search.history import EpochSummary
 from enas_lightning.search.loader import CHILD, SearchEpoch
 from enas_lightning.search.nonfinite import NonFiniteCount
@@ -492,16 +494,8 @@ class SearchModule(pl.LightningModule):
         gen = self.generator(10**6 + 1, self.current_epoch)
         uniform = self.uniform_archs(k, gen)
         scored = [*candidates, *uniform]
-        world = self.trainer.world_size if self._trainer is not None else 1
-        rank = self.global_rank if self._trainer is not None else 0
-        scores = torch.zeros(len(scored), device=self.device)
-        mine = list(range(rank, len(scored), world))
-        if mine:
-            # keyed by position: a candidate's fine-tuning is the same on whichever rank
-            scores[mine] = self.score([scored[i] for i in mine], keys=mine).to(scores)
-        if world > 1:
-            scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
-        values = scores.tolist()
+        # keyed by position: a candidate's fine-tuning is the same on whichever rank
+        values = self.score_on_ranks(scored, list(range(len(scored))))
         n = len(candidates)
         latency = self.uses_latency()
         costs = [self.cost_row(a, latency) for a in scored]
@@ -521,7 +515,47 @@ class SearchModule(pl.LightningModule):
             budget=budget_of(self.cfg.get("derive")),
             param_free_adjust=self.cfg.search.param_free_adjust,
         )
+        if self.cfg.search.derive_prune_keep > 0:
+            self.derivation = self.prune(self.derivation)
         return self.derivation
+
+    def score_on_ranks(
+        self, archs: list[ArchRecord], keys: list[int], source: nn.Module | None = None
+    ) -> list[float]:
+        """:meth:`score` of ``archs`` (fine-tuning keys ``keys``), each rank scoring its share
+        and the scores summed across ranks, so every rank holds them all."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        rank = self.global_rank if self._trainer is not None else 0
+        scores = torch.zeros(len(archs), device=self.device)
+        mine = list(range(rank, len(archs), world))
+        if mine:
+            picked = [archs[i] for i in mine]
+            scores[mine] = self.score(picked, keys=[keys[i] for i in mine], source=source).to(
+                scores
+            )
+        if world > 1:
+            scores = self.trainer.strategy.reduce(scores, reduce_op="sum")
+        return scores.tolist()
+
+    @torch.no_grad()
+    def prune(self, derivation: Derivation) -> Derivation:
+        """``derivation`` with its pick made again among its best candidates
+        (``search.derive_prune_keep``; Ning et al. 2021): the ``derive_prune_keep`` best by
+        their first scores (within any budget, :meth:`Derivation.order`) stay, a copy of the
+        weights they were scored on trains ``search.derive_prune_steps`` SGD steps on uniform
+        draws from them (:func:`~enas_lightning.search.finetune.pruned_copy`), they are scored
+        again on it by the same reward and the best there is derived. The shared weights, the
+        optimizers and the run's random streams stay as they were; every rank trains the same
+        copy and derives the same architecture."""
+        s = self.cfg.search
+        kept = derivation.order()[: int(s.derive_prune_keep)]
+        archs = [derivation.candidates[i] for i in kept]
+        steps, lr = int(s.derive_prune_steps), float(s.derive_prune_lr)
+        net = pruned_copy(self, self.scoring_supernet(), archs, steps, lr)
+        second = self.score_on_ranks(archs, kept, source=net)
+        return dataclasses.replace(
+            derivation, pruned=kept, pruned_scores=second, prune_steps=steps, prune_lr=lr
+        )
 
     def uses_latency(self) -> bool:
         """Whether the derivation reports predicted latency: it is asked for (``reward.cost``,

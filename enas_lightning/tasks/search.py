@@ -39,7 +39,9 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
     ``latency_ms`` where a latency table is used); without a budget the derived one is the first
     row not from ``uniform``. Under another reward its score replaces the accuracy, named by its
     ``metric``. Under ``search.param_free_adjust`` the rows are ranked by the adjusted score, in
-    a ``param_free_residual`` column after the score.
+    a ``param_free_residual`` column after the score. Under ``search.derive_prune_keep`` a
+    ``pruned_<metric>`` column holds the kept candidates' scores on the pruned copy, and they
+    come first, ranked by it (the derived one first).
     """
     path = output_dir / "best_arch.json"
     save_arch(d.best, path, ops, **d.summary(), note=SHARED_WEIGHT_CAVEAT)
@@ -48,15 +50,29 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
         dict.fromkeys(k for _, cost in rows for k in cost)
     )  # params, madds[, latency_ms]
     adjusted = d.param_free_line is not None
+    # row i < len(candidates) is candidate i (Derivation.rows); the rest are uniform
+    second = [d.pruned_score(i) if i < len(d.candidates) else None for i in range(len(rows))]
     with writing(output_dir / "arch_candidates.csv") as f:
         w = csv.writer(f)
         residual = ["param_free_residual"] if adjusted else []
-        w.writerow(["rank", "source", "arc", d.metric, *residual, *columns])
-        # by what the derivation ranked (stable: ties keep the source order)
-        rows.sort(key=lambda row: -d.residual(row[0][1], row[0][2]))
-        for r, ((source, arch, acc), cost) in enumerate(rows):
+        pruned = [f"pruned_{d.metric}"] if d.pruned else []
+        w.writerow(["rank", "source", "arc", d.metric, *residual, *pruned, *columns])
+        # by what the derivation ranked: the kept ones by their second score first, then the
+        # rest (stable: ties keep the source order)
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (
+                (0, -second[i])
+                if second[i] is not None
+                else (1, -d.residual(rows[i][0][1], rows[i][0][2]))
+            ),
+        )
+        for r, i in enumerate(order):
+            (source, arch, acc), cost = rows[i]
             values = [f"{cost[k]:.4f}" if k == "latency_ms" else str(int(cost[k])) for k in columns]
             score = [f"{acc:.6f}"] + ([f"{d.residual(arch, acc):.6f}"] if adjusted else [])
+            if d.pruned:
+                score.append("" if second[i] is None else f"{second[i]:.6f}")
             w.writerow([r + 1, source, " ".join(map(str, arch.to_ints(ops))), *score, *values])
     return path
 
