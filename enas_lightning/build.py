@@ -42,6 +42,12 @@ def _positive(setting: str, value: int | float, minimum: int | float = 1) -> Non
         raise ConfigError(setting, value, f"at least {minimum}")
 
 
+def _learning_rate(setting: str, value: float, off: str) -> None:
+    """A copy's first learning rate: > 0 (``off`` names the setting that turns its use off)."""
+    if not value > 0:
+        raise ConfigError(setting, value, f"a learning rate > 0 ({off}=0 turns it off)")
+
+
 def validate(cfg: Config) -> None:
     """Check every setting whose type alone does not make it valid."""
     get_task(cfg.task)  # an unknown task: one line listing the registered ones
@@ -94,27 +100,16 @@ def validate(cfg: Config) -> None:
         _positive(name, getattr(getattr(cfg, section), key))
     _positive("search.warmup_epochs", cfg.search.warmup_epochs, 0)
     _positive("search.derive_finetune_steps", cfg.search.derive_finetune_steps, 0)
-    if not cfg.search.derive_finetune_lr > 0:
-        raise ConfigError(
-            "search.derive_finetune_lr",
-            cfg.search.derive_finetune_lr,
-            "a learning rate > 0 (search.derive_finetune_steps=0 turns the fine-tuning off)",
-        )
+    _learning_rate(
+        "search.derive_finetune_lr", cfg.search.derive_finetune_lr, "search.derive_finetune_steps"
+    )
     _positive("search.derive_uniform_steps", cfg.search.derive_uniform_steps, 0)
-    if not cfg.search.derive_uniform_lr > 0:
-        raise ConfigError(
-            "search.derive_uniform_lr",
-            cfg.search.derive_uniform_lr,
-            "a learning rate > 0 (search.derive_uniform_steps=0 turns the uniform finish off)",
-        )
+    _learning_rate(
+        "search.derive_uniform_lr", cfg.search.derive_uniform_lr, "search.derive_uniform_steps"
+    )
     _positive("search.derive_prune_keep", cfg.search.derive_prune_keep, 0)
     _positive("search.derive_prune_steps", cfg.search.derive_prune_steps, 1)
-    if not cfg.search.derive_prune_lr > 0:
-        raise ConfigError(
-            "search.derive_prune_lr",
-            cfg.search.derive_prune_lr,
-            "a learning rate > 0 (search.derive_prune_keep=0 turns the pruning off)",
-        )
+    _learning_rate("search.derive_prune_lr", cfg.search.derive_prune_lr, "search.derive_prune_keep")
     if cfg.search.derive_prune_keep > 0 and cfg.search.param_free_adjust:
         raise ConfigError(
             "search.derive_prune_keep",
