@@ -169,7 +169,7 @@ class Derivation:
     def order(self) -> list[int]:
         """The candidates the derivation may pick (within any budget), best first by the first
         scores (:meth:`residual`); equal ones in the candidates' order, a non-finite score
-        last. Its head is the pick without pruning."""
+        last. With finite scores its head is the pick without pruning."""
         ranking = self._ranking()
         return sorted(
             self._within(),
@@ -210,9 +210,7 @@ class Derivation:
     @property
     def pruned_best_score(self) -> float | None:
         """The derived architecture's score on the pruned copy (``None`` without pruning)."""
-        if not self.pruned:
-            return None
-        return self.pruned_scores[self.pruned.index(self.best_index)]
+        return self.pruned_score(self.best_index)
 
     def pruned_score(self, index: int) -> float | None:
         """Candidate ``index``'s score on the pruned copy (``None``: not kept, or no pruning)."""
