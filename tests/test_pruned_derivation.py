@@ -165,6 +165,33 @@ def test_the_kept_stay_within_the_budget_and_ties_go_to_the_first(searched) -> N
         Derivation(a, d.accuracies, None, pruned=[0, 1, 2], pruned_scores=[0.1, 0.2])
 
 
+def test_a_non_finite_score_is_never_derived(searched, tmp_path) -> None:
+    """``np.argmax`` takes a NaN as the best score: a candidate whose loss diverged on the shared
+    weights (or on the pruned copy) must never be the pick, with or without a budget or pruning,
+    and arch_candidates.csv ranks it last."""
+    from enas_lightning.tasks.search import write_derivation
+
+    module = searched[0]
+    a = archs(module, 4, 11)
+    scores = [-0.9, math.nan, -0.5, -0.5]
+    d = Derivation(a, scores, None, metric="val_neg_loss")
+    assert d.best_index == 2 and d.order() == [2, 3, 0, 1]
+    costs = [{"params": 10.0}] * 4
+    assert Derivation(a, scores, None, costs=costs, budget={"params": 20}).best_index == 2
+    pruned = Derivation(
+        a, scores, None, metric="val_neg_loss", pruned=[2, 3, 0],
+        pruned_scores=[math.nan, -0.4, -0.3], prune_steps=1, prune_lr=0.1,
+    )  # fmt: skip
+    assert pruned.best_index == 0 and pruned.unpruned_index == 2  # -0.3: best finite second
+    assert Derivation(a, [math.nan] * 4, None).best_index == 0  # none finite: the first
+    ops = tuple(module.cfg.search_space.ops)
+    write_derivation(d, tmp_path, ops)
+    with (tmp_path / "arch_candidates.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    arc = [" ".join(map(str, x.to_ints(ops))) for x in a]
+    assert [r["arc"] for r in rows] == [arc[2], arc[3], arc[0], arc[1]]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -56,6 +56,13 @@ def least_squares_line(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(ys.mean() - slope * xs.mean()), slope
 
 
+def rank_key(score: float, index: int) -> tuple[float, int]:
+    """Sort key, best first: a higher score, then the earlier candidate. A non-finite score
+    ranks last, where ``np.argmax`` would take a NaN as the best: a candidate whose loss diverged
+    on the shared weights must not be derived."""
+    return (-score if np.isfinite(score) else np.inf, index)
+
+
 def _cost(name: str, value: float) -> str:
     """A cost as printed: milliseconds to 4 digits, counts whole."""
     return f"{value:.4g}" if name == "latency_ms" else f"{value:.0f}"
@@ -141,8 +148,9 @@ class Derivation:
                 f"{len(self.pruned)} pruned candidates but {len(self.pruned_scores)} scores"
             )
         if self.pruned:
-            # the first of the best second scores, as argmax takes it
-            j = max(range(len(self.pruned)), key=lambda j: (self.pruned_scores[j], -j))
+            # the first of the best second scores; a non-finite one (a candidate whose loss
+            # diverged on the pruned copy) is never preferred to a finite one
+            j = min(range(len(self.pruned)), key=lambda j: rank_key(self.pruned_scores[j], j))
             self.best_index = self.pruned[j]
 
     def _ranking(self) -> list[float]:
@@ -159,22 +167,16 @@ class Derivation:
         return within
 
     def _first_pick(self) -> int:
-        """The best candidate by the first scores, within the budget."""
-        ranking = self._ranking()
-        if not self.budget:
-            return int(np.argmax(ranking))
-        # the first of the best scores, as argmax takes it
-        return max(self._within(), key=lambda i: (ranking[i], -i))
+        """The best candidate by the first scores, within the budget: the head of
+        :meth:`order`."""
+        return self.order()[0]
 
     def order(self) -> list[int]:
         """The candidates the derivation may pick (within any budget), best first by the first
         scores (:meth:`residual`); equal ones in the candidates' order, a non-finite score
-        last. With finite scores its head is the pick without pruning."""
+        last. Its head is the pick without pruning."""
         ranking = self._ranking()
-        return sorted(
-            self._within(),
-            key=lambda i: (-ranking[i] if np.isfinite(ranking[i]) else np.inf, i),
-        )
+        return sorted(self._within(), key=lambda i: rank_key(ranking[i], i))
 
     def residual(self, arch: ArchRecord, score: float) -> float:
         """What the derivation ranks ``arch`` by, given its ``score``: the score itself, or under

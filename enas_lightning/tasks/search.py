@@ -21,7 +21,7 @@ from enas_lightning.data.cache import load_splits_cached
 from enas_lightning.files import writing
 from enas_lightning.search.artifacts import SearchArtifacts
 from enas_lightning.search.debug import rank_state_dump
-from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation
+from enas_lightning.search.derivation import SHARED_WEIGHT_CAVEAT, Derivation, rank_key
 from enas_lightning.search.progress import EpochLine
 from enas_lightning.tasks import Task, register_task
 from enas_lightning.tasks.common import check_search, resolve_ckpt, seed_everything
@@ -62,9 +62,9 @@ def write_derivation(d: Derivation, output_dir: Path, ops: tuple[str, ...]) -> P
         order = sorted(
             range(len(rows)),
             key=lambda i: (
-                (0, -second[i])
+                (0, *rank_key(second[i], i))
                 if second[i] is not None
-                else (1, -d.residual(rows[i][0][1], rows[i][0][2]))
+                else (1, *rank_key(d.residual(rows[i][0][1], rows[i][0][2]), i))
             ),
         )
         for r, i in enumerate(order):
