@@ -57,6 +57,18 @@ def param_free_share(arch) -> float:
     return get_space(arch.space).param_free_share(arch)
 
 
+def cell_shape(arch) -> dict[str, int]:
+    """Each cell's loose-end count (the nodes its output concatenates) and depth (computed
+    nodes on its longest path): ``normal_loose_ends``, ``normal_depth``, ``reduce_...``. Empty
+    for a space without cells (macro)."""
+    cells = getattr(arch, "cells", {})
+    shape = {}
+    for name, cell in cells.items():
+        shape[f"{name}_loose_ends"] = len(cell.loose_ends)
+        shape[f"{name}_depth"] = cell.depth
+    return shape
+
+
 def run_all(
     out: Path, n: int, seeds: list[int], overrides: list[str], only: set[int] | None = None
 ) -> list[dict]:
@@ -80,6 +92,7 @@ def run_all(
                     "params": m["params"],
                     "wall_s": m.get("wall_time_s"),
                     "param_free_share": param_free_share(arch),
+                    "shape": cell_shape(arch),
                 }
             )
     return rows
@@ -103,6 +116,7 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
                 "mean": float(means[k]),
                 "param_free_share": next(r for r in rows if r["arch"] == a)["param_free_share"],
                 "params": next(r for r in rows if r["arch"] == a)["params"],
+                **next(r for r in rows if r["arch"] == a).get("shape", {}),
             }
             for k, a in enumerate(archs)
         ],
@@ -137,6 +151,16 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
         out["pf_vs_acc_tau"] = float(
             stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
         )
+    # Does the cells' shape order their retrained accuracy? (Wide, shallow normal cells did in
+    # the sixteenth round of issue 20; the shared weights map every cell's output back to the
+    # same width, the standalone network does not.)
+    shape_keys = [k for k in out["per_arch"][0] if k.endswith(("_loose_ends", "_depth"))]
+    if len(archs) >= 3:
+        out["shape_vs_acc_tau"] = {}
+        for key in shape_keys:
+            pairs = np.array([[p[key], p["mean"]] for p in out["per_arch"]], dtype=float)
+            iv = bootstrap_rows(lambda t: kendall_tau_b(t[:, 0], t[:, 1]), pairs, boot)
+            out["shape_vs_acc_tau"][key] = [iv.estimate, iv.low, iv.high]
     walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
     if walls:
         out["median_wall_s"] = statistics.median(walls)
@@ -184,6 +208,8 @@ def markdown(s: dict, overrides: list[str]) -> str:
             f"leave-one-out ceiling (Kendall tau between one seed and the mean of the other "
             f"{len(s['seeds']) - 1}, averaged over seeds) {s['loo_tau']:+.3f} ({lo:+.3f}..{hi:+.3f})"
         )
+    for key, (tau, lo, hi) in s.get("shape_vs_acc_tau", {}).items():
+        lines.append(f"tau({key.replace('_', ' ')}, mean acc) {tau:+.3f} ({lo:+.3f}..{hi:+.3f})")
     if "median_wall_s" in s:
         lines.append(f"median retrain wall time {s['median_wall_s']:.0f} s")
     return "\n".join(lines)

@@ -167,6 +167,7 @@ def test_loose_ends_hand_made_cell() -> None:
         )
     )
     assert cell.loose_ends == (1, 4)
+    assert cell.depth == 3  # in0 -> node 2 -> node 3 -> node 4
     # every node used but the last: only the last is loose
     chain = MicroCell(
         (
@@ -175,6 +176,9 @@ def test_loose_ends_hand_made_cell() -> None:
         )
     )
     assert chain.loose_ends == (3,)
+    assert chain.depth == 2
+    wide = MicroCell(tuple(MicroNode((0, 1), ("identity", "identity")) for _ in range(3)))
+    assert wide.loose_ends == (2, 3, 4) and wide.depth == 1
 
 
 def test_records_frozen_hashable_equal_by_value() -> None:

@@ -160,6 +160,7 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     from scipy import stats
 
     table = {0: (0.80, 0.82), 1: (0.75, 0.74), 2: (0.90, 0.86), 3: (0.70, 0.73)}
+    loose = {0: 3, 1: 2, 2: 4, 3: 1}
     rows = [
         {
             "arch": a,
@@ -168,11 +169,24 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
             "params": 1,
             "wall_s": None,
             "param_free_share": a / 4,
+            "shape": {"normal_loose_ends": loose[a], "normal_depth": 5 - loose[a]},
         }
         for a, accs in table.items()
         for s, acc in zip((0, 1), accs, strict=True)
     ]
     out = regime.summarize(rows, [0, 1], n_test=1000, boot=50)
+    # the cells' shape against their seed means: means 0.81, 0.745, 0.88, 0.715 order the
+    # loose ends 3, 2, 4, 1 exactly, and the depths (5 - loose ends) exactly backwards
+    tau, lo, hi = out["shape_vs_acc_tau"]["normal_loose_ends"]
+    assert tau == pytest.approx(1.0) and lo <= tau <= hi
+    assert out["shape_vs_acc_tau"]["normal_depth"][0] == pytest.approx(-1.0)
+    assert out["per_arch"][2]["normal_loose_ends"] == 4
+    from enas_lightning.arch import parse_ints
+    from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL, MicroArch
+
+    # the authors' published cell: every node of its normal cell reads the cell's inputs only
+    shape = regime.cell_shape(MicroArch.from_ints(parse_ints(AUTHORS_MICRO_FINAL)))
+    assert shape["normal_depth"] == 1 and shape["normal_loose_ends"] == 5, shape
     means = np.array([np.mean(v) for v in table.values()])
     assert out["cell_sd"] == pytest.approx(means.std(ddof=1))
     # pooled within-architecture sd: mean of the per-architecture variances, square-rooted

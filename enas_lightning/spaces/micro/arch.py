@@ -47,6 +47,20 @@ class MicroCell:
         used = {i for node in self.nodes for i in node.inputs}
         return tuple(i for i in range(len(self.nodes) + 2) if i not in used)
 
+    @property
+    def depth(self) -> int:
+        """Computed nodes on the cell's longest path from an input to its output.
+
+        1 when every node reads only the cell's inputs (a wide cell), B for a chain of all B
+        nodes (a deep one). With the loose-end count it describes the cell's shape, which
+        orders retrained accuracy where the shared weights' scores do not (experiments/
+        RESULTS.md, issue 20, sixteenth round).
+        """
+        level = [0, 0]
+        for node in self.nodes:
+            level.append(1 + max(level[i] for i in node.inputs))
+        return max(level)
+
     def validate(self, where: str, ops: tuple[str, ...] | None = None) -> None:
         """Raise :class:`ArchError` naming the cell, node and slot of the first problem."""
         if len(self.nodes) < 1:
