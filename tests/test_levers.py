@@ -369,7 +369,6 @@ LEVERS = [
     "search.derive_prune_lr=0.05",
     "search.uniform_children=true",
     "search.param_free_adjust=true",
-    "search_space.standalone_width=true",
 ]
 
 

@@ -105,7 +105,6 @@ def test_mid_epoch_resume_child_and_controller_phase(tmp_path):
         {"search.derive_prune_keep": 2, "search.derive_prune_steps": 3},
         {"search.uniform_children": True},
         {"search.param_free_adjust": True},
-        {"search_space.standalone_width": True, "search_space.aux_weight": 0.0},
     ],
     ids=lambda lever: next(iter(lever)),
 )

@@ -202,7 +202,6 @@ def test_checkpoint_fingerprints_keep_their_keys() -> None:
         "search_space.aux_weight>0",
         "search_space.num_nodes",
         "search_space.weights_per_input",
-        "search_space.standalone_width",  # issue 20; older checkpoints lack it and still load
         "controller.lstm_size",
         "controller.lstm_layers",
         # the levers against the collapse (issue 20); older checkpoints lack them and still load

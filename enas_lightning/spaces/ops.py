@@ -196,20 +196,11 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.relu:
             x = torch.relu(x)
-        return self.bn(factorized_paths(x, self.path1.weight, self.path2.weight))
-
-
-def factorized_paths(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
-    """The two stride-2 1x1 paths of :class:`FactorizedReduce`, concatenated (before its BN).
-
-    ``x`` ``[B, C_in, H, W]``, ``w1`` / ``w2`` ``[C_1, C_in, 1, 1]`` / ``[C_2, C_in, 1, 1]`` ->
-    ``[B, C_1 + C_2, ceil(H/2), ceil(W/2)]``.
-    """
-    a = F.conv2d(x[:, :, ::2, ::2], w1)
-    # shift by one pixel (pad bottom/right with zeros) so the second path sees the odd pixels
-    shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-    b = F.conv2d(shifted[:, :, ::2, ::2], w2)
-    return torch.cat([a, b], dim=1)
+        a = self.path1(x[:, :, ::2, ::2])
+        # shift by one pixel (pad bottom/right with zeros) so the second path sees the odd pixels
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        b = self.path2(shifted[:, :, ::2, ::2])
+        return self.bn(torch.cat([a, b], dim=1))
 
 
 class SamePool(nn.Module):

@@ -16,10 +16,6 @@ class MicroSearchSpaceConfig(SearchSpaceConfig):
     # (cell, node, slot, op) shared by every input (false: each copy trains more often; see
     # experiments/RESULTS.md, "Why the shared weights learn slowly")
     weights_per_input: bool = True
-    # each cell's output passed on at the standalone network's width (its loose ends x channels,
-    # the consumers' weights one block per node) instead of mapped back to channels by a 1x1 conv
-    # as the authors' supernet (false); see spaces/micro/supernet.py
-    standalone_width: bool = False
 
 
 @dataclass

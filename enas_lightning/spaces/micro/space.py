@@ -43,19 +43,11 @@ class MicroSpace(Space):
         ):
             if layers < 3:
                 raise ConfigError(setting, layers, "at least 3")
-        if s.standalone_width and s.aux_weight > 0:
-            raise ConfigError(
-                "search_space.aux_weight",
-                s.aux_weight,
-                "0 with search_space.standalone_width=true (the aux head reads one cell's "
-                "output at the authors' width)",
-            )
 
     def fingerprint(self, s: MicroSearchSpaceConfig) -> dict[str, Any]:
         return {
             "search_space.num_nodes": s.num_nodes,
             "search_space.weights_per_input": s.weights_per_input,
-            "search_space.standalone_width": s.standalone_width,
         }
 
     def arch_size(self, s: MicroSearchSpaceConfig) -> int | None:
@@ -97,7 +89,6 @@ class MicroSpace(Space):
             aux_head=s.aux_weight > 0,
             image_size=h,
             weights_per_input=s.weights_per_input,
-            standalone_width=s.standalone_width,
         )
 
     def build_network(
