@@ -22,7 +22,10 @@ width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a r
 - with 3 or more seeds, the **leave-one-out ceiling**: tau between one seed and the mean of the
   others, averaged over seeds (what one retraining does against a seed mean, beside which a
   supernet's tau against the seed means is read);
-- each architecture's parameter-free share (ops without weights: identity and the pools).
+- each architecture's parameter-free share (ops without weights: identity and the pools);
+- for a cell space, each cell's loose-end count and depth and their Kendall tau against the seed
+  means, with bootstrap intervals (``shape_vs_acc_tau``): the normal cell's shape ordered the
+  retrained cells where no supernet did (experiments/RESULTS.md, issue 20, sixteenth round).
 
     python experiments/regime.py --out runs/regime_a --archs 10 --seeds 0,1 \\
         dataset=image_folder dataset.data_dir=data/fmnist800 dataset.channels=1 \\
