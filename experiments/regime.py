@@ -25,7 +25,8 @@ width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a r
 - each architecture's parameter-free share (ops without weights: identity and the pools);
 - for a cell space, each cell's loose-end count and depth and their Kendall tau against the seed
   means, with bootstrap intervals (``shape_vs_acc_tau``): the normal cell's shape ordered the
-  retrained cells where no supernet did (experiments/RESULTS.md, issue 20, sixteenth round).
+  retrained cells as well as the best supernet did (experiments/RESULTS.md, issue 20, sixteenth
+  round).
 
     python experiments/regime.py --out runs/regime_a --archs 10 --seeds 0,1 \\
         dataset=image_folder dataset.data_dir=data/fmnist800 dataset.channels=1 \\
@@ -154,9 +155,8 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
         out["pf_vs_acc_tau"] = float(
             stats.kendalltau([p["param_free_share"] for p in out["per_arch"]], means).statistic
         )
-    # Does the cells' shape order their retrained accuracy? (Wide, shallow normal cells did in
-    # the sixteenth round of issue 20; the shared weights map every cell's output back to the
-    # same width, the standalone network does not.)
+    # Does the cells' shape order their retrained accuracy? (The normal cell's did in the
+    # sixteenth round of issue 20, mostly because 4-deep chains retrain worse.)
     shape_keys = [k for k in out["per_arch"][0] if k.endswith(("_loose_ends", "_depth"))]
     if len(archs) >= 3:
         out["shape_vs_acc_tau"] = {}
