@@ -187,6 +187,10 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     # the authors' published cell: every node of its normal cell reads the cell's inputs only
     shape = regime.cell_shape(MicroArch.from_ints(parse_ints(AUTHORS_MICRO_FINAL)))
     assert shape["normal_depth"] == 1 and shape["normal_loose_ends"] == 5, shape
+    from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL, MacroArch
+
+    # a space without cells reports no shape (and summarize() then no shape taus)
+    assert regime.cell_shape(MacroArch.from_ints(parse_ints(AUTHORS_MACRO_FINAL))) == {}
     means = np.array([np.mean(v) for v in table.values()])
     assert out["cell_sd"] == pytest.approx(means.std(ddof=1))
     # pooled within-architecture sd: mean of the per-architecture variances, square-rooted
