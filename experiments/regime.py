@@ -110,6 +110,9 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
     cell_sd = float(means.std(ddof=1))
     seed_var = float(table.var(axis=1, ddof=1).mean()) if len(seeds) > 1 else float("nan")
     seed_sd = seed_var**0.5
+    first = {}  # each architecture's first row: what does not depend on the seed
+    for r in rows:
+        first.setdefault(r["arch"], r)
     out: dict = {
         "archs": len(archs),
         "seeds": seeds,
@@ -118,9 +121,9 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
                 "arch": a,
                 "accs": table[k].tolist(),
                 "mean": float(means[k]),
-                "param_free_share": next(r for r in rows if r["arch"] == a)["param_free_share"],
-                "params": next(r for r in rows if r["arch"] == a)["params"],
-                **next(r for r in rows if r["arch"] == a).get("shape", {}),
+                "param_free_share": first[a]["param_free_share"],
+                "params": first[a]["params"],
+                **first[a].get("shape", {}),
             }
             for k, a in enumerate(archs)
         ],
@@ -157,10 +160,9 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
         )
     # Does the cells' shape order their retrained accuracy? (The normal cell's did in the
     # sixteenth round of issue 20, mostly because 4-deep chains retrain worse.)
-    shape_keys = [k for k in out["per_arch"][0] if k.endswith(("_loose_ends", "_depth"))]
     if len(archs) >= 3:
         out["shape_vs_acc_tau"] = {}
-        for key in shape_keys:
+        for key in first[archs[0]].get("shape", {}):
             pairs = np.array([[p[key], p["mean"]] for p in out["per_arch"]], dtype=float)
             iv = bootstrap_rows(lambda t: kendall_tau_b(t[:, 0], t[:, 1]), pairs, boot)
             out["shape_vs_acc_tau"][key] = [iv.estimate, iv.low, iv.high]
