@@ -28,6 +28,10 @@ width, depth, epochs). Each run is ``task=final`` in ``<out>/a<i>_s<seed>``; a r
   retrained cells as well as the best supernet did (experiments/RESULTS.md, issue 20, sixteenth
   round).
 
+``--normal-depth D`` retrains uniform cells conditioned on the normal cell's depth instead
+(:func:`normal_depth_archs`): does a shape, e.g. the wide, shallow normal cell the ENAS
+controller drifts to, retrain better than the uniform cells?
+
     python experiments/regime.py --out runs/regime_a --archs 10 --seeds 0,1 \\
         dataset=image_folder dataset.data_dir=data/fmnist800 dataset.channels=1 \\
         dataset.image_size=14 dataset.test_size=5000 final.channels=8 final.layers=1
@@ -42,7 +46,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from retrained_study import retrain_once, uniform_archs
+import torch
+from retrained_study import retrain_once, uniform_archs, uniform_sampler
 from scipy import stats
 
 from enas_lightning.arch.io import save_arch
@@ -73,17 +78,57 @@ def cell_shape(arch) -> dict[str, int]:
     return shape
 
 
+def normal_depth_archs(
+    ids: list[int], overrides: list[str], depth: int, max_draws: int = 100_000
+) -> tuple[dict[int, object], tuple[str, ...]]:
+    """Uniform cells conditioned on the normal cell's depth: architecture ``i`` is the first
+    uniform draw of a generator seeded with ``i`` whose normal cell has ``depth`` (rejection
+    sampling, so the reduction cell and the normal cell's ops stay uniform). Where that first
+    draw already has the depth it is uniform architecture ``i``; use ids the uniform study does
+    not, for cells of its own."""
+    controller, ops = uniform_sampler(overrides)
+    archs = {}
+    for i in ids:
+        gen = torch.Generator().manual_seed(i)
+        for _ in range(max_draws):
+            arch = controller.sample_archs(1, gen, uniform=True)[0]
+            cells = getattr(arch, "cells", None)
+            if cells is None:
+                raise SystemExit("--normal-depth: this search space has no cells (use micro)")
+            if cells["normal"].depth == depth:
+                archs[i] = arch
+                break
+        else:
+            nodes = len(cells["normal"].nodes)
+            raise SystemExit(
+                f"--normal-depth {depth}: no normal cell of that depth in {max_draws} draws; "
+                f"allowed: 1..{nodes}"
+            )
+    return archs, ops
+
+
 def run_all(
-    out: Path, n: int, seeds: list[int], overrides: list[str], only: set[int] | None = None
+    out: Path,
+    n: int,
+    seeds: list[int],
+    overrides: list[str],
+    only: set[int] | None = None,
+    normal_depth: int | None = None,
 ) -> list[dict]:
-    """Retrain architectures ``0..n-1`` (those in ``only``, when given) with every seed."""
-    archs, ops = uniform_archs(n, overrides)
+    """Retrain architectures ``0..n-1`` (those in ``only``, when given) with every seed;
+    with ``normal_depth``, the cells of :func:`normal_depth_archs` instead of uniform ones."""
+    ids = [i for i in range(n) if only is None or i in only]
+    if normal_depth is None:
+        archs, ops = uniform_archs(n, overrides)
+        prefix = "uniform"
+    else:
+        archs, ops = normal_depth_archs(ids, overrides, normal_depth)
+        prefix = f"normal_depth{normal_depth}"
     (out / "archs").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, arch in enumerate(archs):
-        if only is not None and i not in only:
-            continue
-        arch_file = out / "archs" / f"uniform_{i}.json"
+    for i in ids:
+        arch = archs[i]
+        arch_file = out / "archs" / f"{prefix}_{i}.json"
         if not arch_file.is_file():
             save_arch(arch, arch_file, ops)
         for s in seeds:
@@ -173,9 +218,12 @@ def summarize(rows: list[dict], seeds: list[int], n_test: int, boot: int = 2000)
 
 
 def markdown(s: dict, overrides: list[str]) -> str:
+    depth = s.get("normal_depth")
+    shaped = "" if depth is None else f" with a normal cell of depth {depth}"
     lines = [
         f"regime: {' '.join(overrides)}",
-        f"{s['archs']} uniform architectures x seeds {s['seeds']} ({s['n_test']} test images)",
+        f"{s['archs']} uniform architectures{shaped} x seeds {s['seeds']} "
+        f"({s['n_test']} test images)",
         "",
         "| arch | param-free share | params | test acc per seed | mean |",
         "|---|---|---|---|---|",
@@ -230,14 +278,21 @@ def main() -> None:
         "--arch-ids", default="", help="only these of the --archs architectures, e.g. 0,10,12"
     )
     parser.add_argument("--n-test", type=int, default=5000, help="test images (for the SE)")
+    parser.add_argument(
+        "--normal-depth",
+        type=int,
+        default=None,
+        help="uniform cells whose normal cell has this depth (rejection sampling), e.g. 1",
+    )
     parser.add_argument("extra", nargs="*", help="Hydra overrides: the regime")
     args = parser.parse_args()
     out = args.out.resolve()
     seeds = [int(v) for v in args.seeds.split(",")]
     only = {int(v) for v in args.arch_ids.split(",")} if args.arch_ids else None
-    rows = run_all(out, args.archs, seeds, args.extra, only)
+    rows = run_all(out, args.archs, seeds, args.extra, only, args.normal_depth)
     s = summarize(rows, seeds, args.n_test)
     s["overrides"] = args.extra
+    s["normal_depth"] = args.normal_depth
     md = markdown(s, args.extra)
     (out / "regime.md").write_text(md + "\n")
     (out / "regime.json").write_text(json.dumps(s, indent=2) + "\n")

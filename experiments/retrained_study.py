@@ -36,19 +36,24 @@ from enas_lightning.build import build_controller
 from enas_lightning.config import register_configs
 
 
-def uniform_archs(n: int, overrides: list[str]) -> tuple[list, tuple[str, ...]]:
-    """``n`` architectures of the configured space, number ``i`` seeded with ``i``."""
+def uniform_sampler(overrides: list[str]):
+    """The configured space's uniform sampler (``controller=random``) and its op names."""
     register_configs()
     with initialize_config_module("enas_lightning.conf", version_base="1.3"):
         cfg = compose(
             config_name="config",
             overrides=["experiment=quickstart", "controller=random", *overrides],
         )
-    controller = build_controller(cfg)
+    return build_controller(cfg), tuple(cfg.search_space.ops)
+
+
+def uniform_archs(n: int, overrides: list[str]) -> tuple[list, tuple[str, ...]]:
+    """``n`` architectures of the configured space, number ``i`` seeded with ``i``."""
+    controller, ops = uniform_sampler(overrides)
     return [
         controller.sample_archs(1, torch.Generator().manual_seed(i), uniform=True)[0]
         for i in range(n)
-    ], tuple(cfg.search_space.ops)
+    ], ops
 
 
 def retrain_once(arch_file: Path, run: Path, seed: int, overrides: list[str]) -> dict:

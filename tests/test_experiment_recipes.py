@@ -154,6 +154,24 @@ def test_retrained_comparison_intervals() -> None:
     assert half == pytest.approx(stats.t.ppf(0.975, t.df) * se, rel=1e-6)
 
 
+def test_regime_normal_depth_cells_are_uniform_cells_of_that_depth() -> None:
+    """``regime.py --normal-depth``: every cell has the asked normal depth, the draw is seeded
+    per id, a first uniform draw of that depth is kept as it is, and an impossible depth is one
+    line naming the option and what is allowed."""
+    import regime  # noqa: E402 (experiments/ is on sys.path above)
+
+    uniform, _ = regime.uniform_archs(4, [])
+    depth = uniform[3].cells["normal"].depth
+    archs, ops = regime.normal_depth_archs([3, 7, 8], [], depth)
+    assert archs[3] == uniform[3]  # its first draw already has the depth
+    assert {a.cells["normal"].depth for a in archs.values()} == {depth}
+    # the reduction cells are not conditioned on: they are still drawn, not all alike
+    again, _ = regime.normal_depth_archs([7, 8], [], depth)
+    assert again[7] == archs[7] and again[8] == archs[8] and archs[7] != archs[8]
+    with pytest.raises(SystemExit, match=r"--normal-depth 9: .* allowed: 1\.\.4"):
+        regime.normal_depth_archs([0], [], 9, max_draws=20)
+
+
 def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     """experiments/regime.py: the cell spread, the seed spread and the ceiling tau."""
     import regime  # noqa: E402 (experiments/ is on sys.path above)
