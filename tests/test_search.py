@@ -174,6 +174,32 @@ def test_reward_scoring_dropout_follows_the_setting(make_cfg, reward_dropout: bo
     assert module.supernet.training and module.supernet.drop.training
 
 
+def test_every_child_step_trains_in_train_mode(tiny_cfg, tmp_path) -> None:
+    """The child step calls ``train()`` only when the supernet is not in train mode (a walk
+    over every module is costly): child forwards still run in train mode after the controller
+    phase's scoring, and after something left the supernet in eval mode."""
+    import pytorch_lightning as pl
+
+    module = make_module(tiny_cfg)
+    modes: list[tuple[bool, bool]] = []  # (grad enabled: a child step, every module training)
+
+    def record(net: nn.Module, args) -> None:
+        modes.append((torch.is_grad_enabled(), all(m.training for m in net.modules())))
+
+    module.supernet.register_forward_pre_hook(record)
+
+    class LeaveInEval(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            pl_module.supernet.eval()
+
+    trainer = build_trainer(tiny_cfg, "search", tmp_path, 2, [LeaveInEval()], False)
+    trainer.fit(module)
+    child = [training for grad, training in modes if grad]
+    scored = [training for grad, training in modes if not grad]
+    assert len(child) == 2 * module.loader.child_batches and all(child)
+    assert scored and not any(scored)  # the controller phase scored in eval mode
+
+
 def test_child_phase_leaves_the_controller_alone(make_cfg, tmp_path) -> None:
     # train_every=2: no controller phase after epoch 0
     cfg = make_cfg(["search.child_batches=3", "controller.train_every=2"])
