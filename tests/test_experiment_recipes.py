@@ -187,7 +187,11 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
             "params": 1,
             "wall_s": None,
             "param_free_share": a / 4,
-            "shape": {"normal_loose_ends": loose[a], "normal_depth": 5 - loose[a]},
+            "shape": {
+                "normal_loose_ends": loose[a],
+                "normal_depth": 5 - loose[a],
+                "reduce_depth": 2,  # the same for every cell: no tau
+            },
         }
         for a, accs in table.items()
         for s, acc in zip((0, 1), accs, strict=True)
@@ -198,6 +202,7 @@ def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
     tau, lo, hi = out["shape_vs_acc_tau"]["normal_loose_ends"]
     assert tau == pytest.approx(1.0) and lo <= tau <= hi
     assert out["shape_vs_acc_tau"]["normal_depth"][0] == pytest.approx(-1.0)
+    assert "reduce_depth" not in out["shape_vs_acc_tau"]
     assert out["per_arch"][2]["normal_loose_ends"] == 4
     from enas_lightning.arch import parse_ints
     from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL, MicroArch

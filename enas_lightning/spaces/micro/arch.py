@@ -53,8 +53,10 @@ class MicroCell:
 
         1 when every node reads only the cell's inputs (a wide cell), B for a chain of all B
         nodes (a deep one). With the loose-end count it describes the cell's shape: on
-        Fashion-MNIST, normal cells of depth 4 (of 4 nodes) retrained worse than the rest
-        (experiments/RESULTS.md, issue 20, sixteenth round).
+        Fashion-MNIST, normal cells of depth 4 (of 4 nodes) retrained worse than the rest, and
+        uniform cells with a normal cell of depth 1, the shape the ENAS controller drifts to,
+        retrained better than uniform cells (experiments/RESULTS.md, issue 20, sixteenth and
+        seventeenth rounds).
         """
         level = [0, 0]
         for node in self.nodes:
