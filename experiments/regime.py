@@ -88,22 +88,23 @@ def normal_depth_archs(
     draw already has the depth it is uniform architecture ``i``; use ids the uniform study does
     not, for cells of its own."""
     controller, ops = uniform_sampler(overrides)
+    # the quickstart's micro space (what uniform_sampler composes): its cells' node count
+    probe = controller.sample_archs(1, torch.Generator().manual_seed(0), uniform=True)[0]
+    nodes = len(probe.cells["normal"].nodes)
+    if not 1 <= depth <= nodes:
+        raise SystemExit(f"--normal-depth {depth}: allowed: 1..{nodes} (the cell's nodes)")
     archs = {}
     for i in ids:
         gen = torch.Generator().manual_seed(i)
         for _ in range(max_draws):
             arch = controller.sample_archs(1, gen, uniform=True)[0]
-            cells = getattr(arch, "cells", None)
-            if cells is None:
-                raise SystemExit("--normal-depth: this search space has no cells (use micro)")
-            if cells["normal"].depth == depth:
+            if arch.cells["normal"].depth == depth:
                 archs[i] = arch
                 break
         else:
-            nodes = len(cells["normal"].nodes)
             raise SystemExit(
-                f"--normal-depth {depth}: no normal cell of that depth in {max_draws} draws; "
-                f"allowed: 1..{nodes}"
+                f"--normal-depth {depth}: no normal cell of that depth in {max_draws} uniform "
+                f"draws for architecture {i}"
             )
     return archs, ops
 

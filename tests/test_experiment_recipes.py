@@ -168,8 +168,10 @@ def test_regime_normal_depth_cells_are_uniform_cells_of_that_depth() -> None:
     # the reduction cells are not conditioned on: they are still drawn, not all alike
     again, _ = regime.normal_depth_archs([7, 8], [], depth)
     assert again[7] == archs[7] and again[8] == archs[8] and archs[7] != archs[8]
-    with pytest.raises(SystemExit, match=r"--normal-depth 9: .* allowed: 1\.\.4"):
-        regime.normal_depth_archs([0], [], 9, max_draws=20)
+    with pytest.raises(SystemExit, match=r"--normal-depth 9: allowed: 1\.\.4"):
+        regime.normal_depth_archs([0], [], 9)
+    with pytest.raises(SystemExit, match=r"--normal-depth 0: allowed: 1\.\.4"):
+        regime.normal_depth_archs([0], [], 0)
 
 
 def test_regime_spreads_and_noise_ceiling_on_a_hand_made_table() -> None:
