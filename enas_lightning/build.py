@@ -99,6 +99,7 @@ def validate(cfg: Config) -> None:
         section, key = name.split(".")
         _positive(name, getattr(getattr(cfg, section), key))
     _positive("search.warmup_epochs", cfg.search.warmup_epochs, 0)
+    _positive("logger.plot_every_n_epochs", cfg.logger.plot_every_n_epochs)
     _positive("search.derive_finetune_steps", cfg.search.derive_finetune_steps, 0)
     _learning_rate(
         "search.derive_finetune_lr", cfg.search.derive_finetune_lr, "search.derive_finetune_steps"

@@ -320,6 +320,10 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     offline: bool | None = None  # wandb: None = offline when no API key is configured
     log_pictures: bool = True
+    # the controller plots (plots/*.png, and their images on W&B or TensorBoard) are redrawn
+    # at the end of every n-th search epoch and of the last one; a plot costs seconds of
+    # matplotlib (a tenth of a 2-epoch tiny search, bench/RESULTS.md)
+    plot_every_n_epochs: int = 1
 
 
 @dataclass

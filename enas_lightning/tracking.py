@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from enas_lightning.config import Config
 from enas_lightning.files import optional
+from enas_lightning.search.artifacts import plots_due
 from enas_lightning.search.progress import search_progress_bar
 from enas_lightning.viz import arch_dot, render
 
@@ -117,9 +118,12 @@ class SearchTracking(pl.Callback):
     """Per-epoch tables and images for the logger (rank 0 only); runs after SearchArtifacts,
     whose files (``plots/*.png``, ``pictures/greedy_epoch{N}.png``) it sends."""
 
-    def __init__(self, pictures: bool = True, table_pictures: int = TABLE_PICTURES) -> None:
+    def __init__(
+        self, pictures: bool = True, table_pictures: int = TABLE_PICTURES, plot_every: int = 1
+    ) -> None:
         self.pictures = pictures
         self.table_pictures = table_pictures
+        self.plot_every = plot_every
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
         if not trainer.is_global_zero or not trainer.loggers:
@@ -128,7 +132,9 @@ class SearchTracking(pl.Callback):
         out = Path(trainer.default_root_dir)
         step = trainer.global_step
         epoch = trainer.current_epoch
-        images = {f"plots/{n}": out / "plots" / f"{n}.png" for n in ("op_probs", "controller")}
+        images = {}
+        if plots_due(trainer, self.plot_every):  # otherwise the files are an earlier epoch's
+            images = {f"plots/{n}": out / "plots" / f"{n}.png" for n in ("op_probs", "controller")}
         if self.pictures:
             images["pictures/greedy_arch"] = out / "pictures" / f"greedy_epoch{epoch}.png"
         images = {k: p for k, p in images.items() if p.exists()}
@@ -173,7 +179,11 @@ def search_callbacks(cfg: Config) -> list[pl.Callback]:
     """Callbacks the search adds after ``SearchArtifacts``: config, tables, images, progress."""
     callbacks: list[pl.Callback] = [ConfigLogger(cfg)]
     if cfg.logger.name != "none":
-        callbacks.append(SearchTracking(pictures=cfg.logger.log_pictures))
+        callbacks.append(
+            SearchTracking(
+                pictures=cfg.logger.log_pictures, plot_every=cfg.logger.plot_every_n_epochs
+            )
+        )
     callbacks += search_progress_bar(cfg.trainer.enable_progress_bar)
     return callbacks
 

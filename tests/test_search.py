@@ -537,3 +537,35 @@ def test_derivation_batches_are_seeded_random_samples_of_a_class_ordered_split(t
     tiny_cfg.search.eval_batch_size = n
     (whole,) = batches()
     assert torch.equal(whole[1], data.val_y)
+
+
+def test_controller_plots_are_drawn_every_n_epochs_and_at_the_last(tmp_path, monkeypatch) -> None:
+    """``logger.plot_every_n_epochs=2`` on a 5-epoch search redraws the plots after epochs 2, 4
+    and 5 (the last); the W&B/TensorBoard images follow the same epochs; 0 is refused."""
+    from types import SimpleNamespace
+
+    from enas_lightning.app import run
+    from enas_lightning.build import validate
+    from enas_lightning.errors import ConfigError
+    from enas_lightning.search import artifacts
+    from tests.conftest import compose_cfg
+
+    drawn: list[int] = []  # the epochs (1-based) whose history the op-probability plot got
+    plot = artifacts.plot_op_probs
+    monkeypatch.setattr(
+        artifacts, "plot_op_probs", lambda h, *a, **k: (drawn.append(len(h)), plot(h, *a, **k))
+    )
+    cfg = compose_cfg(tmp_path, ["search.epochs=5", "logger.plot_every_n_epochs=2"])
+    run(cfg)
+    assert drawn == [2, 4, 5]
+    assert (tmp_path / "plots" / "op_probs.png").is_file()
+    assert (tmp_path / "plots" / "controller.png").is_file()
+
+    def due(epoch: int, stop: bool = False) -> bool:
+        trainer = SimpleNamespace(current_epoch=epoch, max_epochs=5, should_stop=stop)
+        return artifacts.plots_due(trainer, 2)
+
+    assert [e for e in range(5) if due(e)] == [1, 3, 4]
+    assert due(0, stop=True)  # a search that stops early plots its last epoch
+    with pytest.raises(ConfigError, match=r"logger.plot_every_n_epochs=0 is not allowed: at least"):
+        validate(compose_cfg(tmp_path / "bad", ["logger.plot_every_n_epochs=0"]))

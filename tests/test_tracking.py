@@ -213,3 +213,33 @@ if __name__ == "__main__":  # pragma: no cover - debugging aid: dump an offline 
     for f in glob.glob(sys.argv[1]):
         for rec in wandb_records(Path(f)):
             print(rec.WhichOneof("record_type"))
+
+
+def test_the_logger_gets_the_plots_only_on_the_epochs_that_redraw_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """With ``plot_every=2`` over 5 epochs the plot images go to the logger after epochs 2, 4
+    and 5: on the others the files on disk are an earlier epoch's."""
+    from types import SimpleNamespace
+
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(tracking, "is_wandb", lambda logger: False)
+    monkeypatch.setattr(tracking, "is_tensorboard", lambda logger: True)
+    monkeypatch.setattr(tracking, "log_image", lambda lg, key, p, step: sent.append((key, step)))
+    (tmp_path / "plots").mkdir()
+    for name in ("op_probs", "controller"):
+        (tmp_path / "plots" / f"{name}.png").write_bytes(b"png")
+    callback = tracking.SearchTracking(pictures=False, plot_every=2)
+    module = SimpleNamespace(summarize_epoch=lambda: None, epoch_samples=[])
+    for epoch in range(5):
+        trainer = SimpleNamespace(
+            is_global_zero=True,
+            loggers=[object()],
+            default_root_dir=str(tmp_path),
+            global_step=10 * epoch,
+            current_epoch=epoch,
+            max_epochs=5,
+            should_stop=False,
+        )
+        callback.on_train_epoch_end(trainer, module)
+    assert sent == [(f"plots/{n}", s) for s in (10, 30, 40) for n in ("op_probs", "controller")]

@@ -5,7 +5,8 @@
 - ``history.json``: per-epoch controller summary (reward, baseline, entropy, op probabilities,
   skip rate, greedy architecture);
 - ``pictures/greedy_epoch{N}.dot|png|svg``: the controller's greedy architecture each epoch;
-- ``plots/op_probs.png``, ``plots/controller.png``: the controller converging (or collapsing).
+- ``plots/op_probs.png``, ``plots/controller.png``: the controller converging (or collapsing),
+  redrawn every ``logger.plot_every_n_epochs`` epochs and at the last one.
 
 The CSV rows and ``history.json`` land whole or not at all (:mod:`enas_lightning.files`); a
 picture or a plot that cannot be written costs one warning line, not the search.
@@ -31,12 +32,22 @@ def history_json(history: list[EpochSummary], ops: tuple[str, ...]) -> list[dict
     return [h.to_dict(ops) for h in history]
 
 
-class SearchArtifacts(pl.Callback):
-    """Writes the files above at the end of every search epoch."""
+def plots_due(trainer: pl.Trainer, every: int) -> bool:
+    """Whether the epoch ending now redraws the controller plots: every ``every``-th epoch
+    (counting from 1) and the search's last, also when it stops early."""
+    epoch = trainer.current_epoch + 1
+    last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+    return epoch % every == 0 or last or trainer.should_stop
 
-    def __init__(self, output_dir: Path, pictures: bool = True) -> None:
+
+class SearchArtifacts(pl.Callback):
+    """Writes the files above at the end of every search epoch (the plots every
+    ``plot_every`` epochs and at the last)."""
+
+    def __init__(self, output_dir: Path, pictures: bool = True, plot_every: int = 1) -> None:
         self.dir = Path(output_dir)
         self.pictures = pictures
+        self.plot_every = plot_every
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
         # Lightning runs callbacks' epoch-end hooks before the module's, so make sure the
@@ -69,7 +80,7 @@ class SearchArtifacts(pl.Callback):
             with optional(pics / f"greedy_epoch{last.epoch}.png"):
                 pics.mkdir(exist_ok=True)
                 render(arch_dot(last.greedy_arch), pics / f"greedy_epoch{last.epoch}")
-        if any(h.controller_ran for h in history):
+        if any(h.controller_ran for h in history) and plots_due(trainer, self.plot_every):
             plots = self.dir / "plots"
             with optional(plots / "op_probs.png"):
                 plots.mkdir(exist_ok=True)

@@ -107,7 +107,11 @@ def run_search(
     module = build_search_module(cfg, splits)
     interrupt = SaveOnInterrupt(output_dir / "checkpoints")
     callbacks = [
-        SearchArtifacts(output_dir, pictures=cfg.logger.log_pictures),
+        SearchArtifacts(
+            output_dir,
+            pictures=cfg.logger.log_pictures,
+            plot_every=cfg.logger.plot_every_n_epochs,
+        ),
         EpochLine(),
         last_checkpoint(output_dir / "checkpoints"),
         interrupt,
