@@ -26,3 +26,32 @@ def test_epoch_seconds_splits_warm_up_from_controller_epochs() -> None:
     warm, ctrl = quickstart.epoch_seconds(LOG)
     assert warm == [12.6]
     assert ctrl == [36.3, 35.9]  # the cost-aware line's extra column does not shift it
+
+
+def test_epoch_seconds_reads_the_lines_the_search_writes() -> None:
+    """The lines as ``EpochLine.line`` writes them today (a warm-up epoch, a controller epoch
+    and a cost-aware one): a change to that format that the bench no longer reads fails here."""
+    from types import SimpleNamespace
+
+    from enas_lightning.search.history import EpochSummary
+    from enas_lightning.search.progress import EpochLine
+
+    trainer = SimpleNamespace(max_epochs=3, callback_metrics={})
+    base = {"baseline": 0.1, "lr": 0.05}
+    summaries = [
+        EpochSummary(epoch=0, warmup=True, **base),
+        EpochSummary(epoch=1, warmup=False, reward=0.5, entropy=44.9, **base),
+        EpochSummary(
+            epoch=2,
+            warmup=False,
+            reward=0.5,
+            entropy=44.9,
+            space_stats={"cost_params": 1e4},
+            **base,
+        ),
+    ]
+    lines = [
+        EpochLine.line(trainer, None, s, t) for s, t in zip(summaries, (4.2, 8.8, 9.1), strict=True)
+    ]
+    log = "".join(f"[2026-12-06 03:00:00,000][enas_lightning.search][INFO] - {x}\n" for x in lines)
+    assert quickstart.epoch_seconds(log) == ([4.2], [8.8, 9.1])
