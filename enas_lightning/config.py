@@ -322,7 +322,8 @@ class LoggerConfig:
     log_pictures: bool = True
     # the controller plots (plots/*.png, and their images on W&B or TensorBoard) are redrawn
     # at the end of every n-th search epoch and of the last one; a plot costs seconds of
-    # matplotlib (a tenth of a 2-epoch tiny search, bench/RESULTS.md)
+    # matplotlib (about 2 s an epoch at the quickstart's size; plotting only at the last epoch
+    # made the tests' tiny 2-epoch search 18% faster, bench/RESULTS.md "Controller plots")
     plot_every_n_epochs: int = 1
 
 
