@@ -28,21 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, median_time, report, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests._cli import tiny  # noqa: E402
+
 OPS = ["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
-TINY = [  # tests/_cli.py's TINY_BASE with the tests' usual changes, less the plot cadence
-    "dataset=fake",
-    "trainer=cpu",
-    "search_space.layers=3",
-    "search_space.channels=4",
-    "search_space.num_nodes=3",
-    "controller.train_steps=2",
-    "controller.num_aggregate=3",
-    "search.batch_size=32",
-    "search.derive_samples=4",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "search.epochs=2",
-]
+# the tests' tiny search (tests/_cli.py), less its plot cadence, which the bench sets itself
+TINY = tiny(
+    {"logger": "none", "trainer.enable_progress_bar": False, "search.epochs": 2},
+    without=("logger.plot_every_n_epochs",),
+)
 
 
 def history(nodes: int, epochs: int, warmup: int) -> list[dict]:
