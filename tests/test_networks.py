@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +16,11 @@ from enas_lightning.spaces.cost import count_madds, count_params
 from enas_lightning.spaces.macro.arch import AUTHORS_MACRO_FINAL as AUTHORS_MACRO  # noqa: E402
 from enas_lightning.spaces.macro.arch import STEM, MacroArch, MacroLayer
 from enas_lightning.spaces.macro.network import MacroNetwork, reduction_after
+from enas_lightning.spaces.macro.network import network_cost as macro_network_cost
 from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_FINAL as AUTHORS_MICRO  # noqa: E402
 from enas_lightning.spaces.micro.arch import MicroArch, MicroCell, MicroNode
 from enas_lightning.spaces.micro.network import FinalCell, MicroNetwork
+from enas_lightning.spaces.micro.network import network_cost as micro_network_cost
 from enas_lightning.spaces.ops import FactorizedReduce, SepConvUnit, drop_path
 
 # A DARTS-inspired cell in this space's ops (dil_conv -> sep_conv, skip -> identity, 5th node
@@ -333,6 +336,79 @@ def test_cost_counters() -> None:
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
     assert count_params(net) == 3 * 4 * 9 + 4 + 256 * 5 + 5
     assert count_madds(net, (3, 8, 8)) == 8 * 8 * 4 * 3 * 9 + 256 * 5
+
+
+def built_cost(net: nn.Module, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(params, madds, aux params) counted on a built network, as ``Space.cost`` first did."""
+    aux = getattr(net, "aux", None)
+    return count_params(net), count_madds(net, shape), count_params(aux) if aux else 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_micro_cost_counted_without_building_equals_the_built_networks(seed: int) -> None:
+    """:func:`micro.network.network_cost` walks the network's structure instead of building it;
+    its counts are the built network's, on random cells, depths, widths, odd and non-square
+    images, with and without the aux head and the layer base."""
+    rng = random.Random(seed)
+    for _ in range(4):
+        nodes, layers = rng.choice((2, 3, 5)), rng.choice((1, 2, 3, 6))
+        channels, aux, base = rng.choice((2, 4, 8)), rng.random() < 0.5, rng.random() < 0.5
+        shape = rng.choice(((3, 8, 8), (1, 14, 14), (3, 7, 9), (2, 11, 6)))
+        arch = random_micro(rng, nodes)
+        kwargs = {"aux_head": aux, "layer_base": base}
+        net = MicroNetwork(arch, 7, shape[0], layers, channels, image_size=shape[1], **kwargs)
+        cost = micro_network_cost(arch, 7, shape[0], shape[1:], layers, channels, **kwargs)
+        assert (cost.params, cost.madds, cost.aux_params) == built_cost(net, shape)
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+@pytest.mark.parametrize("seed", range(3))
+def test_macro_cost_counted_without_building_equals_the_built_networks(
+    seed: int, merge: str
+) -> None:
+    rng = random.Random(seed)
+    for _ in range(4):
+        layers, channels = rng.choice((1, 2, 3, 6, 8)), rng.choice((2, 4, 8))
+        shape = rng.choice(((3, 8, 8), (1, 14, 14), (3, 7, 9)))
+        arch = random_macro(rng, layers)
+        net = MacroNetwork(arch, 7, shape[0], channels, skip_merge=merge)
+        cost = macro_network_cost(arch, 7, shape[0], shape[1:], channels, skip_merge=merge)
+        assert (cost.params, cost.madds, cost.aux_params) == built_cost(net, shape)
+
+
+def test_space_cost_at_paper_size_is_the_built_networks_without_building_one(monkeypatch) -> None:
+    """The derivation and ``reward=cost_aware`` count every candidate through ``Space.cost``:
+    the micro and macro spaces count the paper's networks exactly, and never build one."""
+    from hydra import compose, initialize_config_dir
+
+    from enas_lightning.config import register_configs
+    from enas_lightning.spaces import get_space
+    from enas_lightning.spaces.macro import network as macro_network
+    from enas_lightning.spaces.micro import network as micro_network
+
+    register_configs()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    archs = {
+        "micro": MicroArch.from_ints(ints(AUTHORS_MICRO)),
+        "macro": MacroArch.from_ints(ints(AUTHORS_MACRO)),
+    }
+    want = {}
+    for name, arch in archs.items():
+        with initialize_config_dir(config_dir=conf, version_base=None):
+            f = compose("config", overrides=[f"search_space={name}"]).final
+        net = get_space(name).build_network(f, arch, 10, (3, 32, 32))
+        want[name] = (f, built_cost(net, (3, 32, 32)))
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Space.cost built the network")
+
+    monkeypatch.setattr(micro_network.MicroNetwork, "__init__", no_build)
+    monkeypatch.setattr(macro_network.MacroNetwork, "__init__", no_build)
+    for name, arch in archs.items():
+        f, built = want[name]
+        cost = get_space(name).cost(f, arch, 10, (3, 32, 32))
+        assert (cost.params, cost.madds, cost.aux_params) == built
+    assert want["micro"][1][2] > 0  # the paper's micro network has its aux head
 
 
 def test_parity_with_paper(capsys: pytest.CaptureFixture[str]) -> None:

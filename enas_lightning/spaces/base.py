@@ -174,7 +174,12 @@ class Space(ABC):
         self, f: FinalConfig, arch: Any, num_classes: int, image_shape: tuple[int, int, int]
     ) -> Cost:
         """Trainable parameters and multiply-adds per image of the standalone network (its
-        aux head, if it has one, is its ``aux`` attribute)."""
+        aux head, if it has one, is its ``aux`` attribute).
+
+        This default builds the network and counts it. The derivation counts every candidate
+        and ``reward=cost_aware`` every rewarded child, so a space whose networks are large may
+        count without building (the micro and macro spaces walk their structure with
+        :class:`~enas_lightning.spaces.cost.Tally`), to the same numbers."""
         import torch
 
         from enas_lightning.spaces.cost import count_madds, count_params

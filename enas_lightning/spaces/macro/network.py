@@ -25,6 +25,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from enas_lightning.errors import ConfigError
+from enas_lightning.spaces.base import Cost, halved
+from enas_lightning.spaces.cost import Tally
 from enas_lightning.spaces.macro.arch import STEM, MacroArch
 from enas_lightning.spaces.macro.ops import MACRO_OPS, build_merge, check_skip_merge
 from enas_lightning.spaces.macro.supernet import source_key
@@ -35,6 +37,19 @@ def reduction_after(num_layers: int) -> tuple[int, ...]:
     """Layer indices after which the resolution halves (none after the last layer)."""
     k = num_layers // 3
     return tuple(i for i in (k - 1, 2 * k - 1) if 0 <= i < num_layers - 1)
+
+
+def used_after(arch: MacroArch, j: int, i: int) -> bool:
+    """Whether source ``j``'s output is read by a layer after layer ``i``."""
+    return j == i or any(j in layer.skips for layer in arch.layers[i + 1 :])
+
+
+def check_network(arch: MacroArch, channels: int, skip_merge: str) -> None:
+    """One clear :class:`ConfigError` for settings no standalone network can have."""
+    arch.validate(MACRO_OPS.names())
+    if channels < 2 or channels % 2:
+        raise ConfigError("model.channels", channels, "an even number >= 2")
+    check_skip_merge(skip_merge, "final.skip_merge")
 
 
 class MacroNetwork(nn.Module):
@@ -54,10 +69,7 @@ class MacroNetwork(nn.Module):
         skip_merge: str = "concat",
     ) -> None:
         super().__init__()
-        arch.validate(MACRO_OPS.names())
-        if channels < 2 or channels % 2:
-            raise ConfigError("model.channels", channels, "an even number >= 2")
-        check_skip_merge(skip_merge, "final.skip_merge")
+        check_network(arch, channels, skip_merge)
         self.arch = arch
         self.skip_merge = skip_merge
         self.reductions = reduction_after(arch.num_layers)
@@ -76,15 +88,11 @@ class MacroNetwork(nn.Module):
                 self.merges.append(build_merge(skip_merge, c, len(layer.skips) + 1, search=False))
             if i in self.reductions:
                 for j in range(STEM, i + 1):
-                    if self._used_after(j, i):
+                    if used_after(arch, j, i):
                         self.reduce[f"{i}_{source_key(j)}"] = FactorizedReduce(c, 2 * c, relu=False)
                 c *= 2
         self.out_channels = c
         self.classifier = Classifier(c, num_classes, dropout_keep, relu=False)
-
-    def _used_after(self, j: int, i: int) -> bool:
-        """Whether source ``j``'s output is read by a layer after layer ``i``."""
-        return j == i or any(j in layer.skips for layer in self.arch.layers[i + 1 :])
 
     def forward(self, x: Tensor) -> Tensor:
         prev = self.stem(x)
@@ -103,3 +111,39 @@ class MacroNetwork(nn.Module):
                 }
                 prev = outs[i]
         return self.classifier(prev)
+
+
+def network_cost(
+    arch: MacroArch,
+    num_classes: int,
+    in_channels: int,
+    image_hw: tuple[int, int],
+    channels: int = 96,
+    dropout_keep: float = 1.0,
+    skip_merge: str = "concat",
+) -> Cost:
+    """What ``MacroNetwork(arch, ...)`` with these settings costs (parameters, multiply-adds per
+    ``[in_channels, *image_hw]`` image), counted without building it
+    (:class:`~enas_lightning.spaces.cost.Tally`). It walks the same structure as
+    :class:`MacroNetwork` builds, module for module; tests/test_networks.py checks that the two
+    agree on random architectures and sizes."""
+    check_network(arch, channels, skip_merge)
+    t = Tally()
+    c, (h, w) = channels, image_hw
+    t.add(nn.Conv2d, in_channels, c, 3, padding=1, bias=False, input_shape=(in_channels, h, w))
+    t.add(nn.BatchNorm2d, c, input_shape=(c, h, w))
+    reductions = reduction_after(arch.num_layers)
+    for i, layer in enumerate(arch.layers):
+        t.add(MACRO_OPS.build, layer.op, c, 1, search=False, input_shape=(c, h, w))
+        if i > 0:
+            inputs = len(layer.skips) + 1
+            # a merge run on its inputs already concatenated (concat) or summed (sum)
+            merged = inputs * c if skip_merge == "concat" else c
+            t.add(build_merge, skip_merge, c, inputs, search=False, input_shape=(merged, h, w))
+        if i in reductions:
+            for j in range(STEM, i + 1):
+                if used_after(arch, j, i):
+                    t.add(FactorizedReduce, c, 2 * c, relu=False, input_shape=(c, h, w))
+            c, h, w = 2 * c, halved(h), halved(w)
+    t.add(Classifier, c, num_classes, dropout_keep, relu=False, input_shape=(c, h, w))
+    return Cost(t.params, t.madds)

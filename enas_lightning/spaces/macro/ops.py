@@ -20,6 +20,8 @@ A layer ``i >= 1`` merges its op's output with its chosen skips (``skip_merge``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -79,13 +81,16 @@ for _k in (3, 5):
 
 
 class SkipSum(nn.Module):
-    """``BN(out + sum of skips)``: ``out [B, C, H, W]``, each skip ``[B, C, H, W]``."""
+    """``BN(out + sum of skips)``: ``out [B, C, H, W]``, each skip ``[B, C, H, W]`` (none:
+    ``BN(out)``, how a cost count runs it on the sum)."""
 
     def __init__(self, channels: int, search: bool) -> None:
         super().__init__()
         self.bn = batch_norm(channels, search)
 
-    def forward(self, out: Tensor, skips: list[Tensor], blocks: list[int] | None = None) -> Tensor:
+    def forward(
+        self, out: Tensor, skips: Sequence[Tensor] = (), blocks: list[int] | None = None
+    ) -> Tensor:
         for s in skips:
             out = out + s
         return self.bn(out)
@@ -94,7 +99,9 @@ class SkipSum(nn.Module):
 class SkipConcat(nn.Module):
     """ReLU -> 1x1 conv -> BN of ``cat([*skips, out])``: ``[B, (n + 1) C, H, W] -> [B, C, H, W]``.
 
-    The 1x1 conv has one block of ``C`` input channels per possible input (``inputs`` of them).
+    Without skips ``out`` may be the inputs already concatenated, ``[B, inputs * C, H, W]`` (how
+    a cost count runs it). The 1x1 conv has one block of ``C`` input channels per possible input
+    (``inputs`` of them).
     The final network builds one block per chosen skip plus one for the op's output. The
     supernet's layer ``i`` builds ``i + 1``: block ``b < i`` for skip bit ``b`` (the stem, then
     layers ``0 .. i-2``) and block ``i`` for the op's output; a child uses the blocks of its
@@ -109,7 +116,9 @@ class SkipConcat(nn.Module):
         self.conv = nn.Conv2d(inputs * channels, channels, 1, bias=False)
         self.bn = batch_norm(channels, search)
 
-    def forward(self, out: Tensor, skips: list[Tensor], blocks: list[int] | None = None) -> Tensor:
+    def forward(
+        self, out: Tensor, skips: Sequence[Tensor] = (), blocks: list[int] | None = None
+    ) -> Tensor:
         x = torch.relu(torch.cat([*skips, out], 1)) if skips else torch.relu(out)
         if blocks is None or len(blocks) * self.channels == self.conv.in_channels:
             return self.bn(self.conv(x))  # every block (the module call: cost hooks see it)

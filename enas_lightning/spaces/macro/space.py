@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from enas_lightning.config import Config
     from enas_lightning.controller.base import Sample
-    from enas_lightning.spaces.base import OpPlacement
+    from enas_lightning.spaces.base import Cost, OpPlacement
     from enas_lightning.spaces.macro.controller import MacroController
     from enas_lightning.viz.graph import Picture
 
@@ -107,12 +107,7 @@ class MacroSpace(Space):
     ) -> nn.Module:
         from enas_lightning.spaces.macro.network import MacroNetwork
 
-        if f.layers != arch.num_layers:
-            raise ConfigError(
-                "final.layers",
-                f.layers,
-                f"{arch.num_layers}, the layer count of the macro architecture",
-            )
+        self._check_layers(f, arch)
         return MacroNetwork(
             arch,
             num_classes,
@@ -121,6 +116,29 @@ class MacroSpace(Space):
             dropout_keep=f.dropout_keep,
             skip_merge=f.skip_merge,
         )
+
+    def cost(
+        self,
+        f: MacroFinalConfig,
+        arch: MacroArch,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+    ) -> Cost:
+        """As :meth:`Space.cost`, counted without building the network (the same counts)."""
+        from enas_lightning.spaces.macro.network import network_cost
+
+        self._check_layers(f, arch)
+        c, h, w = image_shape
+        return network_cost(arch, num_classes, c, (h, w), f.channels, f.dropout_keep, f.skip_merge)
+
+    @staticmethod
+    def _check_layers(f: MacroFinalConfig, arch: MacroArch) -> None:
+        if f.layers != arch.num_layers:
+            raise ConfigError(
+                "final.layers",
+                f.layers,
+                f"{arch.num_layers}, the layer count of the macro architecture",
+            )
 
     def describe_network(self, f: MacroFinalConfig, arch: MacroArch) -> str:
         return f"{arch.num_layers} layers, {f.channels} channels, skips {f.skip_merge}"

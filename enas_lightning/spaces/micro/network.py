@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from enas_lightning.errors import ConfigError
+from enas_lightning.spaces.base import Cost, halved
+from enas_lightning.spaces.cost import Tally
 from enas_lightning.spaces.micro.arch import MicroArch, MicroCell
 from enas_lightning.spaces.micro.ops import MICRO_OPS
 from enas_lightning.spaces.ops import (
@@ -46,6 +48,17 @@ from enas_lightning.spaces.ops import (
 def reduction_positions(layers: int) -> tuple[int, int]:
     """Indices (0-based over the ``layers + 2`` cells) of the two reduction cells."""
     return layers // 3, 2 * (layers // 3) + 1
+
+
+def check_network(arch: MicroArch, layers: int, channels: int, drop_path_keep: float) -> None:
+    """One clear :class:`ConfigError` for settings no standalone network can have."""
+    arch.validate(MICRO_OPS.names())
+    if layers < 1:
+        raise ConfigError("model.layers", layers, "at least 1")
+    if channels < 2 or channels % 2:
+        raise ConfigError("model.channels", channels, "an even number >= 2")
+    if not 0.0 < drop_path_keep <= 1.0:
+        raise ConfigError("model.drop_path_keep", drop_path_keep, "in (0, 1]")
 
 
 class FinalCell(nn.Module):
@@ -153,13 +166,7 @@ class MicroNetwork(nn.Module):
         layer_base: bool = True,
     ) -> None:
         super().__init__()
-        arch.validate(MICRO_OPS.names())
-        if layers < 1:
-            raise ConfigError("model.layers", layers, "at least 1")
-        if channels < 2 or channels % 2:
-            raise ConfigError("model.channels", channels, "an even number >= 2")
-        if not 0.0 < drop_path_keep <= 1.0:
-            raise ConfigError("model.drop_path_keep", drop_path_keep, "in (0, 1]")
+        check_network(arch, layers, channels, drop_path_keep)
         self.layers = layers
         self.drop_path_keep = drop_path_keep
         # not in the state dict: a function of the step, set before each one
@@ -224,3 +231,65 @@ class MicroNetwork(nn.Module):
         if aux_logits is not None:
             return logits, aux_logits
         return logits
+
+
+def network_cost(
+    arch: MicroArch,
+    num_classes: int,
+    in_channels: int,
+    image_hw: tuple[int, int],
+    layers: int = 15,
+    channels: int = 36,
+    dropout_keep: float = 1.0,
+    drop_path_keep: float = 1.0,
+    aux_head: bool = False,
+    layer_base: bool = True,
+) -> Cost:
+    """What ``MicroNetwork(arch, ...)`` with these settings costs (:class:`Cost`: parameters,
+    multiply-adds per ``[in_channels, *image_hw]`` image, the aux head's parameters), counted
+    without building it (:class:`~enas_lightning.spaces.cost.Tally`).
+
+    It walks the same structure as :class:`MicroNetwork` and :class:`FinalCell` build, module for
+    module; tests/test_networks.py checks that the two agree on random architectures and sizes.
+    """
+    check_network(arch, layers, channels, drop_path_keep)
+    t = Tally()
+    hw = image_hw
+    c_stem = 3 * channels
+    t.add(nn.Conv2d, in_channels, c_stem, 3, padding=1, bias=False, input_shape=(in_channels, *hw))
+    t.add(nn.BatchNorm2d, c_stem, input_shape=(c_stem, *hw))
+    reductions = reduction_positions(layers)
+    aux_position = reductions[-1] + 1
+    c_pp, c_p, c, prev_reduced, hw_pp = c_stem, c_stem, channels, False, hw
+    aux_params = 0
+    for index in range(layers + 2):
+        reduction = index in reductions
+        out_hw = (halved(hw[0]), halved(hw[1])) if reduction else hw
+        if reduction:
+            c *= 2
+        cell = arch.reduce if reduction else arch.normal
+        # FinalCell: the inputs' calibration, the reference's layer base, the ops, and a
+        # reduction cell's unused inputs reduced
+        if prev_reduced:
+            t.add(FactorizedReduce, c_pp, c, relu=True, input_shape=(c_pp, *hw_pp))
+        elif c_pp != c:
+            t.add(ReLUConvBN, c_pp, c, 1, input_shape=(c_pp, *hw_pp))
+        if c_p != c:
+            t.add(ReLUConvBN, c_p, c, 1, input_shape=(c_p, *hw))
+        if layer_base:
+            t.add(ReLUConvBN, c, c, 1, input_shape=(c, *hw))
+        for node in cell.nodes:
+            for i, name in zip(node.inputs, node.ops, strict=True):
+                stride = 2 if reduction and i < 2 else 1
+                at = hw if i < 2 else out_hw
+                t.add(MICRO_OPS.build, name, c, stride, search=False, input_shape=(c, *at))
+        for i in cell.loose_ends:
+            if reduction and i < 2:
+                t.add(FactorizedReduce, c, c, relu=False, input_shape=(c, *hw))
+        c_pp, c_p, prev_reduced = c_p, len(cell.loose_ends) * c, reduction
+        hw_pp, hw = hw, out_hw
+        if aux_head and index == aux_position:
+            # MicroNetwork's image_size is the height; the count's forward never runs the head
+            aux_params = t.add(AuxHead, c_p, num_classes, hw[0], input_shape=None)
+    t.add(Classifier, c_p, num_classes, dropout_keep, input_shape=(c_p, *hw))
+    return Cost(t.params, t.madds, aux_params)

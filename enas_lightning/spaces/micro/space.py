@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from enas_lightning.config import Config
-    from enas_lightning.spaces.base import OpPlacement
+    from enas_lightning.spaces.base import Cost, OpPlacement
     from enas_lightning.spaces.micro.controller import MicroController
     from enas_lightning.viz.graph import Picture
 
@@ -111,6 +111,30 @@ class MicroSpace(Space):
             drop_path_keep=f.drop_path_keep,
             aux_head=f.aux_weight > 0,
             image_size=h,
+            layer_base=f.layer_base,
+        )
+
+    def cost(
+        self,
+        f: MicroFinalConfig,
+        arch: MicroArch,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+    ) -> Cost:
+        """As :meth:`Space.cost`, counted without building the network (the same counts)."""
+        from enas_lightning.spaces.micro.network import network_cost
+
+        c, h, w = image_shape
+        return network_cost(
+            arch,
+            num_classes,
+            c,
+            (h, w),
+            layers=f.layers,
+            channels=f.channels,
+            dropout_keep=f.dropout_keep,
+            drop_path_keep=f.drop_path_keep,
+            aux_head=f.aux_weight > 0,
             layer_base=f.layer_base,
         )
 
