@@ -146,3 +146,14 @@ def test_a_space_without_shares_refuses_the_setting(make_cfg) -> None:
     with pytest.raises(ConfigError, match="search.param_free_adjust=True is not allowed: false"):
         validate(make_cfg(["search_space=chain", "search.param_free_adjust=true"]))
     validate(make_cfg(["search.param_free_adjust=true"]))  # micro says which ops they are
+
+
+def test_on_in_the_quickstart_and_off_in_the_paper_presets() -> None:
+    """The quickstart compares children within their share (issue 20, nineteenth round); the
+    paper presets keep the authors' one baseline."""
+    from enas_lightning.precheck import compose
+
+    assert compose(["experiment=quickstart"]).search.param_free_adjust is True
+    for preset in ("micro_search", "macro_search"):
+        assert compose([f"experiment={preset}"]).search.param_free_adjust is False, preset
+    assert compose([]).search.param_free_adjust is False
