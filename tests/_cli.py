@@ -25,8 +25,8 @@ TINY_BASE: dict[str, object] = {
     "search.derive_samples": 4,
     # the controller plots at the last epoch only: drawing them took a tenth of a tiny search
     "logger.plot_every_n_epochs": 1000,
-    # the standalone network as small as the supernet: the derivation builds it for every
-    # candidate to count its cost, 0.3-0.5 s each at the space's paper size
+    # the standalone network as small as the supernet: a tiny run's final training and any
+    # space that counts a candidate's cost by building it (the default Space.cost) stay cheap
     "final.layers": 3,
     "final.channels": 4,
 }
