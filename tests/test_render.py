@@ -182,3 +182,36 @@ def test_fallback_picture_reaches_tensorboard(tmp_path: Path, monkeypatch) -> No
     assert events.Tags()["images"] == ["pictures/greedy_arch"]
     image = events.Images("pictures/greedy_arch")[0]
     assert image.step == 3 and image.height == pixels(png).shape[0]
+
+
+def test_search_draws_an_unchanged_greedy_architecture_once(tmp_path: Path, monkeypatch) -> None:
+    """The search's greedy picture of an epoch whose greedy architecture is the previous
+    epoch's is a copy of the previous files (same names per epoch, same bytes); a changed
+    architecture, or a previous picture removed meanwhile, is drawn again."""
+    from enas_lightning.search import artifacts
+
+    drawn: list[Path] = []
+
+    def counting_render(p, stem, *a, **k):
+        drawn.append(Path(stem))
+        return render(p, stem, *a, **k)
+
+    monkeypatch.setattr(artifacts, "render", counting_render)
+    callback = artifacts.SearchArtifacts(tmp_path)
+    pics = tmp_path / "pictures"
+    callback.draw(micro(), pics / "greedy_epoch0")
+    callback.draw(micro(), pics / "greedy_epoch1")
+    assert drawn == [pics / "greedy_epoch0"]
+    first = sorted(p.name for p in pics.glob("greedy_epoch0.*"))
+    assert first and sorted(p.name for p in pics.glob("greedy_epoch1.*")) == [
+        n.replace("epoch0", "epoch1") for n in first
+    ]
+    for name in first:
+        copy = pics / name.replace("epoch0", "epoch1")
+        assert copy.read_bytes() == (pics / name).read_bytes()
+    other = macro(4)
+    callback.draw(other, pics / "greedy_epoch2")
+    assert drawn[-1] == pics / "greedy_epoch2"
+    (pics / "greedy_epoch2.dot").unlink()
+    callback.draw(other, pics / "greedy_epoch3")
+    assert drawn[-1] == pics / "greedy_epoch3" and (pics / "greedy_epoch3.dot").exists()

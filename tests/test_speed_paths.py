@@ -316,3 +316,42 @@ def test_channels_last_final_training_runs(tmp_path: Path) -> None:
     cfg.final.channels_last = True
     metrics = train_final(cfg, AUTHORS_MICRO, tmp_path, trainer_kwargs=QUIET)
     assert 0.0 <= metrics["test_acc"] <= 1.0
+
+
+class FrozenNorm(torch.nn.Module):
+    """A module that overrides ``train``: its BatchNorm stays in eval mode (a frozen layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(3)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def train(self, mode: bool = True) -> FrozenNorm:
+        super().train(mode)
+        self.bn.eval()
+        return self
+
+
+def modes(net: torch.nn.Module) -> list[bool]:
+    return [m.training for m in net.modules()]
+
+
+@pytest.mark.parametrize("on", [(), (torch.nn.Dropout,)])
+def test_set_training_sets_the_flags_that_train_sets(on) -> None:
+    """The scoring views' fast mode switch (``set_training``) leaves every module of the
+    supernet, and of a network holding a module with its own ``train``, in the mode that
+    ``train(mode)`` followed by ``train()`` on every module of the types ``on`` gives."""
+    from enas_lightning.search.scoring import set_training
+
+    net, _ = supernet_and_archs("micro")
+    net = torch.nn.Sequential(net, FrozenNorm(), torch.nn.Sequential(FrozenNorm()))
+    expected = copy.deepcopy(net)
+    for mode in (False, True, False):
+        expected.train(mode)
+        for m in expected.modules():
+            if on and not mode and isinstance(m, on):
+                m.train()
+        set_training(net, mode, on=on)
+        assert modes(net) == modes(expected)
+    assert not net[1].bn.training and net[1].drop.training == bool(on)
+    assert any(isinstance(m, torch.nn.Dropout) for m in net[0].modules())
