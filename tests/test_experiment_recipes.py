@@ -672,3 +672,34 @@ def test_prune_summary_pairs_with_own_picks_and_compares_with_uniform_cells() ->
     # Welch: 0.82 - 0.80, both variances 0.0004/3 and 0.0001/3
     assert "minus the 3 uniform cells (mean 0.8000, Welch): +0.0200 (" in line
     assert "uniform" not in prune.summary("wu30", rows, [])
+
+
+def test_greedy_margin_reads_the_last_controller_epoch(tmp_path: Path, capsys) -> None:
+    """experiments/greedy_margin.py: the last controller epoch's mean op probabilities, their
+    spread across decisions, the top-two margin, the sampled and greedy parameter-free shares."""
+    import greedy_margin
+
+    ops = ["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
+    uniform = {"normal/node0/op1": [0.2] * 5, "normal/node0/op2": [0.2] * 5}
+    last = {
+        "normal/node0/op1": [0.10, 0.30, 0.31, 0.15, 0.14],
+        "normal/node0/op2": [0.12, 0.30, 0.29, 0.15, 0.14],
+    }
+    history = [
+        {"epoch": 0, "op_probs": None, "greedy_arch": None},
+        {"epoch": 1, "op_probs": uniform, "greedy_arch": None},
+        {"epoch": 2, "op_probs": last, "greedy_arch": {"ints": "0 2 1 2 0 1 1 4"}},
+    ]
+    row = greedy_margin.margin_row(history, ops)
+    assert row is not None and row["epoch"] == 3
+    assert row["mean"]["avg_pool_3x3"] == pytest.approx(0.30)
+    assert row["spread"] == pytest.approx(0.02) and row["margin"] == pytest.approx(0.0)
+    assert row["sampled_share"] == pytest.approx(0.30 + 0.15 + 0.14)
+    assert row["greedy_share"] == 0.75  # avg_pool, avg_pool, sep_conv_5x5, identity
+    assert greedy_margin.margin_row(history[:1], ops) is None
+    run = tmp_path / "run" / "search"
+    run.mkdir(parents=True)
+    (run / "history.json").write_text(json.dumps(history))
+    greedy_margin.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| 3 | 0.110 / 0.300 / 0.300 / 0.150 / 0.140 | 0.020 | 0.000 | 0.590 | 0.75 |" in out
