@@ -79,11 +79,24 @@ def test_derivation_reports_shares_of_derived_and_greedy() -> None:
 
     greedy = micro_arch([("avg_pool_3x3", "identity")], [("max_pool_3x3", "avg_pool_3x3")])
     best = micro_arch([("sep_conv_3x3", "identity")], [("sep_conv_5x5", "sep_conv_3x3")])
-    d = Derivation([greedy, best], [0.5, 0.7], greedy_index=0)
+    half = micro_arch([("sep_conv_3x3", "identity")], [("sep_conv_5x5", "max_pool_3x3")])
+    d = Derivation([greedy, best, half], [0.5, 0.7, 0.6], greedy_index=0)
     summary = d.summary()
     assert summary["param_free_share"] == 0.25 and summary["greedy_param_free_share"] == 1.0
+    # the controller's samples without the greedy architecture: (0.25 + 0.5) / 2
+    assert summary["controller_mean_param_free_share"] == 0.375
+    assert summary["uniform_mean_param_free_share"] is None  # no uniform samples
     report = "\n".join(d.report())
-    assert "parameter-free ops: derived 0.25, greedy 1.00" in report
+    assert "parameter-free ops: derived 0.25, greedy 1.00, controller mean 0.38  (" in report
+    with_uniform = Derivation(
+        [greedy, best],
+        [0.5, 0.7],
+        greedy_index=0,
+        uniform=[greedy, half],
+        uniform_accuracies=[0, 0],
+    )
+    assert with_uniform.summary()["uniform_mean_param_free_share"] == 0.75
+    assert "controller mean 0.25, uniform mean 0.75  (" in "\n".join(with_uniform.report())
 
     no_greedy = Derivation([greedy, best], [0.5, 0.7], greedy_index=None).summary()
     assert no_greedy["greedy_param_free_share"] is None

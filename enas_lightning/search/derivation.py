@@ -10,6 +10,7 @@ which candidate was derived.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,14 @@ def least_squares_line(x: list[float], y: list[float]) -> tuple[float, float]:
     var = float(np.mean((xs - xs.mean()) ** 2))
     slope = float(np.mean((xs - xs.mean()) * (ys - ys.mean())) / var) if var > 1e-12 else 0.0
     return float(ys.mean() - slope * xs.mean()), slope
+
+
+def _mean_share(archs: Iterable[ArchRecord]) -> float | None:
+    """Mean parameter-free share of ``archs`` (``None``: none, or a space without shares)."""
+    shares = [space_of(a).param_free_share(a) for a in archs]
+    if not shares or any(s is None for s in shares):
+        return None
+    return float(np.mean(shares))
 
 
 def rank_key(score: float, index: int) -> tuple[float, int]:
@@ -251,6 +260,18 @@ class Derivation:
         greedy = self.candidates[self.greedy_index]
         return space_of(greedy).param_free_share(greedy)
 
+    @property
+    def controller_mean_param_free_share(self) -> float | None:
+        """Mean parameter-free share of the controller's samples (the greedy architecture left
+        out, as in :attr:`controller_mean_acc`): what the controller samples, where the greedy
+        architecture only shows each decision's most likely op (``None`` without a share)."""
+        return _mean_share(c for i, c in enumerate(self.candidates) if i != self.greedy_index)
+
+    @property
+    def uniform_mean_param_free_share(self) -> float | None:
+        """Mean parameter-free share of the uniformly sampled reference architectures."""
+        return _mean_share(self.uniform)
+
     def summary(self) -> dict[str, float | int | None]:
         """The four accuracies (scores) under the names ``best_arch.json`` and the loggers use:
         ``val_acc`` (``metric``), ``greedy_val_acc``, ``controller_mean_val_acc`` and
@@ -285,6 +306,8 @@ class Derivation:
             "uniform_samples": len(self.uniform),
             "param_free_share": self.param_free_share,
             "greedy_param_free_share": self.greedy_param_free_share,
+            "controller_mean_param_free_share": self.controller_mean_param_free_share,
+            "uniform_mean_param_free_share": self.uniform_mean_param_free_share,
             **finetune,
             **self._line_summary(),
             # the derived architecture's standalone cost (final.*), when counted
@@ -399,12 +422,22 @@ class Derivation:
         ]
 
     def _param_free_line(self) -> list[str]:
-        """The parameter-free shares of the derived and the greedy architecture, if known."""
-        best, greedy = self.param_free_share, self.greedy_param_free_share
+        """The parameter-free shares of the derived and the greedy architecture and the mean
+        shares of the controller's and the uniform samples, if known."""
+        best = self.param_free_share
         if best is None:
             return []
-        greedy_text = "" if greedy is None else f", greedy {greedy:.2f}"
+        others = [
+            (name, share)
+            for name, share in (
+                ("greedy", self.greedy_param_free_share),
+                ("controller mean", self.controller_mean_param_free_share),
+                ("uniform mean", self.uniform_mean_param_free_share),
+            )
+            if share is not None
+        ]
+        text = "".join(f", {name} {share:.2f}" for name, share in others)
         return [
-            f"  parameter-free ops: derived {best:.2f}{greedy_text}  (share of identity and "
+            f"  parameter-free ops: derived {best:.2f}{text}  (share of identity and "
             "pooling among the op choices)"
         ]
