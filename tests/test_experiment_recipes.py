@@ -703,3 +703,19 @@ def test_greedy_margin_reads_the_last_controller_epoch(tmp_path: Path, capsys) -
     greedy_margin.main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "| 3 | 0.110 / 0.300 / 0.300 / 0.150 / 0.140 | 0.020 | 0.000 | 0.590 | 0.75 |" in out
+
+
+def test_controller_context_targets_and_a_short_run() -> None:
+    """experiments/controller_context.py: each reward's target op per decision, and a few
+    updates of the quickstart's controller on the by-cell reward move it towards its targets."""
+    import controller_context as cc
+
+    cfg = cc.quickstart_cfg([])
+    ops = list(cfg.search_space.ops)
+    by_cell = cc.targets("by cell", ops, 4)
+    assert by_cell.shape == (2, 4, 2)
+    assert (by_cell[0] == ops.index("sep_conv_3x3")).all()
+    assert (by_cell[1] == ops.index("max_pool_3x3")).all()
+    assert cc.targets("by node", ops, 4)[:, 3].tolist() == [[3, 3], [3, 3]]
+    row = cc.run(cfg, "by cell", seed=0, updates=40, noise=0.0)
+    assert row["after"] > row["before"] and 0 <= row["greedy_right"] <= 16
