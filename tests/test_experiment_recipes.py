@@ -719,3 +719,35 @@ def test_controller_context_targets_and_a_short_run() -> None:
     assert cc.targets("by node", ops, 4)[:, 3].tolist() == [[3, 3], [3, 3]]
     row = cc.run(cfg, "by cell", seed=0, updates=40, noise=0.0)
     assert row["after"] > row["before"] and 0 <= row["greedy_right"] <= 16
+
+
+def test_reward_context_finds_an_op_that_pays_in_one_cell_only(tmp_path: Path, capsys) -> None:
+    """experiments/reward_context.py: a reward that rises with avg_pool in the normal cell
+    alone gives that effect in N, none in R and a large Wald statistic; a reward that treats
+    both cells alike gives a small one."""
+    import reward_context
+
+    rng = np.random.default_rng(0)
+    n, nodes = 2000, 4
+    arcs = np.zeros((n, 2 * nodes * 4), dtype=int)
+    arcs[:, 1::2] = rng.integers(0, 5, size=(n, 2 * nodes * 2))  # ops; inputs stay 0
+    epoch = np.repeat(np.arange(4), n // 4)
+    half = arcs.shape[1] // 2
+    normal_avg = (arcs[:, :half][:, 1::2] == 2).sum(1)
+    reduce_avg = (arcs[:, half:][:, 1::2] == 2).sum(1)
+    noise = 0.01 * rng.standard_normal(n)
+    one_cell = reward_context.fit(epoch, 0.1 * epoch + 0.02 * normal_avg + noise, arcs)
+    assert one_cell["normal"][1] == pytest.approx(0.02, abs=0.002)  # avg_pool is op 2
+    assert abs(one_cell["reduce"][1]) < 0.002 and one_cell["wald"] > 100
+    alike = reward_context.fit(epoch, 0.02 * (normal_avg + reduce_avg) + noise, arcs)
+    assert alike["wald"] < 18.47  # chi2(4) at 0.1%
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / "sampled_archs.csv").open("w") as f:
+        f.write("epoch,update,arc,reward\n")
+        for e, a, r in zip(epoch, arcs, 0.02 * normal_avg + noise, strict=True):
+            f.write(f"{e},0,{' '.join(map(str, a))},{r:.6f}\n")
+    reward_context.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| 2000 |" in out and out.count("\n") == 3
