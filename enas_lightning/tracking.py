@@ -220,24 +220,33 @@ def log_derivation(
     if not logger:
         return
     # best: the derived architecture; greedy; the means of the controller's samples and of the
-    # uniformly sampled reference (all with the shared weights)
+    # uniformly sampled reference (all with the shared weights), then the same four's
+    # parameter-free shares (a greedy 1.00 beside a controller mean at the uniform one is a tie
+    # in the controller's argmax, not a collapse: experiments/RESULTS.md)
     summary = derivation.summary()
     m = derivation.metric  # val_acc, or the reward's score
+    names = ("best", "greedy", "controller_mean", "uniform_mean")
+    scores = (m, f"greedy_{m}", f"controller_mean_{m}", f"uniform_mean_{m}")
+    shares = (
+        "param_free_share",
+        "greedy_param_free_share",
+        "controller_mean_param_free_share",
+        "uniform_mean_param_free_share",
+    )
     metrics = {
         f"derive/{name}_{m}": float(summary[key])
-        for name, key in (
-            ("best", m),
-            ("greedy", f"greedy_{m}"),
-            ("controller_mean", f"controller_mean_{m}"),
-            ("uniform_mean", f"uniform_mean_{m}"),
-        )
+        for name, key in zip(names, scores, strict=True)
+        if summary[key] is not None
+    } | {
+        f"derive/{name}_param_free_share": float(summary[key])
+        for name, key in zip(names, shares, strict=True)
         if summary[key] is not None
     }
     try:
         logger.log_metrics(metrics)
         logger.save()
     except Exception as e:  # a finalised logger must not cost the derivation
-        log.warning("logging the derivation's accuracies failed: %s", e)
+        log.warning("logging the derivation's accuracies and shares failed: %s", e)
     if is_wandb(logger):
         import wandb
 

@@ -132,7 +132,10 @@ def test_tiny_search_with_progress_bar_csv_config_and_best_picture(
     assert bars[0].controller_totals == [2, 2]  # controller.train_steps, per epoch
     hparams = (tmp_path / "logs" / "hparams.yaml").read_text()
     assert "train_steps: 2" in hparams and "num_aggregate: 3" in hparams
-    assert "derive/best_val_acc" in (tmp_path / "logs" / "metrics.csv").read_text()
+    logged = (tmp_path / "logs" / "metrics.csv").read_text()
+    assert "derive/best_val_acc" in logged
+    for name in ("best", "greedy", "controller_mean", "uniform_mean"):
+        assert f"derive/{name}_param_free_share" in logged
     assert (tmp_path / "best_arch.dot").exists()
     if HAS_DOT:
         assert (tmp_path / "best_arch.png").read_bytes()[:4] == b"\x89PNG"
@@ -198,6 +201,13 @@ def check_wandb_run(out: Path) -> None:
     }
     best = json.loads((out / "best_arch.json").read_text())
     assert float(summary["derive/best_val_acc"]) == pytest.approx(best["val_acc"])
+    for name, key in (
+        ("best", "param_free_share"),
+        ("greedy", "greedy_param_free_share"),
+        ("controller_mean", "controller_mean_param_free_share"),
+        ("uniform_mean", "uniform_mean_param_free_share"),
+    ):
+        assert float(summary[f"derive/{name}_param_free_share"]) == pytest.approx(best[key])
     assert "exit" in by_kind  # wandb.finish() ran
     assert (out / "best_arch.dot").exists()
 
