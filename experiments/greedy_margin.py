@@ -23,11 +23,15 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-PARAM_FREE = ("avg_pool", "max_pool", "identity", "skip", "none")
+from enas_lightning.arch import parse_ints
+from enas_lightning.spaces import get_space
+from enas_lightning.spaces.micro.arch import AUTHORS_MICRO_OPS, MicroArch
+from enas_lightning.spaces.micro.ops import MICRO_OPS
 
 
 def is_param_free(op: str) -> bool:
-    return op.startswith(PARAM_FREE)
+    """As the micro space's op registry declares it (identity and the pools)."""
+    return MICRO_OPS.param_free_share([op]) == 1.0
 
 
 def margin_row(history: list[dict[str, Any]], ops: list[str]) -> dict[str, Any] | None:
@@ -40,13 +44,11 @@ def margin_row(history: list[dict[str, Any]], ops: list[str]) -> dict[str, Any] 
     mean = [statistics.fmean(r[k] for r in rows) for k in range(len(ops))]
     spread = max(max(r[k] for r in rows) - min(r[k] for r in rows) for k in range(len(ops)))
     top = sorted(mean, reverse=True)
-    greedy = (last.get("greedy_arch") or history[-1].get("greedy_arch") or {}).get("ints")
+    greedy = last.get("greedy_arch") or history[-1].get("greedy_arch")
     greedy_share = None
     if greedy:
-        ints = [int(v) for v in greedy.split()]
-        # micro: (input, op) pairs; the op is every second integer
-        chosen = [ops[i] for i in ints[1::2]]
-        greedy_share = sum(is_param_free(o) for o in chosen) / len(chosen)
+        arch = MicroArch.from_ints(parse_ints(greedy["ints"]), tuple(greedy.get("ops", ops)))
+        greedy_share = get_space("micro").param_free_share(arch)
     return {
         "epoch": int(last["epoch"]) + 1,
         "mean": dict(zip(ops, mean, strict=True)),
@@ -69,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument(
         "--ops",
-        default="sep_conv_3x3,sep_conv_5x5,avg_pool_3x3,max_pool_3x3,identity",
-        help="the search's op names in order (default: the micro space's)",
+        default=",".join(AUTHORS_MICRO_OPS),
+        help="the search's op names in order (default: the authors' micro ops)",
     )
     args = ap.parse_args(argv)
     ops = args.ops.split(",")
