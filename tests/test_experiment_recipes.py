@@ -751,3 +751,46 @@ def test_reward_context_finds_an_op_that_pays_in_one_cell_only(tmp_path: Path, c
     reward_context.main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "| 2000 |" in out and out.count("\n") == 3
+
+
+def test_controller_rank_splits_the_log_probability_into_wiring_and_ops() -> None:
+    """experiments/controller_rank.py: under a uniform controller the wiring and op parts are
+    the closed forms; moving only the op logits' bias changes the op part and not the wiring."""
+    import math
+
+    import controller_rank
+
+    from enas_lightning.spaces.micro.controller import MicroController
+
+    ops = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+    nodes = 4
+    sampler = MicroController(ops, num_nodes=nodes)
+    archs = sampler.sample_archs(6, torch.Generator().manual_seed(0))
+    uniform = controller_rank.log_probs(MicroController(ops, num_nodes=nodes, uniform=True), archs)
+    wiring = -2 * 2 * sum(math.log(j + 2) for j in range(nodes))  # 2 cells x 2 inputs per node
+    assert uniform["wiring"] == pytest.approx([wiring] * 6, abs=1e-4)
+    assert uniform["ops"] == pytest.approx([-2 * 2 * nodes * math.log(len(ops))] * 6, abs=1e-4)
+
+    before = controller_rank.log_probs(sampler, archs)
+    assert np.allclose(np.add(before["wiring"], before["ops"]), before["whole"], atol=1e-5)
+    with torch.no_grad():
+        sampler.b_soft[0, ops.index("identity")] += 3.0  # only the op decisions' logits move
+    after = controller_rank.log_probs(sampler, archs)
+    assert after["wiring"] == pytest.approx(before["wiring"], abs=1e-5)
+    assert not np.allclose(after["ops"], before["ops"], atol=1e-3)
+
+
+def test_controller_rank_mean_difference_and_a_missing_arch_file(tmp_path: Path) -> None:
+    """The mean over searches of tau(wiring) − tau(accuracy) on a hand-made table, with its
+    bootstrap interval; a regime without the named arch files is one line and exit."""
+    import controller_rank
+
+    means = [0.80, 0.81, 0.82, 0.83, 0.84, 0.85]
+    rising, falling = [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]
+    rows = [{"wiring": rising, "accuracy": falling}, {"wiring": rising, "accuracy": rising}]
+    est, low, high = controller_rank.mean_difference(rows, means, "wiring", "accuracy", boot=50)
+    assert est == pytest.approx(1.0)  # (1 - (-1)) and (1 - 1), averaged
+    assert low <= est <= high
+    (tmp_path / "regime.json").write_text(json.dumps({"per_arch": [{"arch": 7, "mean": 0.8}]}))
+    with pytest.raises(SystemExit, match=r"--arch-prefix uniform: no file .*uniform_7\.json"):
+        controller_rank.main(["--regime", str(tmp_path), "--out", str(tmp_path / "o.md"), "x"])
