@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shared_rank import lever_and_seed, load_run, score_run
+from shared_rank import lever_and_seed, load_run, score_module
 
 from enas_lightning.arch.io import load_arch
 from enas_lightning.controller import Controller
@@ -59,7 +59,7 @@ def search_scores(run: Path, arch_files: list[Path]) -> dict[str, list[float]]:
     if ss.name != "micro":
         raise SystemExit(f"{run}: search_space {ss.name}; this recipe reads micro searches only")
     archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
-    return {**log_probs(module.controller, archs), **score_run(run, arch_files, [])}
+    return {**log_probs(module.controller, archs), **score_module(module, archs)}
 
 
 def taus(rows: list[dict], means: list[float], estimator: str) -> list[float]:

@@ -111,7 +111,11 @@ def score_run(
     """Each reward's shared-weight score of every arch on ``search_dir``'s supernet."""
     module = load_run(search_dir, sets, val_images)
     ss = module.cfg.search_space
-    archs = [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files]
+    return score_module(module, [load_arch(f, ss.name, tuple(ss.ops)) for f in arch_files])
+
+
+def score_module(module: SearchModule, archs: list) -> dict[str, list[float]]:
+    """Each reward's shared-weight score of every arch on ``module``'s supernet."""
     return {name: module.score(archs, get_reward(name)).tolist() for name in REWARDS}
 
 
